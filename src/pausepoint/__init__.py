@@ -1,0 +1,150 @@
+"""pausepoint: pause a pipeline for a human, resume it anywhere.
+
+Start with :func:`flow_chart` to build a chart, :class:`FlowChartExecutor` to
+run it, and :class:`PausableHandler` for stages that wait for a person. A
+paused run hands out a JSON checkpoint (:meth:`FlowChartExecutor.get_checkpoint`)
+that any process resumes with a fresh executor.
+
+Names load on first use, so ``import pausepoint`` costs almost nothing and never
+imports a database driver or web framework.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .builder import FlowChartBuilder, flow_chart
+    from .chart import FlowChart, PausableHandler
+    from .checkpoint import Checkpoint
+    from .errors import (
+        ChartChangedError,
+        ChartError,
+        ChartMismatchError,
+        CheckpointError,
+        CheckpointFinishedError,
+        CheckpointFormatError,
+        CheckpointSignatureError,
+        CheckpointVersionError,
+        ExecutorUsageError,
+        LoopLimitError,
+        PausepointError,
+        ResumeInputError,
+        ResumeTargetError,
+        RunAlreadyClaimedError,
+        RunError,
+        RunExistsError,
+        RunInputError,
+        RunNotFoundError,
+        RunNotPausedError,
+        StageError,
+        StalePauseError,
+        StateError,
+        StateKeyError,
+        StateValueError,
+        StoreError,
+        StoreUnavailableError,
+        VersionConflictError,
+    )
+    from .executor import FlowChartExecutor, Snapshot
+    from .scope import Scope
+
+__version__ = "0.1.0.dev0"
+
+_EXPORTS: dict[str, str] = {
+    # building
+    "flow_chart": "builder",
+    "FlowChartBuilder": "builder",
+    "FlowChart": "chart",
+    "PausableHandler": "chart",
+    "Scope": "scope",
+    # running
+    "FlowChartExecutor": "executor",
+    "Checkpoint": "checkpoint",
+    "Snapshot": "executor",
+    # errors
+    **{
+        name: "errors"
+        for name in (
+            "PausepointError",
+            "ChartError",
+            "StageError",
+            "LoopLimitError",
+            "StateError",
+            "StateKeyError",
+            "StateValueError",
+            "CheckpointError",
+            "CheckpointFormatError",
+            "CheckpointVersionError",
+            "CheckpointSignatureError",
+            "CheckpointFinishedError",
+            "ChartMismatchError",
+            "ChartChangedError",
+            "ResumeTargetError",
+            "RunInputError",
+            "ResumeInputError",
+            "ExecutorUsageError",
+            "RunError",
+            "RunNotFoundError",
+            "RunExistsError",
+            "RunAlreadyClaimedError",
+            "RunNotPausedError",
+            "StalePauseError",
+            "StoreError",
+            "StoreUnavailableError",
+            "VersionConflictError",
+        )
+    },
+}
+
+__all__ = [
+    "ChartChangedError",
+    "ChartError",
+    "ChartMismatchError",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointFinishedError",
+    "CheckpointFormatError",
+    "CheckpointSignatureError",
+    "CheckpointVersionError",
+    "ExecutorUsageError",
+    "FlowChart",
+    "FlowChartBuilder",
+    "FlowChartExecutor",
+    "LoopLimitError",
+    "PausableHandler",
+    "PausepointError",
+    "ResumeInputError",
+    "ResumeTargetError",
+    "RunAlreadyClaimedError",
+    "RunError",
+    "RunExistsError",
+    "RunInputError",
+    "RunNotFoundError",
+    "RunNotPausedError",
+    "Scope",
+    "Snapshot",
+    "StageError",
+    "StalePauseError",
+    "StateError",
+    "StateKeyError",
+    "StateValueError",
+    "StoreError",
+    "StoreUnavailableError",
+    "VersionConflictError",
+    "flow_chart",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pausepoint' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

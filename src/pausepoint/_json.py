@@ -1,0 +1,71 @@
+"""JSON values: the only thing a checkpoint may hold.
+
+``json_copy`` validates and copies in one pass so the executor never shares a
+mutable container with its caller (a failed resume must leave the caller's
+checkpoint untouched) and never lets a non-JSON value reach a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, TypeAlias
+
+JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
+"""A value ``json.dumps`` writes and ``json.loads`` reads back equal."""
+
+
+class NotJSONError(ValueError):
+    """A value that does not survive ``json.dumps`` → ``json.loads`` unchanged.
+
+    Attributes:
+        path: Where inside the value the problem is (``items[2].when``).
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path or 'value'}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def json_copy(value: Any, path: str = "") -> Any:
+    """Return a deep copy of ``value``, refusing anything JSON would change.
+
+    Exact types only: a tuple would come back a list, an ``IntEnum`` an int, a
+    ``datetime`` not at all, so each is refused with the path where it sits.
+
+    Raises:
+        NotJSONError: Some part of ``value`` is not a JSON value.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise NotJSONError(path, f"{value!r} is not a finite number; JSON has no NaN or Infinity")
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotJSONError(path, f"key {key!r} is a {type(key).__name__}, not a str")
+            copied[key] = json_copy(item, f"{path}.{key}" if path else key)
+        return copied
+    if kind is list:
+        return [json_copy(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    hint = " (use a list)" if kind is tuple else ""
+    raise NotJSONError(path, f"a {kind.__name__} is not a JSON value{hint}")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode ``value`` the same way on every machine and Python version.
+
+    Sorted keys, no whitespace, ASCII only: the form that fingerprints and
+    signatures are computed over.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")

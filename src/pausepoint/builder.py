@@ -1,0 +1,482 @@
+"""The chart builder: footprintjs's vocabulary in snake_case.
+
+>>> chart = (
+...     flow_chart("Receive", receive, "receive")
+...     .add_pausable_function("Approve", PausableHandler(ask, apply), "approve")
+...     .add_function("Process", process, "process")
+...     .build()
+... )
+
+Every mistake that can be seen without running the chart is a ``ChartError``
+raised here, naming the stage: duplicate ids, unknown loop targets, deciders
+without branches, defaults naming no branch, ids containing ``/``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .chart import (
+    PATH_SEPARATOR,
+    Branch,
+    Decider,
+    FlowChart,
+    FunctionStage,
+    LoopBack,
+    Node,
+    Parallel,
+    PausableStage,
+    Selector,
+    Step,
+    Subflow,
+    fingerprint_of,
+)
+from .errors import ChartError
+from .state import codec_for
+
+if TYPE_CHECKING:
+    from .scope import Scope
+
+__all__ = ["BranchBuilder", "FlowChartBuilder", "flow_chart"]
+
+DEFAULT_MAX_ITERATIONS = 1000
+"""How often a loop may go back to its target unless ``loop_to`` says otherwise."""
+
+Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+BranchT = TypeVar("BranchT", bound="BranchBuilder[Any]")
+
+
+def flow_chart(
+    name: str,
+    fn_or_handler: Callable[[Scope], Any] | Any,
+    id: str,
+    description: str | None = None,
+    *,
+    input_schema: type[Any] | None = None,
+) -> FlowChartBuilder:
+    """Start a chart with its first stage.
+
+    Args:
+        name: Display name of the first stage; also the chart's name.
+        fn_or_handler: A stage function, or a pausable handler (an object with
+            ``execute`` and ``resume``) to make the first stage pausable.
+        id: The first stage's id.
+        description: What the stage does, for diagrams and docs.
+        input_schema: For a pausable first stage: the model its resume input must fit.
+
+    Returns:
+        A builder; chain ``add_*`` calls and finish with ``build()``.
+    """
+    builder = FlowChartBuilder(name)
+    if _is_handler(fn_or_handler):
+        return builder.add_pausable_function(
+            name, fn_or_handler, id, description, input_schema=input_schema
+        )
+    return builder.add_function(name, fn_or_handler, id, description)
+
+
+class FlowChartBuilder:
+    """Accumulates stages in order; ``build()`` validates and freezes them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._steps: list[Step | _PendingLoop] = []
+        self._open_branches: BranchBuilder[Any] | None = None
+
+    # -- stages -----------------------------------------------------------
+
+    def add_function(
+        self, name: str, fn: Callable[[Scope], Any], id: str, description: str | None = None
+    ) -> FlowChartBuilder:
+        """Append a plain stage; ``fn(scope)`` may be sync or async."""
+        self._append(_function_stage(name, fn, id, description))
+        return self
+
+    def add_pausable_function(
+        self,
+        name: str,
+        handler: Any,
+        id: str,
+        description: str | None = None,
+        *,
+        input_schema: type[Any] | None = None,
+    ) -> FlowChartBuilder:
+        """Append a pausable stage.
+
+        Args:
+            name: Display name.
+            handler: An object with ``execute(scope)`` (return data to pause,
+                ``None`` to continue) and ``resume(scope, input)``, e.g. a
+                :class:`~pausepoint.PausableHandler`.
+            id: Stage id.
+            description: What the stage waits for.
+            input_schema: A pydantic model (or any type pydantic validates) the
+                resume input must fit; ``resume`` then receives the validated value.
+        """
+        self._append(_pausable_stage(name, handler, id, description, input_schema))
+        return self
+
+    def add_subflow(
+        self,
+        id: str,
+        chart: FlowChart,
+        name: str,
+        input_mapper: Mapper | None = None,
+        output_mapper: Mapper | None = None,
+        description: str | None = None,
+    ) -> FlowChartBuilder:
+        """Mount a built chart as one stage.
+
+        Without mappers the subflow reads and writes this chart's state. With
+        ``input_mapper`` it runs on its own state seeded by the mapper, and only
+        what ``output_mapper`` returns is written back.
+        """
+        self._append(_subflow(id, chart, name, input_mapper, output_mapper, description))
+        return self
+
+    def add_decider_function(
+        self, name: str, fn: Callable[[Scope], Any], id: str, description: str | None = None
+    ) -> BranchBuilder[Decider]:
+        """Append a decider: ``fn(scope)`` returns the key of the branch to take."""
+        return self._open(BranchBuilder(self, Decider, name, id, description, fn))
+
+    def add_selector_function(
+        self, name: str, fn: Callable[[Scope], Any], id: str, description: str | None = None
+    ) -> BranchBuilder[Selector]:
+        """Append a selector: ``fn(scope)`` returns the keys of the branches to run together."""
+        return self._open(BranchBuilder(self, Selector, name, id, description, fn))
+
+    def add_parallel(
+        self, id: str, name: str, description: str | None = None
+    ) -> BranchBuilder[Parallel]:
+        """Append a fork whose branches all run concurrently and then join."""
+        return self._open(BranchBuilder(self, Parallel, name, id, description, None))
+
+    def loop_to(
+        self, stage_id: str, *, max_iterations: int = DEFAULT_MAX_ITERATIONS
+    ) -> FlowChartBuilder:
+        """Close a loop back to an earlier stage of this chart; stages may follow.
+
+        A stage leaves the loop with ``scope.break_loop()``: the loop ends once
+        that stage has finished and the run goes on after this ``loop_to``.
+
+        Args:
+            stage_id: The stage to go back to.
+            max_iterations: How often the loop may go back before ``LoopLimitError``.
+        """
+        if max_iterations < 1:
+            raise ChartError(f"loop_to({stage_id!r}): max_iterations must be at least 1")
+        self._check_closed()
+        self._steps.append(_PendingLoop(stage_id, max_iterations))
+        return self
+
+    # -- build ------------------------------------------------------------
+
+    def build(self, *, state: type[Any] | None = None, redact: Iterable[str] = ()) -> FlowChart:
+        """Validate and freeze the chart.
+
+        Args:
+            state: A dataclass or pydantic model describing the state: defaults,
+                and exact types for datetime, Decimal, UUID, Enum, nested models.
+            redact: State keys never shown in narrative, execution tree or snapshot.
+
+        Raises:
+            ChartError: The chart is empty, an id repeats, a loop target is unknown.
+        """
+        self._check_closed()
+        if not self._steps:
+            raise ChartError(f"chart {self._name!r} is empty: it needs at least one stage")
+        ids: dict[str, str] = {}
+        steps: list[Step] = []
+        for step in self._steps:
+            if isinstance(step, _PendingLoop):
+                steps.append(self._resolve_loop(step, steps, ids))
+                continue
+            assert not isinstance(step, LoopBack)  # loops are added as _PendingLoop
+            _register_ids(step, ids)
+            steps.append(step)
+        frozen = tuple(steps)
+        try:
+            codec = codec_for(state)
+        except TypeError as exc:
+            raise ChartError(f"chart {self._name!r}: {exc}") from exc
+        return FlowChart(
+            name=self._name,
+            steps=frozen,
+            fingerprint=fingerprint_of(frozen),
+            codec=codec,
+            redact=frozenset(redact),
+        )
+
+    # -- internals --------------------------------------------------------
+
+    def _append(self, node: Node) -> None:
+        self._check_closed()
+        self._steps.append(node)
+
+    def _open(self, branches: BranchT) -> BranchT:
+        self._check_closed()
+        self._open_branches = branches
+        return branches
+
+    def _check_closed(self) -> None:
+        if self._open_branches is not None:
+            raise ChartError(
+                f"{self._open_branches.kind_name} {self._open_branches.id!r} is still open: "
+                "call .end() before adding more stages",
+                stage_id=self._open_branches.id,
+            )
+
+    def _close(self, node: Node) -> None:
+        self._open_branches = None
+        self._steps.append(node)
+
+    def _resolve_loop(
+        self, loop: _PendingLoop, steps: list[Step], ids: Mapping[str, str]
+    ) -> LoopBack:
+        for index, step in enumerate(steps):
+            if not isinstance(step, LoopBack) and step.id == loop.target:
+                return LoopBack(
+                    target=loop.target,
+                    target_name=step.name,
+                    target_index=index,
+                    max_iterations=loop.max_iterations,
+                )
+        where = (
+            f" ({ids[loop.target]}, not a stage of the main sequence before the loop)"
+            if loop.target in ids
+            else ""
+        )
+        raise ChartError(
+            f"loop_to({loop.target!r}) in chart {self._name!r}: unknown loop target{where}; "
+            "a loop goes back to an earlier stage of the same sequence",
+            stage_id=loop.target,
+        )
+
+
+NodeT = TypeVar("NodeT", Decider, Selector, Parallel)
+
+
+class BranchBuilder(Generic[NodeT]):
+    """Collects the branches of a decider, selector or fork until ``end()``."""
+
+    def __init__(
+        self,
+        parent: FlowChartBuilder,
+        node_type: type[NodeT],
+        name: str,
+        id: str,
+        description: str | None,
+        fn: Callable[..., Any] | None,
+    ) -> None:
+        _check_id(id)
+        if node_type is not Parallel:
+            _check_callable(fn, id, "decider" if node_type is Decider else "selector")
+        self._parent = parent
+        self._type: type[NodeT] = node_type
+        self.id = id
+        self._name = name
+        self._description = description
+        self._fn = fn
+        self._branches: dict[str, Branch] = {}
+        self._default: str | None = None
+
+    @property
+    def kind_name(self) -> str:
+        """``decider``, ``selector`` or ``parallel``, for messages."""
+        return {Decider: "decider", Selector: "selector", Parallel: "parallel"}[self._type]
+
+    def add_function_branch(
+        self, key: str, name: str, fn: Callable[[Scope], Any], description: str | None = None
+    ) -> BranchBuilder[NodeT]:
+        """Add a branch that is a plain stage; ``key`` is also its stage id."""
+        return self._add(_function_stage(name, fn, key, description))
+
+    def add_pausable_branch(
+        self,
+        key: str,
+        name: str,
+        handler: Any,
+        description: str | None = None,
+        *,
+        input_schema: type[Any] | None = None,
+    ) -> BranchBuilder[NodeT]:
+        """Add a branch that is a pausable stage; ``key`` is also its stage id."""
+        return self._add(_pausable_stage(name, handler, key, description, input_schema))
+
+    def add_subflow_branch(
+        self,
+        key: str,
+        chart: FlowChart,
+        name: str,
+        input_mapper: Mapper | None = None,
+        output_mapper: Mapper | None = None,
+    ) -> BranchBuilder[NodeT]:
+        """Add a branch that is a whole chart; its stage ids are prefixed by ``key``."""
+        return self._add(_subflow(key, chart, name, input_mapper, output_mapper, None))
+
+    def set_default(self, key: str) -> BranchBuilder[NodeT]:
+        """Take branch ``key`` when the decider returns a key with no branch."""
+        if self._type is Parallel:
+            raise ChartError(
+                f"parallel {self.id!r}: a fork runs every branch and has no default",
+                stage_id=self.id,
+            )
+        self._default = key
+        return self
+
+    def end(self) -> FlowChartBuilder:
+        """Close the branches and go back to the chart.
+
+        Raises:
+            ChartError: No branch was added, or the default names no branch.
+        """
+        if not self._branches:
+            raise ChartError(f"{self.kind_name} {self.id!r} has no branch", stage_id=self.id)
+        if self._default is not None and self._default not in self._branches:
+            raise ChartError(
+                f"{self.kind_name} {self.id!r}: default {self._default!r} names no branch "
+                f"(branches: {', '.join(self._branches)})",
+                stage_id=self.id,
+            )
+        common: dict[str, Any] = {
+            "id": self.id,
+            "name": self._name,
+            "description": self._description,
+            "branches": dict(self._branches),
+        }
+        node: Node
+        if self._type is Parallel:
+            node = Parallel(**common)
+        else:
+            assert self._fn is not None
+            routed = Decider if self._type is Decider else Selector
+            node = routed(
+                **common, fn=self._fn, is_async=is_async_callable(self._fn), default=self._default
+            )
+        self._parent._close(node)
+        return self._parent
+
+    def _add(self, branch: Branch) -> BranchBuilder[NodeT]:
+        if branch.id in self._branches or branch.id == self.id:
+            raise ChartError(
+                f"{self.kind_name} {self.id!r}: duplicate branch key {branch.id!r}",
+                stage_id=branch.id,
+            )
+        self._branches[branch.id] = branch
+        return self
+
+
+class _PendingLoop:
+    __slots__ = ("max_iterations", "target")
+
+    def __init__(self, target: str, max_iterations: int) -> None:
+        self.target = target
+        self.max_iterations = max_iterations
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Tell whether calling ``fn`` returns an awaitable; sees through partials and callables."""
+    import inspect
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+
+def _is_handler(candidate: Any) -> bool:
+    return callable(getattr(candidate, "execute", None)) and callable(
+        getattr(candidate, "resume", None)
+    )
+
+
+def _check_id(id: str) -> None:
+    if not isinstance(id, str) or not id:
+        raise ChartError(f"stage id {id!r} must be a non-empty string", stage_id=str(id))
+    if PATH_SEPARATOR in id:
+        raise ChartError(
+            f"stage id {id!r} contains {PATH_SEPARATOR!r}, which separates subflow paths",
+            stage_id=id,
+        )
+
+
+def _check_callable(fn: Any, id: str, what: str) -> None:
+    if not callable(fn):
+        raise ChartError(f"{what} {id!r}: {fn!r} is not callable", stage_id=id)
+
+
+def _function_stage(name: str, fn: Any, id: str, description: str | None) -> FunctionStage:
+    _check_id(id)
+    _check_callable(fn, id, "stage")
+    return FunctionStage(
+        id=id, name=name, description=description, fn=fn, is_async=is_async_callable(fn)
+    )
+
+
+def _pausable_stage(
+    name: str, handler: Any, id: str, description: str | None, input_schema: type[Any] | None
+) -> PausableStage:
+    _check_id(id)
+    if not _is_handler(handler):
+        raise ChartError(
+            f"pausable stage {id!r}: the handler needs callable execute(scope) and "
+            f"resume(scope, input); got {handler!r}",
+            stage_id=id,
+        )
+    return PausableStage(
+        id=id,
+        name=name,
+        description=description,
+        execute=handler.execute,
+        resume=handler.resume,
+        execute_is_async=is_async_callable(handler.execute),
+        resume_is_async=is_async_callable(handler.resume),
+        input_schema=input_schema,
+    )
+
+
+def _subflow(
+    id: str,
+    chart: FlowChart,
+    name: str,
+    input_mapper: Mapper | None,
+    output_mapper: Mapper | None,
+    description: str | None,
+) -> Subflow:
+    _check_id(id)
+    if not isinstance(chart, FlowChart):
+        raise ChartError(f"subflow {id!r}: expected a built FlowChart, got {chart!r}", stage_id=id)
+    for mapper, what in ((input_mapper, "input_mapper"), (output_mapper, "output_mapper")):
+        if mapper is not None and not callable(mapper):
+            raise ChartError(f"subflow {id!r}: {what} is not callable", stage_id=id)
+    return Subflow(
+        id=id,
+        name=name,
+        description=description,
+        chart=chart,
+        input_mapper=input_mapper,
+        output_mapper=output_mapper,
+    )
+
+
+def _register_ids(node: Node, ids: dict[str, str]) -> None:
+    """Record a node's id and its branches' ids, refusing duplicates."""
+    where = f"a {node.kind} stage"
+    if node.id in ids:
+        raise ChartError(
+            f"duplicate stage id {node.id!r}: used by {ids[node.id]} and {where}", stage_id=node.id
+        )
+    ids[node.id] = where
+    if isinstance(node, Decider | Selector | Parallel):
+        for branch in node.branches.values():
+            if branch.id in ids:
+                raise ChartError(
+                    f"duplicate stage id {branch.id!r}: branch of {node.kind} {node.id!r} "
+                    f"and {ids[branch.id]}",
+                    stage_id=branch.id,
+                )
+            ids[branch.id] = f"a branch of {node.kind} {node.id!r}"

@@ -1,0 +1,350 @@
+"""The immutable chart: node types, structural fingerprint and Mermaid diagram.
+
+A chart is a sequence of steps. A step is a stage (plain, pausable, decider,
+selector, parallel fork, subflow) or a loop edge back to an earlier stage of
+the same sequence. Branches of deciders, selectors and forks are single stages
+or subflows; their key is their stage id.
+
+Charts are built by :mod:`pausepoint.builder`; nothing here runs user code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+from ._json import canonical_json
+
+if TYPE_CHECKING:
+    from .scope import Scope
+    from .state import StateCodec
+
+__all__ = [
+    "Branch",
+    "Decider",
+    "FlowChart",
+    "FunctionStage",
+    "LoopBack",
+    "Node",
+    "Parallel",
+    "PausableHandler",
+    "PausableStage",
+    "Selector",
+    "Step",
+    "Subflow",
+]
+
+StageFunction: TypeAlias = "Callable[[Scope], Any] | Callable[[Scope], Awaitable[Any]]"
+"""A stage: takes the scope, may be a plain function or a coroutine function."""
+
+NodeKind = Literal["stage", "pausable", "decider", "selector", "parallel", "subflow"]
+
+PATH_SEPARATOR = "/"
+
+
+@runtime_checkable
+class PausableHandlerProtocol(Protocol):
+    """Anything with ``execute(scope)`` and ``resume(scope, input)`` is a pausable handler.
+
+    ``execute`` returns data to pause the run with (anything but ``None``, even
+    ``False``, ``0`` or ``{}``), or ``None`` to continue. ``resume`` receives the
+    human's answer when the run is resumed. Either may be a coroutine function.
+    """
+
+    def execute(self, scope: Scope, /) -> Any:
+        """Run the stage; return pause data to pause, ``None`` to continue."""
+        ...
+
+    def resume(self, scope: Scope, input: Any, /) -> Any:
+        """Apply the human's answer; the run then continues with the next stage."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PausableHandler:
+    """A pausable stage's two phases, as a plain pair of functions.
+
+    Attributes:
+        execute: ``(scope) -> pause data | None``; sync or async.
+        resume: ``(scope, input) -> None``; sync or async.
+    """
+
+    execute: Callable[[Scope], Any]
+    resume: Callable[[Scope, Any], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FunctionStage:
+    """A plain stage."""
+
+    id: str
+    name: str
+    description: str | None
+    fn: Callable[..., Any]
+    is_async: bool
+    kind: Literal["stage"] = "stage"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PausableStage:
+    """A stage that may pause the run for a human."""
+
+    id: str
+    name: str
+    description: str | None
+    execute: Callable[..., Any]
+    resume: Callable[..., Any]
+    execute_is_async: bool
+    resume_is_async: bool
+    input_schema: type[Any] | None = None
+    kind: Literal["pausable"] = "pausable"
+
+    def input_json_schema(self) -> dict[str, Any] | None:
+        """Return the JSON Schema of the expected resume input, if the stage declares one."""
+        if self.input_schema is None:
+            return None
+        from pydantic import TypeAdapter
+
+        schema: dict[str, Any] = TypeAdapter(self.input_schema).json_schema()
+        return schema
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subflow:
+    """A whole chart mounted as one stage; its stage ids are prefixed by this id."""
+
+    id: str
+    name: str
+    description: str | None
+    chart: FlowChart
+    input_mapper: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    output_mapper: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    kind: Literal["subflow"] = "subflow"
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the subflow runs on its own state (a mapper is set)."""
+        return self.input_mapper is not None or self.output_mapper is not None
+
+
+Branch: TypeAlias = "FunctionStage | PausableStage | Subflow"
+"""What a decider, selector or fork branch may be."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decider:
+    """Runs ``fn``, which returns the key of the one branch to take."""
+
+    id: str
+    name: str
+    description: str | None
+    fn: Callable[..., Any]
+    is_async: bool
+    branches: Mapping[str, Branch]
+    default: str | None = None
+    kind: Literal["decider"] = "decider"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selector:
+    """Runs ``fn``, which returns the keys of the branches to run concurrently."""
+
+    id: str
+    name: str
+    description: str | None
+    fn: Callable[..., Any]
+    is_async: bool
+    branches: Mapping[str, Branch]
+    default: str | None = None
+    kind: Literal["selector"] = "selector"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parallel:
+    """Runs every branch concurrently and joins when all are done."""
+
+    id: str
+    name: str
+    description: str | None
+    branches: Mapping[str, Branch]
+    kind: Literal["parallel"] = "parallel"
+
+
+Node: TypeAlias = "FunctionStage | PausableStage | Decider | Selector | Parallel | Subflow"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopBack:
+    """The edge that closes a loop: go back to ``target`` (an earlier stage of this sequence).
+
+    Attributes:
+        target: Id of the stage the loop goes back to.
+        target_name: Its display name.
+        target_index: Its position in the sequence.
+        max_iterations: How often the loop may go back before ``LoopLimitError``.
+    """
+
+    target: str
+    target_name: str
+    target_index: int
+    max_iterations: int
+
+
+Step: TypeAlias = "Node | LoopBack"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FlowChart:
+    """An immutable, validated chart; build one with :func:`pausepoint.flow_chart`.
+
+    Attributes:
+        name: The chart's name (its first stage's name).
+        steps: The top-level sequence.
+        fingerprint: Structural hash of ids, kinds and edges; equal for equal
+            structures in every process and Python version, different when a
+            stage, branch, subflow or loop is added, removed or moved.
+        codec: How state values are checked and encoded (from ``state=``).
+        redact: State keys never shown in narrative, tree or snapshot.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+    fingerprint: str
+    codec: StateCodec
+    redact: frozenset[str] = field(default_factory=frozenset)
+
+    def stages(self) -> Iterator[tuple[str, Node]]:
+        """Yield ``(path, node)`` for every stage, branches and subflow stages included."""
+        yield from _walk(self.steps, "")
+
+    def find_stage(self, path: str) -> Node | None:
+        """Return the stage at ``path`` (``payment/approve`` inside subflows), or ``None``."""
+        for stage_path, node in self.stages():
+            if stage_path == path:
+                return node
+        return None
+
+    def to_mermaid(self, *, highlight: frozenset[str] | set[str] = frozenset()) -> str:
+        """Return the chart as a Mermaid ``flowchart`` definition.
+
+        Args:
+            highlight: Stage paths to mark as taken (e.g. the path a run went).
+        """
+        return _Mermaid(highlight).render(self)
+
+
+def structure_of(steps: tuple[Step, ...]) -> list[Any]:
+    """Describe a sequence by ids, kinds and edges only: what the fingerprint hashes."""
+    described: list[Any] = []
+    for step in steps:
+        if isinstance(step, LoopBack):
+            described.append({"loop_to": step.target})
+            continue
+        described.append(_structure_of_node(step))
+    return described
+
+
+def _structure_of_node(node: Node) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": node.id, "kind": node.kind}
+    if isinstance(node, Decider | Selector | Parallel):
+        entry["branches"] = {key: _structure_of_node(b) for key, b in node.branches.items()}
+    if isinstance(node, Decider | Selector) and node.default is not None:
+        entry["default"] = node.default
+    if isinstance(node, Subflow):
+        entry["isolated"] = node.isolated
+        entry["chart"] = structure_of(node.chart.steps)
+    return entry
+
+
+def fingerprint_of(steps: tuple[Step, ...]) -> str:
+    """Return the structural fingerprint of a sequence (hex SHA-256)."""
+    return hashlib.sha256(canonical_json(structure_of(steps))).hexdigest()
+
+
+def _walk(steps: tuple[Step, ...], prefix: str) -> Iterator[tuple[str, Node]]:
+    for step in steps:
+        if not isinstance(step, LoopBack):
+            yield from _walk_node(step, prefix)
+
+
+def _walk_node(node: Node, prefix: str) -> Iterator[tuple[str, Node]]:
+    path = prefix + node.id
+    yield path, node
+    if isinstance(node, Decider | Selector | Parallel):
+        for branch in node.branches.values():
+            yield from _walk_node(branch, prefix)
+    if isinstance(node, Subflow):
+        yield from _walk(node.chart.steps, path + PATH_SEPARATOR)
+
+
+class _Mermaid:
+    """Renders a chart as Mermaid, subflows as subgraphs."""
+
+    _SHAPES: Mapping[str, tuple[str, str]] = {
+        "stage": ('["', '"]'),
+        "pausable": ('[/"', '"/]'),
+        "decider": ('{"', '"}'),
+        "selector": ('{{"', '"}}'),
+        "parallel": ('[["', '"]]'),
+    }
+
+    def __init__(self, highlight: frozenset[str] | set[str]) -> None:
+        self.highlight = highlight
+        self.lines: list[str] = ["flowchart TD"]
+        self.taken: list[str] = []
+
+    def render(self, chart: FlowChart) -> str:
+        self._sequence(chart.steps, "", "  ")
+        self.lines.append("  classDef taken fill:#d1fae5,stroke:#047857,stroke-width:2px")
+        if self.taken:
+            self.lines.append(f"  class {','.join(self.taken)} taken")
+        return "\n".join(self.lines)
+
+    @staticmethod
+    def _ident(path: str) -> str:
+        return "n_" + "".join(ch if ch.isalnum() else "_" for ch in path) + f"_{len(path)}"
+
+    @staticmethod
+    def _label(text: str) -> str:
+        return text.replace('"', "#quot;")
+
+    def _node(self, node: Node, prefix: str, indent: str) -> tuple[str, str]:
+        """Emit a node; return the Mermaid ids edges enter and leave it by."""
+        path = prefix + node.id
+        ident = self._ident(path)
+        if path in self.highlight:
+            self.taken.append(ident)
+        if isinstance(node, Subflow):
+            self.lines.append(f'{indent}subgraph {ident}["{self._label(node.name)}"]')
+            entry, exit_ = self._sequence(node.chart.steps, path + PATH_SEPARATOR, indent + "  ")
+            self.lines.append(f"{indent}end")
+            return entry, exit_
+        opening, closing = self._SHAPES[node.kind]
+        label = self._label(node.name) + (" ⏸" if node.kind == "pausable" else "")
+        self.lines.append(f"{indent}{ident}{opening}{label}{closing}")
+        if not isinstance(node, Decider | Selector | Parallel):
+            return ident, ident
+        join = ident + "_join"
+        self.lines.append(f"{indent}{join}(( ))")
+        for key, branch in node.branches.items():
+            entry, exit_ = self._node(branch, prefix, indent)
+            self.lines.append(f'{indent}{ident} -->|"{self._label(key)}"| {entry}')
+            self.lines.append(f"{indent}{exit_} --> {join}")
+        return ident, join
+
+    def _sequence(self, steps: tuple[Step, ...], prefix: str, indent: str) -> tuple[str, str]:
+        entries: dict[str, str] = {}
+        first = last = ""
+        for step in steps:
+            if isinstance(step, LoopBack):
+                self.lines.append(f'{indent}{last} -.->|"loop"| {entries[step.target]}')
+                continue
+            entry, exit_ = self._node(step, prefix, indent)
+            entries[step.id] = entry
+            if last:
+                self.lines.append(f"{indent}{last} --> {entry}")
+            first = first or entry
+            last = exit_
+        return first, last

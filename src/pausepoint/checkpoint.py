@@ -1,0 +1,468 @@
+"""The checkpoint: a plain JSON dict that lets any process resume a paused run.
+
+A checkpoint holds data only: the shared state as JSON, every pending pause,
+the execution tree so far, and the *continuation*, a small tree of frames that
+says where each pending pause sits (which step of which sequence, which branch,
+which subflow, which loop round). It never holds code, pickles, class instances
+or import paths.
+
+:func:`validate_checkpoint` checks the whole thing against the chart before
+anything runs, so a bad checkpoint is refused with an error that names the
+field, and the caller's dict is never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
+from ._json import NotJSONError, canonical_json, json_copy
+from .chart import (
+    PATH_SEPARATOR,
+    Decider,
+    LoopBack,
+    Parallel,
+    PausableStage,
+    Selector,
+    Step,
+    Subflow,
+)
+from .errors import (
+    ChartMismatchError,
+    CheckpointFinishedError,
+    CheckpointFormatError,
+    CheckpointSignatureError,
+    CheckpointVersionError,
+)
+
+if TYPE_CHECKING:
+    from .chart import FlowChart, Node
+    from .trace import TreeNode
+
+__all__ = ["FORMAT_VERSION", "Checkpoint", "PendingPause", "sign_checkpoint", "validate_checkpoint"]
+
+FORMAT_VERSION = 1
+"""The checkpoint format this pausepoint writes; it reads this one and older."""
+
+
+class PendingPause(TypedDict):
+    """One pause the run waits on.
+
+    Attributes:
+        pause_id: Unique id of this pause; a stage pausing again gets a new one.
+        stage_id: Path of the paused stage (``payment/approve`` inside a subflow).
+        data: What the stage's ``execute`` returned.
+        paused_at: When it paused (UNIX seconds).
+    """
+
+    pause_id: str
+    stage_id: str
+    data: Any
+    paused_at: float
+
+
+class Checkpoint(TypedDict):
+    """A paused run, as JSON. ``json.loads(json.dumps(cp)) == cp`` always holds.
+
+    Attributes:
+        format_version: Format of this dict; newer ones are refused by older readers.
+        chart_name: Name of the chart that paused.
+        chart_fingerprint: Structural fingerprint of that chart.
+        run_id: The run's id, kept across every resume.
+        status: Always ``"paused"``.
+        input: The input the run was started with.
+        shared_state: The state at the pause, encoded as JSON.
+        paused_stage_id: Mirrors ``pauses[0]["stage_id"]``.
+        pause_data: Mirrors ``pauses[0]["data"]``.
+        pauses: Every pending pause; authoritative.
+        execution_tree: The path taken so far (see :mod:`pausepoint.trace`).
+        continuation: Where each pending pause sits in the chart.
+        started_at: When the run started (UNIX seconds).
+        paused_at: When the run last paused.
+        signature: HMAC-SHA256 of the rest, when the executor has a signing key.
+    """
+
+    format_version: int
+    chart_name: str
+    chart_fingerprint: str
+    run_id: str
+    status: Literal["paused"]
+    input: dict[str, Any]
+    shared_state: dict[str, Any]
+    paused_stage_id: str
+    pause_data: Any
+    pauses: list[PendingPause]
+    execution_tree: list[TreeNode]
+    continuation: dict[str, Any]
+    started_at: float
+    paused_at: float
+    signature: NotRequired[str]
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else key
+
+
+def sign_checkpoint(checkpoint: Mapping[str, Any], key: str | bytes) -> str:
+    """Return the HMAC-SHA256 (hex) of a checkpoint without its ``signature`` field."""
+    body = {k: v for k, v in checkpoint.items() if k != "signature"}
+    return hmac.new(_key_bytes(key), canonical_json(body), hashlib.sha256).hexdigest()
+
+
+_TOP_FIELDS: Mapping[str, type | tuple[type, ...]] = {
+    "chart_name": str,
+    "chart_fingerprint": str,
+    "run_id": str,
+    "status": str,
+    "input": dict,
+    "shared_state": dict,
+    "paused_stage_id": str,
+    "pauses": list,
+    "execution_tree": list,
+    "continuation": dict,
+    "started_at": (int, float),
+    "paused_at": (int, float),
+}
+
+_FINISHED = ("completed", "failed")
+
+
+def validate_checkpoint(checkpoint: Any, chart: FlowChart, signing_key: str | bytes | None) -> None:
+    """Check a checkpoint completely against ``chart``; raise before anything runs.
+
+    Raises:
+        CheckpointFormatError: Not a dict, a missing or ill-typed field, an unknown stage.
+        CheckpointVersionError: A newer ``format_version``.
+        CheckpointSignatureError: Signing is on and the signature is missing or wrong.
+        CheckpointFinishedError: The run already finished.
+        ChartMismatchError: The checkpoint belongs to another chart.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointFormatError(
+            f"a checkpoint is a dict (from get_checkpoint() or json.loads), not a {type(checkpoint).__name__}"
+        )
+    status = checkpoint.get("status")
+    if status in _FINISHED:
+        raise CheckpointFinishedError(
+            f"run {checkpoint.get('run_id')!r} already {status}: there is nothing to resume",
+            field="status",
+        )
+    version = checkpoint.get("format_version")
+    if type(version) is not int:
+        raise CheckpointFormatError(
+            f"checkpoint field 'format_version' must be an int, found {_describe(version)}",
+            field="format_version",
+        )
+    if version > FORMAT_VERSION or version < 1:
+        raise CheckpointVersionError(
+            f"checkpoint format_version {version} is not readable by this pausepoint "
+            f"(it reads 1..{FORMAT_VERSION}); upgrade pausepoint to resume it",
+            found=version,
+            supported=FORMAT_VERSION,
+        )
+    if signing_key is not None:
+        signature = checkpoint.get("signature")
+        if not isinstance(signature, str):
+            raise CheckpointSignatureError(
+                "checkpoint is not signed, but this executor requires signed checkpoints",
+                field="signature",
+            )
+        try:
+            expected = sign_checkpoint(checkpoint, signing_key)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointFormatError(f"checkpoint is not JSON: {exc}") from None
+        if not hmac.compare_digest(signature, expected):
+            raise CheckpointSignatureError(
+                "checkpoint signature does not match its content: it was changed after "
+                "signing, or signed with another key",
+                field="signature",
+            )
+    for name, expected_type in _TOP_FIELDS.items():
+        if name not in checkpoint:
+            raise CheckpointFormatError(f"checkpoint field {name!r} is missing", field=name)
+        value = checkpoint[name]
+        if not isinstance(value, expected_type) or isinstance(value, bool):
+            raise CheckpointFormatError(
+                f"checkpoint field {name!r} must be {_type_name(expected_type)}, found {_describe(value)}",
+                field=name,
+            )
+    if status != "paused":
+        raise CheckpointFormatError(
+            f"checkpoint field 'status' must be 'paused', found {status!r}", field="status"
+        )
+    if checkpoint["chart_fingerprint"] != chart.fingerprint:
+        raise ChartMismatchError(
+            f"this checkpoint belongs to another chart: it was made by chart "
+            f"{checkpoint['chart_name']!r} (fingerprint {checkpoint['chart_fingerprint'][:12]}…), "
+            f"this executor runs {chart.name!r} (fingerprint {chart.fingerprint[:12]}…)",
+            expected=chart.fingerprint,
+            found=checkpoint["chart_fingerprint"],
+        )
+    for name in ("input", "shared_state", "pause_data"):
+        try:
+            json_copy(checkpoint.get(name), name)
+        except NotJSONError as exc:
+            raise CheckpointFormatError(
+                f"checkpoint field {exc.path!r}: {exc.problem}", field=name
+            ) from None
+    pauses = _check_pauses(checkpoint["pauses"])
+    _check_tree(checkpoint["execution_tree"], "execution_tree")
+    leaves: dict[str, str] = {}
+    _FrameChecker(leaves).sequence(
+        checkpoint["continuation"], chart.steps, "", checkpoint["execution_tree"], "continuation"
+    )
+    if leaves != pauses:
+        raise CheckpointFormatError(
+            "checkpoint 'pauses' do not match its continuation: pauses list "
+            f"{sorted(pauses)}, continuation holds {sorted(leaves)}",
+            field="pauses",
+        )
+    if checkpoint["paused_stage_id"] != checkpoint["pauses"][0]["stage_id"]:
+        raise CheckpointFormatError(
+            "checkpoint field 'paused_stage_id' must equal pauses[0].stage_id "
+            f"({checkpoint['pauses'][0]['stage_id']!r}), found {checkpoint['paused_stage_id']!r}",
+            field="paused_stage_id",
+        )
+
+
+def _check_pauses(pauses: list[Any]) -> dict[str, str]:
+    """Return ``{stage_id: pause_id}`` of a well-formed pauses list."""
+    if not pauses:
+        raise CheckpointFormatError(
+            "checkpoint field 'pauses' is empty: no pause to resume", field="pauses"
+        )
+    found: dict[str, str] = {}
+    for index, pause in enumerate(pauses):
+        where = f"pauses[{index}]"
+        if not isinstance(pause, dict):
+            raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
+        for name, expected_type in (
+            ("pause_id", str),
+            ("stage_id", str),
+            ("paused_at", (int, float)),
+        ):
+            if not isinstance(pause.get(name), expected_type) or isinstance(pause.get(name), bool):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{where}.{name}' must be {_type_name(expected_type)}, "
+                    f"found {_describe(pause.get(name))}",
+                    field=f"{where}.{name}",
+                )
+        if "data" not in pause:
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}.data' is missing", field=f"{where}.data"
+            )
+        try:
+            json_copy(pause["data"], f"{where}.data")
+        except NotJSONError as exc:
+            raise CheckpointFormatError(
+                f"checkpoint field {exc.path!r}: {exc.problem}", field=exc.path
+            ) from None
+        if pause["stage_id"] in found:
+            raise CheckpointFormatError(
+                f"checkpoint field {where!r}: stage {pause['stage_id']!r} is listed twice",
+                field=where,
+            )
+        found[pause["stage_id"]] = pause["pause_id"]
+    return found
+
+
+_NODE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
+    "reads": list,
+    "writes": list,
+    "ms": (int, float),
+    "error": str,
+    "pause": dict,
+    "resume": dict,
+    "chose": list,
+    "children": list,
+    "round": int,
+    "target": str,
+}
+_STATUSES = frozenset({"running", "done", "paused", "resumed", "failed"})
+_KINDS = frozenset({"stage", "pausable", "decider", "selector", "parallel", "subflow", "loop"})
+
+
+def _check_tree(nodes: list[Any], where: str) -> None:
+    for index, node in enumerate(nodes):
+        here = f"{where}[{index}]"
+        if not isinstance(node, dict):
+            raise CheckpointFormatError(f"checkpoint field {here!r} must be a dict", field=here)
+        for name in ("id", "name", "kind", "status"):
+            if not isinstance(node.get(name), str):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{here}.{name}' must be a str, found {_describe(node.get(name))}",
+                    field=f"{here}.{name}",
+                )
+        if node["kind"] not in _KINDS or node["status"] not in _STATUSES:
+            raise CheckpointFormatError(
+                f"checkpoint field {here!r}: unknown kind {node['kind']!r} or status {node['status']!r}",
+                field=here,
+            )
+        for name, expected_type in _NODE_FIELDS.items():
+            if name in node and (
+                not isinstance(node[name], expected_type) or isinstance(node[name], bool)
+            ):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{here}.{name}' must be {_type_name(expected_type)}",
+                    field=f"{here}.{name}",
+                )
+        for name in ("reads", "writes", "chose"):
+            if name in node and not all(isinstance(item, str) for item in node[name]):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{here}.{name}' must hold strings", field=f"{here}.{name}"
+                )
+        _check_phase(node, here)
+        if "children" in node:
+            _check_tree(node["children"], f"{here}.children")
+
+
+def _check_phase(node: dict[str, Any], here: str) -> None:
+    pause = node.get("pause")
+    if pause is not None and not (
+        isinstance(pause.get("pause_id"), str)
+        and isinstance(pause.get("summary"), str)
+        and isinstance(pause.get("at"), int | float)
+    ):
+        raise CheckpointFormatError(
+            f"checkpoint field '{here}.pause' is malformed", field=f"{here}.pause"
+        )
+    resume = node.get("resume")
+    if resume is not None and not (
+        isinstance(resume.get("at"), int | float)
+        and isinstance(resume.get("ms"), int | float)
+        and all(
+            isinstance(resume.get(k), list) and all(isinstance(i, str) for i in resume[k])
+            for k in ("input_keys", "reads", "writes")
+        )
+    ):
+        raise CheckpointFormatError(
+            f"checkpoint field '{here}.resume' is malformed", field=f"{here}.resume"
+        )
+
+
+class _FrameChecker:
+    """Walks the continuation beside the chart and the execution tree."""
+
+    def __init__(self, leaves: dict[str, str]) -> None:
+        self.leaves = leaves
+
+    def sequence(
+        self, frame: Any, steps: tuple[Step, ...], prefix: str, tree: list[Any], where: str
+    ) -> None:
+        if not isinstance(frame, dict):
+            raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
+        index = frame.get("i")
+        if (
+            type(index) is not int
+            or not 0 <= index < len(steps)
+            or isinstance(steps[index], LoopBack)
+        ):
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}.i' ({index!r}) names no stage of "
+                f"{prefix.rstrip(PATH_SEPARATOR) or 'the chart'}",
+                field=f"{where}.i",
+            )
+        loops = frame.get("loops", {})
+        if not isinstance(loops, dict) or not all(
+            k.isdigit()
+            and int(k) < len(steps)
+            and isinstance(steps[int(k)], LoopBack)
+            and type(v) is int
+            and v >= 0
+            for k, v in loops.items()
+        ):
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}.loops' is malformed", field=f"{where}.loops"
+            )
+        node_frame = frame.get("node")
+        if node_frame is None:
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}.node' is missing", field=f"{where}.node"
+            )
+        step = steps[index]
+        assert not isinstance(step, LoopBack)
+        self.node(node_frame, step, prefix, tree, f"{where}.node")
+
+    def node(self, frame: Any, node: Node, prefix: str, tree: list[Any], where: str) -> None:
+        path = prefix + node.id
+        if not isinstance(frame, dict):
+            raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
+        position = frame.get("t")
+        if (
+            type(position) is not int
+            or not 0 <= position < len(tree)
+            or tree[position].get("id") != path
+        ):
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}.t' does not point at stage {path!r} in the execution tree",
+                field=f"{where}.t",
+            )
+        tree_node: dict[str, Any] = tree[position]
+        if isinstance(node, PausableStage):
+            if frame.get("stage_id") != path or not isinstance(frame.get("pause_id"), str):
+                raise CheckpointFormatError(
+                    f"checkpoint field {where!r}: expected the pause of stage {path!r}, "
+                    f"found stage {frame.get('stage_id')!r}",
+                    field=where,
+                )
+            self.leaves[path] = frame["pause_id"]
+            return
+        children = tree_node.get("children")
+        if not isinstance(children, list):
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}': tree node of {path!r} has no children", field=where
+            )
+        if isinstance(node, Subflow):
+            if node.isolated and not isinstance(frame.get("state"), dict):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{where}.state' must hold subflow {path!r}'s own state",
+                    field=f"{where}.state",
+                )
+            self.sequence(
+                frame.get("seq"), node.chart.steps, path + PATH_SEPARATOR, children, f"{where}.seq"
+            )
+            return
+        if isinstance(node, Decider):
+            branch = node.branches.get(frame.get("branch"))  # type: ignore[arg-type]  # checked just below
+            if branch is None:
+                raise CheckpointFormatError(
+                    f"checkpoint field '{where}.branch': decider {path!r} has no branch "
+                    f"{frame.get('branch')!r}",
+                    field=f"{where}.branch",
+                )
+            self.node(frame.get("node"), branch, prefix, children, f"{where}.node")
+            return
+        if isinstance(node, Selector | Parallel):
+            branches = frame.get("branches")
+            if not isinstance(branches, dict) or not branches:
+                raise CheckpointFormatError(
+                    f"checkpoint field '{where}.branches' must name the pending branches of {path!r}",
+                    field=f"{where}.branches",
+                )
+            for key, branch_frame in branches.items():
+                branch = node.branches.get(key)
+                if branch is None:
+                    raise CheckpointFormatError(
+                        f"checkpoint field '{where}.branches': {node.kind} {path!r} has no branch {key!r}",
+                        field=f"{where}.branches.{key}",
+                    )
+                self.node(branch_frame, branch, prefix, children, f"{where}.branches.{key}")
+            return
+        raise CheckpointFormatError(
+            f"checkpoint field {where!r}: stage {path!r} is a plain stage and cannot be paused",
+            field=where,
+        )
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    if isinstance(expected, tuple):
+        return "a number"
+    return {"str": "a string", "dict": "an object", "list": "a list", "int": "an int"}.get(
+        expected.__name__, expected.__name__
+    )
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r:.60}"

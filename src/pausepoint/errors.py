@@ -1,0 +1,311 @@
+"""Every error pausepoint raises, rooted in :class:`PausepointError`.
+
+One ``except PausepointError`` catches them all. Errors carry the facts as
+attributes (``stage_id``, ``key``, ``field``, ``run_id`` ...) and their message
+says what went wrong, where, and what to do next::
+
+    PausepointError
+    ├── ChartError                    the chart is wired wrong (raised by build())
+    ├── StageError                    a stage raised; the original is chained
+    │   └── LoopLimitError            a loop ran past its iteration limit
+    ├── StateError                    a bad read or write of the shared state
+    │   ├── StateKeyError             read of a key never written (also AttributeError)
+    │   └── StateValueError           a value that cannot live in a JSON checkpoint
+    ├── CheckpointError               a checkpoint that cannot be resumed
+    │   ├── CheckpointFormatError     not a checkpoint: missing or ill-typed field, unknown stage
+    │   ├── CheckpointVersionError    written by a newer pausepoint
+    │   ├── CheckpointSignatureError  unsigned or tampered with (signing key set)
+    │   ├── CheckpointFinishedError   the run already finished: nothing to resume
+    │   └── ChartMismatchError        the checkpoint belongs to another chart
+    │       └── ChartChangedError     the chart registered under a name changed (Runs)
+    ├── ResumeTargetError             the answer names no pending pause, or several are pending
+    ├── RunInputError                 a run's input failed its declared model
+    ├── ResumeInputError              a resume input failed the stage's input schema
+    ├── ExecutorUsageError            an executor used the wrong way (e.g. run_sync in a loop)
+    ├── RunError                      a durable run cannot do what was asked
+    │   ├── RunNotFoundError          no run with that id
+    │   ├── RunExistsError            a run with that id already exists
+    │   ├── RunAlreadyClaimedError    another resume holds the run
+    │   ├── RunNotPausedError         the run is not waiting for anyone
+    │   └── StalePauseError           the answer is for a pause that is no longer current
+    └── StoreError                    the store failed
+        ├── StoreUnavailableError     the store cannot be reached
+        └── VersionConflictError      a compare-and-set lost against a concurrent writer
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "ChartChangedError",
+    "ChartError",
+    "ChartMismatchError",
+    "CheckpointError",
+    "CheckpointFinishedError",
+    "CheckpointFormatError",
+    "CheckpointSignatureError",
+    "CheckpointVersionError",
+    "ExecutorUsageError",
+    "LoopLimitError",
+    "PausepointError",
+    "ResumeInputError",
+    "ResumeTargetError",
+    "RunAlreadyClaimedError",
+    "RunError",
+    "RunExistsError",
+    "RunInputError",
+    "RunNotFoundError",
+    "RunNotPausedError",
+    "StageError",
+    "StalePauseError",
+    "StateError",
+    "StateKeyError",
+    "StateValueError",
+    "StoreError",
+    "StoreUnavailableError",
+    "VersionConflictError",
+]
+
+
+class PausepointError(Exception):
+    """Base of every error raised by pausepoint."""
+
+
+class ChartError(PausepointError):
+    """A chart is wired wrong; raised by the builder, never mid-run.
+
+    Attributes:
+        stage_id: The stage the mistake is at, when there is one.
+    """
+
+    def __init__(self, message: str, *, stage_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stage_id = stage_id
+
+
+class StageError(PausepointError):
+    """A stage raised while running; the original exception is ``__cause__``.
+
+    Attributes:
+        stage_id: Full path of the stage that failed (``sub/stage`` inside subflows).
+        stage_name: Its display name.
+        phase: ``"execute"`` or ``"resume"`` for pausable stages, else ``"run"``.
+    """
+
+    def __init__(self, message: str, *, stage_id: str, stage_name: str, phase: str = "run") -> None:
+        super().__init__(message)
+        self.stage_id = stage_id
+        self.stage_name = stage_name
+        self.phase = phase
+
+
+class LoopLimitError(StageError):
+    """A loop went back to its target more often than its limit allows.
+
+    Attributes:
+        limit: The iteration limit that was reached.
+    """
+
+    def __init__(self, message: str, *, stage_id: str, stage_name: str, limit: int) -> None:
+        super().__init__(message, stage_id=stage_id, stage_name=stage_name)
+        self.limit = limit
+
+
+class StateError(PausepointError):
+    """A read or write of the shared state that cannot be honoured.
+
+    Attributes:
+        key: The state key.
+        stage_id: The stage that read or wrote it, when known.
+    """
+
+    def __init__(self, message: str, *, key: str, stage_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.stage_id = stage_id
+
+
+class StateKeyError(StateError, AttributeError):
+    """A stage read a key that was never written and has no default.
+
+    It is an ``AttributeError`` too, so ``getattr(scope, "key", None)`` works.
+    """
+
+
+class StateValueError(StateError):
+    """A value written to the state cannot be stored in a JSON checkpoint."""
+
+
+class CheckpointError(PausepointError):
+    """A checkpoint cannot be resumed; the checkpoint itself is left untouched.
+
+    Attributes:
+        field: Dotted path of the offending field, when one is to blame.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CheckpointFormatError(CheckpointError):
+    """Not a checkpoint: a field is missing, has the wrong type, or names an unknown stage."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """The checkpoint was written in a format newer than this pausepoint reads.
+
+    Attributes:
+        found: The checkpoint's ``format_version``.
+        supported: The newest version this pausepoint reads.
+    """
+
+    def __init__(self, message: str, *, found: int, supported: int) -> None:
+        super().__init__(message, field="format_version")
+        self.found = found
+        self.supported = supported
+
+
+class CheckpointSignatureError(CheckpointError):
+    """The checkpoint is unsigned, or its signature does not match its content."""
+
+
+class CheckpointFinishedError(CheckpointError):
+    """The checkpoint describes a run that already finished: there is nothing to resume."""
+
+
+class ChartMismatchError(CheckpointError):
+    """The checkpoint belongs to another chart.
+
+    Attributes:
+        expected: Fingerprint of the chart the executor holds.
+        found: Fingerprint recorded in the checkpoint.
+    """
+
+    def __init__(self, message: str, *, expected: str, found: str) -> None:
+        super().__init__(message, field="chart_fingerprint")
+        self.expected = expected
+        self.found = found
+
+
+class ChartChangedError(ChartMismatchError):
+    """The chart registered under a name changed since the run paused."""
+
+
+class ResumeTargetError(PausepointError):
+    """The resume answer names no pending pause, or leaves out which of several it answers.
+
+    Attributes:
+        pending: Stage ids of the pauses that are pending.
+    """
+
+    def __init__(self, message: str, *, pending: Sequence[str]) -> None:
+        super().__init__(message)
+        self.pending = tuple(pending)
+
+
+class _ValidationFailure(PausepointError):
+    """Common shape of input errors: a message plus pydantic's error details."""
+
+    def __init__(self, message: str, *, errors: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+class RunInputError(_ValidationFailure):
+    """A run's input failed the chart's declared input model.
+
+    Attributes:
+        errors: pydantic's error details (``loc``, ``msg``, ``type``).
+    """
+
+
+class ResumeInputError(_ValidationFailure):
+    """A resume input failed the paused stage's input schema; the run stays paused.
+
+    Attributes:
+        errors: pydantic's error details (``loc``, ``msg``, ``type``).
+        stage_id: The paused stage whose schema was applied.
+    """
+
+    def __init__(
+        self, message: str, *, stage_id: str, errors: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        super().__init__(message, errors=errors)
+        self.stage_id = stage_id
+
+
+class ExecutorUsageError(PausepointError):
+    """An executor was used the wrong way, e.g. ``run_sync`` inside a running event loop."""
+
+
+class RunError(PausepointError):
+    """A durable run cannot do what was asked.
+
+    Attributes:
+        run_id: The run concerned.
+    """
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunNotFoundError(RunError):
+    """No run has that id."""
+
+
+class RunExistsError(RunError):
+    """A run with that id already exists."""
+
+
+class RunAlreadyClaimedError(RunError):
+    """Another resume holds the run (or already finished it)."""
+
+
+class RunNotPausedError(RunError):
+    """The run is not waiting for an answer (it is running, finished, cancelled or expired).
+
+    Attributes:
+        status: The run's current status.
+    """
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message, run_id=run_id)
+        self.status = status
+
+
+class StalePauseError(RunError):
+    """The answer names a pause that is no longer current (answered already, or replaced)."""
+
+
+class StoreError(PausepointError):
+    """The store failed to do what was asked."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached; nothing was written.
+
+    Attributes:
+        url: The store's URL, with any password removed.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class VersionConflictError(StoreError):
+    """A compare-and-set lost: the record changed since it was read.
+
+    Attributes:
+        run_id: The run whose record changed.
+        expected: The version the writer expected.
+    """
+
+    def __init__(self, message: str, *, run_id: str, expected: int) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.expected = expected

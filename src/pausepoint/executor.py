@@ -1,0 +1,922 @@
+"""The executor: runs a chart, pauses it, resumes it from a checkpoint.
+
+Traversal is one recursive walk over sequences and nodes. Every node either
+finishes (returns ``None``) or reports that it is waiting on one or more pauses
+by returning a *frame*: a JSON dict saying where in that node the wait is. The
+frames of every level together form the checkpoint's ``continuation``. Resuming
+walks the same code with those frames: nodes that finished before the pause
+are never entered again; a paused stage whose answer arrived runs ``resume``;
+one still unanswered returns its frame unchanged, so a fork keeps all its
+pending pauses and joins only when every branch is done.
+
+Stage functions run on the event loop: sync stages are called inline (a
+thread hop costs more than a typical stage; see ``bench/``), so a sync stage
+that blocks on I/O blocks the loop: make such stages ``async``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from ._json import NotJSONError, json_copy
+from ._sync import run_until_complete
+from .chart import (
+    PATH_SEPARATOR,
+    Decider,
+    FlowChart,
+    FunctionStage,
+    LoopBack,
+    Parallel,
+    PausableStage,
+    Selector,
+    Step,
+    Subflow,
+)
+from .checkpoint import (
+    FORMAT_VERSION,
+    Checkpoint,
+    PendingPause,
+    sign_checkpoint,
+    validate_checkpoint,
+)
+from .errors import (
+    CheckpointFormatError,
+    ExecutorUsageError,
+    LoopLimitError,
+    PausepointError,
+    ResumeInputError,
+    ResumeTargetError,
+    RunInputError,
+    StageError,
+    StateError,
+)
+from .scope import LoopControl, Scope
+from .trace import Metrics, TreeNode, metrics_of, narrative_of, summarize_pause
+
+if TYPE_CHECKING:
+    from .chart import Branch, Node
+    from .state import StateCodec
+
+__all__ = ["ExecutorStatus", "FlowChartExecutor", "Snapshot"]
+
+ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed"]
+
+Frame = dict[str, Any]
+
+_perf = time.perf_counter
+_MISSING: Any = object()
+_REDACTED = "***"
+
+
+class Snapshot(TypedDict):
+    """Everything about a run so far, as JSON (secrets redacted).
+
+    Attributes:
+        run_id: The run's id.
+        chart_name: The chart's name.
+        status: ``paused``, ``completed``, ``failed`` (or ``idle``/``running``).
+        input: The input the run started with.
+        shared_state: The current state.
+        pauses: Pending pauses (empty unless paused).
+        execution_tree: The path taken, every resume included.
+        narrative: One sentence per event.
+        metrics: Per-stage figures, pauses, time paused.
+        error: The failure, when ``status == "failed"``.
+    """
+
+    run_id: str
+    chart_name: str
+    status: ExecutorStatus
+    input: dict[str, Any]
+    shared_state: dict[str, Any]
+    pauses: list[PendingPause]
+    execution_tree: list[TreeNode]
+    narrative: list[str]
+    metrics: Metrics
+    error: str | None
+
+
+class _Env:
+    """The state a sequence reads and writes, and the path prefix of its stages."""
+
+    __slots__ = ("codec", "prefix", "state")
+
+    def __init__(self, state: dict[str, Any], codec: StateCodec, prefix: str) -> None:
+        self.state = state
+        self.codec = codec
+        self.prefix = prefix
+
+
+class FlowChartExecutor:
+    """Runs one chart; pauses hand out a JSON checkpoint that any executor of it resumes.
+
+    An executor keeps the latest run or resume it did: its status, checkpoint,
+    snapshot, narrative and metrics. It is cheap: make a fresh one per request.
+
+    Args:
+        chart: The chart to run.
+        signing_key: When set, checkpoints are signed with HMAC-SHA256 and
+            unsigned or tampered ones are refused with ``CheckpointSignatureError``.
+    """
+
+    def __init__(self, chart: FlowChart, *, signing_key: str | bytes | None = None) -> None:
+        if not isinstance(chart, FlowChart):
+            raise ExecutorUsageError(f"FlowChartExecutor needs a built FlowChart, got {chart!r}")
+        self._chart = chart
+        self._signing_key = signing_key
+        self._status: ExecutorStatus = "idle"
+        self._run_id = ""
+        self._input: dict[str, Any] = {}
+        self._state: dict[str, Any] = {}
+        self._tree: list[TreeNode] = []
+        self._continuation: Frame | None = None
+        self._pauses: list[PendingPause] = []
+        self._previous_pauses: dict[str, PendingPause] = {}
+        self._answers: dict[str, Any] = {}
+        self._control = LoopControl()
+        self._started_at = 0.0
+        self._paused_at = 0.0
+        self._error: PausepointError | None = None
+
+    # -- public API -------------------------------------------------------
+
+    @property
+    def chart(self) -> FlowChart:
+        """The chart this executor runs."""
+        return self._chart
+
+    @property
+    def status(self) -> ExecutorStatus:
+        """Where the last run or resume ended."""
+        return self._status
+
+    @property
+    def run_id(self) -> str:
+        """The id of the last run (empty before the first)."""
+        return self._run_id
+
+    async def run(
+        self, input: Mapping[str, Any] | None = None, *, run_id: str | None = None
+    ) -> ExecutorStatus:
+        """Run the chart from its first stage.
+
+        Args:
+            input: Seeded into the shared state (each value checked like a write).
+            run_id: The run's id; a random one by default.
+
+        Returns:
+            ``"paused"`` (see :meth:`get_checkpoint`) or ``"completed"``.
+
+        Raises:
+            StageError: A stage raised; the original exception is chained.
+            RunInputError: ``input`` is not a mapping.
+            StateError: An input value cannot live in the state.
+        """
+        self._begin()
+        if input is not None and not isinstance(input, Mapping):
+            self._status = "idle"
+            raise RunInputError(
+                f"run input must be a mapping of state keys, not a {type(input).__name__}"
+            )
+        self._run_id = run_id or os.urandom(16).hex()
+        self._started_at = time.time()
+        self._state = {}
+        self._tree = []
+        self._pauses = []
+        self._previous_pauses = {}
+        self._answers = {}
+        codec = self._chart.codec
+        try:
+            self._input = json_copy(dict(input or {}), "input")
+            for key, value in (input or {}).items():
+                self._state[key] = codec.check(key, value, "input")
+        except (NotJSONError, StateError) as exc:
+            self._status = "idle"
+            raise StateError(
+                f"run input {exc}", key=getattr(exc, "key", "input"), stage_id="input"
+            ) from None
+        return await self._traverse(None)
+
+    async def resume(
+        self,
+        checkpoint: Checkpoint | Mapping[str, Any],
+        input: Any = _MISSING,
+        *,
+        stage_id: str | None = None,
+        answers: Mapping[str, Any] | None = None,
+    ) -> ExecutorStatus:
+        """Resume a paused run from its checkpoint, in this or any other process.
+
+        With one pending pause, ``resume(cp, input)`` answers it. With several
+        (parallel branches), name the one answered with ``stage_id=``, or answer
+        several at once with ``answers={stage_id: input}``; the others stay
+        pending in the next checkpoint. ``checkpoint`` itself is never changed:
+        if the resume fails, the same checkpoint can be resumed again.
+
+        Returns:
+            ``"paused"`` (at the next pause, or pauses still pending) or ``"completed"``.
+
+        Raises:
+            CheckpointError: The checkpoint is malformed, from another chart,
+                newer, tampered with, or of a finished run (nothing has run).
+            ResumeTargetError: The answer names no pending pause, or several are pending.
+            ResumeInputError: The input fails the stage's ``input_schema``.
+            StageError: ``resume`` or a later stage raised.
+        """
+        self._begin()
+        try:
+            validate_checkpoint(checkpoint, self._chart, self._signing_key)
+            targets = self._answers_for(checkpoint, input, stage_id, answers)
+            self._answers = self._validate_answers(targets)
+            self._state = self._decode_state(
+                checkpoint["shared_state"], "shared_state", self._chart.codec
+            )
+            self._tree = json_copy(checkpoint["execution_tree"])
+            continuation = json_copy(checkpoint["continuation"])
+            self._input = json_copy(checkpoint["input"])
+        except BaseException:
+            self._status = "idle"
+            raise
+        self._run_id = checkpoint["run_id"]
+        self._started_at = float(checkpoint["started_at"])
+        self._previous_pauses = {
+            pause["stage_id"]: json_copy(pause) for pause in checkpoint["pauses"]
+        }
+        self._pauses = []
+        return await self._traverse(continuation)
+
+    def run_sync(
+        self, input: Mapping[str, Any] | None = None, *, run_id: str | None = None
+    ) -> ExecutorStatus:
+        """Run ``run`` on a fresh event loop, for code that has none."""
+        return run_until_complete(self.run(input, run_id=run_id), "await executor.run(...)")
+
+    def resume_sync(
+        self,
+        checkpoint: Checkpoint | Mapping[str, Any],
+        input: Any = _MISSING,
+        *,
+        stage_id: str | None = None,
+        answers: Mapping[str, Any] | None = None,
+    ) -> ExecutorStatus:
+        """Run ``resume`` on a fresh event loop, for code that has none."""
+        return run_until_complete(
+            self.resume(checkpoint, input, stage_id=stage_id, answers=answers),
+            "await executor.resume(...)",
+        )
+
+    def is_paused(self) -> bool:
+        """Tell whether the last run or resume ended waiting for a human."""
+        return self._status == "paused"
+
+    def get_checkpoint(self) -> Checkpoint | None:
+        """Return the checkpoint of the paused run (a new JSON-safe dict), or ``None``.
+
+        Raises:
+            StateError: A state value was changed in place into something not JSON.
+        """
+        if self._status != "paused" or self._continuation is None:
+            return None
+        first = self._pauses[0]
+        checkpoint: Checkpoint = {
+            "format_version": FORMAT_VERSION,
+            "chart_name": self._chart.name,
+            "chart_fingerprint": self._chart.fingerprint,
+            "run_id": self._run_id,
+            "status": "paused",
+            "input": json_copy(self._input),
+            "shared_state": self._chart.codec.encode(self._state),
+            "paused_stage_id": first["stage_id"],
+            "pause_data": json_copy(first["data"]),
+            "pauses": json_copy(self._pauses),
+            "execution_tree": json_copy(self._tree),
+            "continuation": json_copy(self._continuation),
+            "started_at": self._started_at,
+            "paused_at": self._paused_at,
+        }
+        if self._signing_key is not None:
+            checkpoint["signature"] = sign_checkpoint(checkpoint, self._signing_key)
+        return checkpoint
+
+    def get_snapshot(self) -> Snapshot:
+        """Return the run so far as JSON: state, pauses, tree, narrative, metrics.
+
+        Keys in the chart's ``redact`` list show as ``"***"``.
+        """
+        redact = self._chart.redact
+        state = self._chart.codec.encode(self._state)
+        return {
+            "run_id": self._run_id,
+            "chart_name": self._chart.name,
+            "status": self._status,
+            "input": _redacted(self._input, redact),
+            "shared_state": _redacted(state, redact),
+            "pauses": [
+                {
+                    "pause_id": pause["pause_id"],
+                    "stage_id": pause["stage_id"],
+                    "data": _redacted(pause["data"], redact),
+                    "paused_at": pause["paused_at"],
+                }
+                for pause in json_copy(self._pauses)
+            ],
+            "execution_tree": json_copy(self._tree),
+            "narrative": narrative_of(self._tree),
+            "metrics": metrics_of(self._tree),
+            "error": None if self._error is None else str(self._error),
+        }
+
+    def get_narrative(self) -> list[str]:
+        """Return one plain sentence per event, across the run and every resume."""
+        return narrative_of(self._tree)
+
+    def get_metrics(self) -> Metrics:
+        """Return per-stage durations and counts, pause count, and time spent paused."""
+        return metrics_of(self._tree)
+
+    def get_state(self) -> dict[str, Any]:
+        """Return a shallow copy of the live state (typed values, nothing redacted)."""
+        return dict(self._state)
+
+    # -- set-up -----------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._status == "running":
+            raise ExecutorUsageError(
+                "this executor is already running a chart; use one executor per concurrent run"
+            )
+        self._status = "running"
+        self._continuation = None
+        self._error = None
+        self._control = LoopControl()
+
+    def _answers_for(
+        self,
+        checkpoint: Mapping[str, Any],
+        input: Any,
+        stage_id: str | None,
+        answers: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        pending = [pause["stage_id"] for pause in checkpoint["pauses"]]
+        listed = ", ".join(repr(p) for p in pending)
+        if answers is not None:
+            if input is not _MISSING or stage_id is not None:
+                raise ResumeTargetError(
+                    "pass either answers={stage_id: input} or an input (with stage_id), not both",
+                    pending=pending,
+                )
+            if not isinstance(answers, Mapping) or not answers:
+                raise ResumeTargetError(
+                    f"answers must map pending stage ids ({listed}) to inputs", pending=pending
+                )
+            unknown = [key for key in answers if key not in pending]
+            if unknown:
+                raise ResumeTargetError(
+                    f"answers name {', '.join(map(repr, unknown))}, which is not pending; pending: {listed}",
+                    pending=pending,
+                )
+            return dict(answers)
+        if input is _MISSING:
+            raise ResumeTargetError(
+                f"resume needs an input for the pending pause ({listed})", pending=pending
+            )
+        if stage_id is None:
+            if len(pending) > 1:
+                raise ResumeTargetError(
+                    f"{len(pending)} pauses are pending ({listed}): pass stage_id= to say which "
+                    "one this input answers, or answers={stage_id: input} for several",
+                    pending=pending,
+                )
+            return {pending[0]: input}
+        if stage_id not in pending:
+            raise ResumeTargetError(
+                f"stage {stage_id!r} is not paused in this checkpoint; pending: {listed}",
+                pending=pending,
+            )
+        return {stage_id: input}
+
+    def _validate_answers(self, answers: dict[str, Any]) -> dict[str, Any]:
+        validated: dict[str, Any] = {}
+        for path, answer in answers.items():
+            node = self._chart.find_stage(path)
+            assert isinstance(node, PausableStage)  # the checkpoint was validated against the chart
+            validated[path] = validate_resume_input(node, path, answer)
+        return validated
+
+    @staticmethod
+    def _decode_state(data: Mapping[str, Any], field: str, codec: StateCodec) -> dict[str, Any]:
+        try:
+            return codec.decode(data)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointFormatError(
+                f"checkpoint field {field!r} does not fit the chart's state type: {exc}",
+                field=field,
+            ) from None
+
+    # -- traversal --------------------------------------------------------
+
+    async def _traverse(self, continuation: Frame | None) -> ExecutorStatus:
+        env = _Env(self._state, self._chart.codec, "")
+        try:
+            frame = await self._sequence(self._chart.steps, env, self._tree, continuation)
+        except PausepointError as exc:
+            self._status = "failed"
+            self._error = exc
+            raise
+        except BaseException:
+            self._status = "failed"
+            raise
+        if frame is None:
+            self._status = "completed"
+            return "completed"
+        self._continuation = frame
+        self._paused_at = time.time()
+        self._status = "paused"
+        return "paused"
+
+    async def _sequence(
+        self, steps: tuple[Step, ...], env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        control = self._control
+        loops: dict[int, int] = {}
+        index = 0
+        if frame is not None:
+            index = frame["i"]
+            loops = {int(key): count for key, count in frame.get("loops", {}).items()}
+            step = steps[index]
+            assert not isinstance(step, LoopBack)
+            pending = await self._node(step, env, tree, frame["node"])
+            if pending is not None:
+                return _sequence_frame(index, loops, pending)
+            index = _next_index(steps, index, control)
+        end = len(steps)
+        while index < end:
+            step = steps[index]
+            if type(step) is LoopBack:
+                index = self._loop_back(step, index, loops, env, tree)
+                continue
+            if type(step) is FunctionStage:
+                await self._stage(step, env, tree)
+            else:
+                pending = await self._node(step, env, tree, None)  # type: ignore[arg-type]  # not a LoopBack
+                if pending is not None:
+                    return _sequence_frame(index, loops, pending)
+            index = index + 1 if not control.requested else _next_index(steps, index, control)
+        return None
+
+    def _loop_back(
+        self, step: LoopBack, index: int, loops: dict[int, int], env: _Env, tree: list[TreeNode]
+    ) -> int:
+        count = loops.get(index, 0) + 1
+        target_path = env.prefix + step.target
+        if count > step.max_iterations:
+            raise LoopLimitError(
+                f"loop back to {target_path!r} ran {step.max_iterations} times, its limit; "
+                "call scope.break_loop() to leave it, or raise loop_to(..., max_iterations=)",
+                stage_id=target_path,
+                stage_name=step.target,
+                limit=step.max_iterations,
+            )
+        loops[index] = count
+        tree.append(
+            {
+                "id": target_path,
+                "name": step.target_name,
+                "kind": "loop",
+                "status": "done",
+                "round": count + 1,
+                "target": target_path,
+            }
+        )
+        return step.target_index
+
+    def _node(
+        self, node: Node, env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Coroutine[Any, Any, Frame | None]:
+        if type(node) is PausableStage:
+            return self._pausable(node, env, tree, frame)
+        if type(node) is Subflow:
+            return self._subflow(node, env, tree, frame)
+        if type(node) is Decider:
+            return self._decider(node, env, tree, frame)
+        if type(node) is Selector or type(node) is Parallel:
+            return self._fork(node, env, tree, frame)
+        assert type(node) is FunctionStage
+        return self._stage_as_node(node, env, tree)
+
+    async def _stage_as_node(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
+        await self._stage(node, env, tree)
+
+    def _scope(self, env: _Env, path: str) -> Scope:
+        return Scope(env.state, env.codec, path, self._control, self._run_id, self._input)
+
+    async def _call(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        record: TreeNode,
+        scope: Scope,
+        phase: str,
+        *args: Any,
+    ) -> Any:
+        """Call a user function, recording reads, writes and time; wrap what it raises."""
+        started = _perf()
+        try:
+            result = fn(scope, *args)
+            if is_async or hasattr(result, "__await__"):
+                result = await result
+        except Exception as exc:
+            _finish(record, scope, started)
+            record["status"] = "failed"
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            where = f" in {phase}" if phase != "run" else ""
+            raise StageError(
+                f"stage {record['id']!r} ({record['name']}) raised{where}: {type(exc).__name__}: {exc}",
+                stage_id=record["id"],
+                stage_name=record["name"],
+                phase=phase,
+            ) from exc
+        _finish(record, scope, started)
+        return result
+
+    async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
+        path = env.prefix + node.id
+        record: TreeNode = {"id": path, "name": node.name, "kind": "stage", "status": "running"}
+        tree.append(record)
+        await self._call(node.fn, node.is_async, record, self._scope(env, path), "run")
+        record["status"] = "done"
+
+    async def _pausable(
+        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        path = env.prefix + node.id
+        if frame is not None:
+            return await self._resume_pausable(node, env, tree, frame, path)
+        record: TreeNode = {"id": path, "name": node.name, "kind": "pausable", "status": "running"}
+        position = len(tree)
+        tree.append(record)
+        data = await self._call(
+            node.execute, node.execute_is_async, record, self._scope(env, path), "execute"
+        )
+        if data is None:
+            record["status"] = "done"
+            return None
+        if hasattr(data, "model_dump"):
+            data = data.model_dump(mode="json")
+        try:
+            data = json_copy(data, "pause data")
+        except NotJSONError as exc:
+            record["status"] = "failed"
+            record["error"] = str(exc)
+            raise StageError(
+                f"stage {path!r} ({node.name}) paused with data that is not JSON: {exc}",
+                stage_id=path,
+                stage_name=node.name,
+                phase="execute",
+            ) from exc
+        pause_id = os.urandom(12).hex()
+        now = time.time()
+        record["status"] = "paused"
+        record["pause"] = {
+            "pause_id": pause_id,
+            "at": now,
+            "summary": summarize_pause(data, self._chart.redact),
+        }
+        self._pauses.append(
+            {"pause_id": pause_id, "stage_id": path, "data": data, "paused_at": now}
+        )
+        paused: Frame = {"t": position, "stage_id": path, "pause_id": pause_id}
+        if self._control.requested:
+            self._control.requested = False
+            paused["brk"] = True
+        return paused
+
+    async def _resume_pausable(
+        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame, path: str
+    ) -> Frame | None:
+        answer = self._answers.pop(path, _MISSING)
+        if answer is _MISSING:
+            self._pauses.append(self._previous_pauses[path])
+            return frame
+        record = tree[frame["t"]]
+        scope = self._scope(env, path)
+        resumed_at = time.time()
+        started = _perf()
+        try:
+            result = node.resume(scope, answer)
+            if node.resume_is_async or hasattr(result, "__await__"):
+                await result
+        except Exception as exc:
+            record["status"] = "failed"
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            raise StageError(
+                f"stage {path!r} ({node.name}) raised in resume: {type(exc).__name__}: {exc}",
+                stage_id=path,
+                stage_name=node.name,
+                phase="resume",
+            ) from exc
+        record["status"] = "resumed"
+        record["resume"] = {
+            "at": resumed_at,
+            "input_keys": _input_keys(answer),
+            "reads": _unique(scope._reads),
+            "writes": _unique(scope._writes),
+            "ms": (_perf() - started) * 1000.0,
+        }
+        if frame.get("brk"):
+            self._control.requested = True
+        return None
+
+    async def _decider(
+        self, node: Decider, env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        path = env.prefix + node.id
+        if frame is None:
+            record: TreeNode = {
+                "id": path,
+                "name": node.name,
+                "kind": "decider",
+                "status": "running",
+                "children": [],
+            }
+            position = len(tree)
+            tree.append(record)
+            key = await self._call(node.fn, node.is_async, record, self._scope(env, path), "run")
+            if not isinstance(key, str) or key not in node.branches:
+                if node.default is None:
+                    record["status"] = "failed"
+                    error = f"decider returned {key!r}, which names no branch (branches: {', '.join(node.branches)})"
+                    record["error"] = error
+                    raise StageError(
+                        f"stage {path!r} ({node.name}): {error}; return a branch key or set_default()",
+                        stage_id=path,
+                        stage_name=node.name,
+                    )
+                key = node.default
+            record["chose"] = [key]
+            child_frame = None
+        else:
+            position = frame["t"]
+            record = tree[position]
+            key = frame["branch"]
+            child_frame = frame["node"]
+        pending = await self._child(
+            record, self._node(node.branches[key], env, record["children"], child_frame)
+        )
+        if pending is None:
+            record["status"] = "done"
+            return None
+        record["status"] = "paused"
+        return {"t": position, "branch": key, "node": pending}
+
+    async def _fork(
+        self, node: Selector | Parallel, env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        path = env.prefix + node.id
+        branches: list[tuple[str, Branch, Frame | None]]
+        if frame is None:
+            record: TreeNode = {
+                "id": path,
+                "name": node.name,
+                "kind": node.kind,
+                "status": "running",
+                "children": [],
+            }
+            position = len(tree)
+            tree.append(record)
+            if isinstance(node, Selector):
+                keys = self._selected(
+                    node,
+                    record,
+                    await self._call(node.fn, node.is_async, record, self._scope(env, path), "run"),
+                )
+                record["chose"] = keys
+            else:
+                keys = list(node.branches)
+            branches = [(key, node.branches[key], None) for key in keys]
+        else:
+            position = frame["t"]
+            record = tree[position]
+            branches = [(key, node.branches[key], sub) for key, sub in frame["branches"].items()]
+        children = record["children"]
+        results = await self._child(
+            record, _gather([self._node(branch, env, children, sub) for _, branch, sub in branches])
+        )
+        pending = {
+            key: result
+            for (key, _, _), result in zip(branches, results, strict=True)
+            if result is not None
+        }
+        if not pending:
+            record["status"] = "done"
+            return None
+        record["status"] = "paused"
+        return {"t": position, "branches": pending}
+
+    @staticmethod
+    def _selected(node: Selector, record: TreeNode, returned: Any) -> list[str]:
+        keys = [returned] if isinstance(returned, str) else list(returned or ())
+        unknown = [key for key in keys if key not in node.branches]
+        if unknown:
+            record["status"] = "failed"
+            error = f"selector returned {', '.join(map(repr, unknown))}, which names no branch (branches: {', '.join(node.branches)})"
+            record["error"] = error
+            raise StageError(
+                f"stage {record['id']!r} ({node.name}): {error}",
+                stage_id=record["id"],
+                stage_name=node.name,
+            )
+        if not keys and node.default is not None:
+            keys = [node.default]
+        return list(dict.fromkeys(keys))
+
+    async def _subflow(
+        self, node: Subflow, env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        path = env.prefix + node.id
+        codec = node.chart.codec if node.isolated else env.codec
+        if frame is None:
+            record: TreeNode = {
+                "id": path,
+                "name": node.name,
+                "kind": "subflow",
+                "status": "running",
+                "children": [],
+            }
+            position = len(tree)
+            tree.append(record)
+            state = self._seed_subflow(node, env, record, path) if node.isolated else env.state
+            child_frame = None
+        else:
+            position = frame["t"]
+            record = tree[position]
+            state = (
+                self._decode_state(frame["state"], f"subflow {path!r} state", codec)
+                if node.isolated
+                else env.state
+            )
+            child_frame = frame["seq"]
+        inner = _Env(state, codec, path + PATH_SEPARATOR)
+        pending = await self._child(
+            record, self._sequence(node.chart.steps, inner, record["children"], child_frame)
+        )
+        if pending is not None:
+            record["status"] = "paused"
+            paused: Frame = {"t": position, "seq": pending}
+            if node.isolated:
+                paused["state"] = codec.encode(state)
+            return paused
+        if node.isolated:
+            self._map_back(node, env, state, record, path)
+        record["status"] = "done"
+        return None
+
+    def _seed_subflow(
+        self, node: Subflow, env: _Env, record: TreeNode, path: str
+    ) -> dict[str, Any]:
+        seed = self._map(node.input_mapper, dict(env.state), record, path, "input_mapper")
+        codec = node.chart.codec
+        return {key: codec.check(key, value, path) for key, value in seed.items()}
+
+    def _map_back(
+        self, node: Subflow, env: _Env, state: dict[str, Any], record: TreeNode, path: str
+    ) -> None:
+        out = self._map(node.output_mapper, dict(state), record, path, "output_mapper")
+        for key, value in out.items():
+            env.state[key] = env.codec.check(key, value, path)
+        record["writes"] = list(out)
+
+    @staticmethod
+    def _map(
+        mapper: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None,
+        source: dict[str, Any],
+        record: TreeNode,
+        path: str,
+        phase: str,
+    ) -> Mapping[str, Any]:
+        if mapper is None:
+            return {}
+        try:
+            mapped = mapper(source)
+            if not isinstance(mapped, Mapping):
+                raise TypeError(
+                    f"{phase} must return a mapping of state keys, not {type(mapped).__name__}"
+                )
+        except Exception as exc:
+            record["status"] = "failed"
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            raise StageError(
+                f"subflow {path!r} ({record['name']}) {phase} raised: {type(exc).__name__}: {exc}",
+                stage_id=path,
+                stage_name=record["name"],
+                phase=phase,
+            ) from exc
+        return mapped
+
+    @staticmethod
+    async def _child(record: TreeNode, work: Coroutine[Any, Any, Any]) -> Any:
+        """Await a composite's children; mark the composite failed if one fails."""
+        try:
+            return await work
+        except PausepointError:
+            record["status"] = "failed"
+            raise
+
+
+async def _gather(work: list[Coroutine[Any, Any, Frame | None]]) -> list[Frame | None]:
+    """Run branches concurrently; when several fail, wait for all and raise the first."""
+    if len(work) == 1:
+        return [await work[0]]
+    import asyncio
+
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]  # exceptions were raised above
+
+
+def validate_resume_input(node: PausableStage, path: str, answer: Any) -> Any:
+    """Validate a resume input against the stage's ``input_schema``; return what ``resume`` gets.
+
+    Raises:
+        ResumeInputError: The input does not fit, with pydantic's error details.
+    """
+    if node.input_schema is None:
+        return answer
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(node.input_schema).validate_python(answer)
+    except ValidationError as exc:
+        details = exc.errors(include_url=False, include_context=False)
+        summary = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
+            for error in details
+        )
+        raise ResumeInputError(
+            f"resume input for stage {path!r} does not fit {getattr(node.input_schema, '__name__', 'its schema')}: {summary}",
+            stage_id=path,
+            errors=json_copy(_jsonable_errors(details)),
+        ) from None
+
+
+def _jsonable_errors(details: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [part if isinstance(part, int | str) else str(part) for part in error["loc"]],
+            "msg": error["msg"],
+            "type": error["type"],
+        }
+        for error in details
+    ]
+
+
+def _finish(record: TreeNode, scope: Scope, started: float) -> None:
+    record["reads"] = _unique(scope._reads)
+    record["writes"] = _unique(scope._writes)
+    record["ms"] = (_perf() - started) * 1000.0
+
+
+def _unique(keys: list[str]) -> list[str]:
+    return list(dict.fromkeys(keys)) if len(keys) > 1 else keys
+
+
+def _input_keys(answer: Any) -> list[str]:
+    if isinstance(answer, Mapping):
+        return [str(key) for key in answer]
+    fields = getattr(type(answer), "model_fields", None)
+    if isinstance(fields, dict):
+        return list(fields)
+    return []
+
+
+def _next_index(steps: tuple[Step, ...], index: int, control: LoopControl) -> int:
+    """Index after ``index``; past the innermost enclosing loop if a break was requested."""
+    if control.requested:
+        for position in range(index + 1, len(steps)):
+            step = steps[position]
+            if isinstance(step, LoopBack) and step.target_index <= index:
+                control.requested = False
+                return position + 1
+    return index + 1
+
+
+def _sequence_frame(index: int, loops: dict[int, int], pending: Frame) -> Frame:
+    frame: Frame = {"i": index, "node": pending}
+    if loops:
+        frame["loops"] = {str(position): count for position, count in loops.items()}
+    return frame
+
+
+def _redacted(value: Any, redact: frozenset[str]) -> Any:
+    if not redact:
+        return value
+    if isinstance(value, dict):
+        return {k: _REDACTED if k in redact else _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, redact) for item in value]
+    return value

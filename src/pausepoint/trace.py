@@ -1,0 +1,204 @@
+"""The trace of a run: execution tree, narrative and metrics.
+
+The execution tree is the only record kept: a list of JSON nodes in the order
+stages started, with composite stages (subflows, deciders, selectors, forks)
+holding their children. It travels in the checkpoint, so a fresh executor in
+another process continues the same tree. The narrative and the metrics are
+derived from it on demand, which keeps the per-stage cost of tracing to one
+small dict and makes them identical in every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+__all__ = ["Metrics", "StageMetrics", "TreeNode", "metrics_of", "narrative_of", "summarize_pause"]
+
+NodeStatus = Literal["running", "done", "paused", "resumed", "failed"]
+
+
+class PauseInfo(TypedDict):
+    """When and why a pausable stage paused."""
+
+    pause_id: str
+    at: float
+    summary: str
+
+
+class ResumeInfo(TypedDict):
+    """What the resume phase of a pausable stage did."""
+
+    at: float
+    input_keys: list[str]
+    reads: list[str]
+    writes: list[str]
+    ms: float
+
+
+class TreeNode(TypedDict):
+    """One stage in the execution tree (JSON)."""
+
+    id: str
+    name: str
+    kind: str
+    status: NodeStatus
+    reads: NotRequired[list[str]]
+    writes: NotRequired[list[str]]
+    ms: NotRequired[float]
+    error: NotRequired[str]
+    pause: NotRequired[PauseInfo]
+    resume: NotRequired[ResumeInfo]
+    chose: NotRequired[list[str]]
+    children: NotRequired[list[TreeNode]]
+    round: NotRequired[int]
+    target: NotRequired[str]
+    breaks_loop: NotRequired[bool]
+
+
+class StageMetrics(TypedDict):
+    """How often a stage ran and for how long."""
+
+    count: int
+    total_ms: float
+    max_ms: float
+
+
+class Metrics(TypedDict):
+    """Figures over the whole run, every resume included."""
+
+    stages: dict[str, StageMetrics]
+    stage_runs: int
+    active_ms: float
+    pause_count: int
+    resume_count: int
+    paused_seconds: float
+    loop_rounds: int
+
+
+_QUESTION_KEYS = ("question", "message", "prompt", "reason", "title")
+
+
+def summarize_pause(data: Any, redact: frozenset[str]) -> str:
+    """Say in a few words what a stage paused with: its question, or the keys it sent."""
+    if isinstance(data, str):
+        return _quote(data)
+    if isinstance(data, Mapping):
+        for key in _QUESTION_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and key not in redact:
+                return _quote(value)
+        return "with {" + ", ".join(str(k) for k in data) + "}"
+    return (
+        f"with {type(data).__name__} {data!r}"
+        if not isinstance(data, list)
+        else f"with a list of {len(data)}"
+    )
+
+
+def _quote(text: str, limit: int = 200) -> str:
+    return '"' + (text if len(text) <= limit else text[: limit - 1] + "…") + '"'
+
+
+def _keys(keys: Iterable[str]) -> str:
+    return ", ".join(keys)
+
+
+def narrative_of(tree: Iterable[TreeNode]) -> list[str]:
+    """Return one plain sentence per event, in the order the tree records them."""
+    lines: list[str] = []
+    for node in tree:
+        _narrate(node, lines)
+    return lines
+
+
+def _narrate(node: TreeNode, out: list[str]) -> None:
+    name, kind = node["name"], node["kind"]
+    writes = node.get("writes") or []
+    if kind == "loop":
+        out.append(f"Looped back to {name} (round {node.get('round', 0)}).")
+        return
+    if kind == "subflow":
+        out.append(f"{name} started (subflow).")
+    elif writes:
+        out.append(f"{name} wrote {_keys(writes)}.")
+    elif kind == "stage" and node["status"] == "done":
+        out.append(f"{name} ran.")
+    if kind in ("decider", "selector"):
+        chose = node.get("chose")
+        if chose is not None:
+            if kind == "decider":
+                out.append(
+                    f'{name} chose branch "{chose[0]}".' if chose else f"{name} chose no branch."
+                )
+            else:
+                picked = ", ".join(f'"{key}"' for key in chose)
+                out.append(
+                    f"{name} chose branches {picked}." if chose else f"{name} chose no branch."
+                )
+    elif kind == "parallel":
+        children = node.get("children") or []
+        out.append(f"{name} ran {len(children)} branches in parallel.")
+    pause = node.get("pause")
+    if pause is not None:
+        summary = pause["summary"]
+        out.append(f"{name} paused: {summary}" + ("" if summary.endswith('"') else "."))
+    resume = node.get("resume")
+    if resume is not None:
+        out.append(f"{name} resumed by input {{{_keys(resume['input_keys'])}}}.")
+        if resume["writes"]:
+            out.append(f"{name} wrote {_keys(resume['writes'])}.")
+    if kind == "pausable" and pause is None and node["status"] == "done" and not writes:
+        out.append(f"{name} continued without pausing.")
+    for child in node.get("children") or []:
+        _narrate(child, out)
+    if kind == "subflow" and node["status"] == "done":
+        out.append(f"{name} finished (subflow).")
+    if node["status"] == "failed" and "error" in node:
+        out.append(f"{name} failed: {node['error']}.")
+    if node.get("breaks_loop"):
+        out.append(f"{name} ended the loop.")
+
+
+def metrics_of(tree: Iterable[TreeNode]) -> Metrics:
+    """Aggregate per-stage durations and counts, pauses and time spent paused."""
+    metrics: Metrics = {
+        "stages": {},
+        "stage_runs": 0,
+        "active_ms": 0.0,
+        "pause_count": 0,
+        "resume_count": 0,
+        "paused_seconds": 0.0,
+        "loop_rounds": 0,
+    }
+    _measure(tree, metrics)
+    return metrics
+
+
+def _measure(tree: Iterable[TreeNode], metrics: Metrics) -> None:
+    for node in tree:
+        if node["kind"] == "loop":
+            metrics["loop_rounds"] += 1
+            continue
+        ms = node.get("ms", 0.0)
+        resume = node.get("resume")
+        if resume is not None:
+            ms += resume["ms"]
+            metrics["resume_count"] += 1
+        pause = node.get("pause")
+        if pause is not None:
+            metrics["pause_count"] += 1
+            if resume is not None:
+                metrics["paused_seconds"] += max(0.0, resume["at"] - pause["at"])
+        children = node.get("children")
+        if children:
+            _measure(children, metrics)
+        else:
+            metrics["active_ms"] += ms
+        entry = metrics["stages"].setdefault(
+            node["id"], {"count": 0, "total_ms": 0.0, "max_ms": 0.0}
+        )
+        entry["count"] += 1
+        entry["total_ms"] += ms
+        entry["max_ms"] = max(entry["max_ms"], ms)
+        metrics["stage_runs"] += 1
