@@ -71,7 +71,7 @@ class Checkpoint(TypedDict):
         chart_name: Name of the chart that paused.
         chart_fingerprint: Structural fingerprint of that chart.
         run_id: The run's id, kept across every resume.
-        status: Always ``"paused"``.
+        status: ``"paused"``; ``"running"`` for a progress checkpoint (no pauses).
         input: The input the run was started with.
         shared_state: The state at the pause, encoded as JSON.
         paused_stage_id: Mirrors ``pauses[0]["stage_id"]``.
@@ -88,7 +88,7 @@ class Checkpoint(TypedDict):
     chart_name: str
     chart_fingerprint: str
     run_id: str
-    status: Literal["paused"]
+    status: Literal["paused", "running"]
     input: dict[str, Any]
     shared_state: dict[str, Any]
     paused_stage_id: str
@@ -129,8 +129,16 @@ _TOP_FIELDS: Mapping[str, type | tuple[type, ...]] = {
 _FINISHED = ("completed", "failed")
 
 
-def validate_checkpoint(checkpoint: Any, chart: FlowChart, signing_key: str | bytes | None) -> None:
+def validate_checkpoint(
+    checkpoint: Any, chart: FlowChart, signing_key: str | bytes | None, *, progress: bool = False
+) -> None:
     """Check a checkpoint completely against ``chart``; raise before anything runs.
+
+    Args:
+        checkpoint: What the caller passed.
+        chart: The chart it must belong to.
+        signing_key: When set, the signature must match.
+        progress: Expect a progress checkpoint (``status == "running"``, no pauses).
 
     Raises:
         CheckpointFormatError: Not a dict, a missing or ill-typed field, an unknown stage.
@@ -188,9 +196,11 @@ def validate_checkpoint(checkpoint: Any, chart: FlowChart, signing_key: str | by
                 f"checkpoint field {name!r} must be {_type_name(expected_type)}, found {_describe(value)}",
                 field=name,
             )
-    if status != "paused":
+    expected_status = "running" if progress else "paused"
+    if status != expected_status:
         raise CheckpointFormatError(
-            f"checkpoint field 'status' must be 'paused', found {status!r}", field="status"
+            f"checkpoint field 'status' must be {expected_status!r}, found {status!r}",
+            field="status",
         )
     if checkpoint["chart_fingerprint"] != chart.fingerprint:
         raise ChartMismatchError(
@@ -207,12 +217,20 @@ def validate_checkpoint(checkpoint: Any, chart: FlowChart, signing_key: str | by
             raise CheckpointFormatError(
                 f"checkpoint field {exc.path!r}: {exc.problem}", field=name
             ) from None
-    pauses = _check_pauses(checkpoint["pauses"])
     _check_tree(checkpoint["execution_tree"], "execution_tree")
     leaves: dict[str, str] = {}
-    _FrameChecker(leaves).sequence(
+    checker = _FrameChecker(leaves, progress=progress)
+    checker.sequence(
         checkpoint["continuation"], chart.steps, "", checkpoint["execution_tree"], "continuation"
     )
+    if progress:
+        if checkpoint["pauses"] or leaves or not checker.found_next:
+            raise CheckpointFormatError(
+                "a progress checkpoint has no pauses and its continuation names the next stage",
+                field="continuation",
+            )
+        return
+    pauses = _check_pauses(checkpoint["pauses"])
     if leaves != pauses:
         raise CheckpointFormatError(
             "checkpoint 'pauses' do not match its continuation: pauses list "
@@ -345,8 +363,10 @@ def _check_phase(node: dict[str, Any], here: str) -> None:
 class _FrameChecker:
     """Walks the continuation beside the chart and the execution tree."""
 
-    def __init__(self, leaves: dict[str, str]) -> None:
+    def __init__(self, leaves: dict[str, str], *, progress: bool = False) -> None:
         self.leaves = leaves
+        self.progress = progress
+        self.found_next = False
 
     def sequence(
         self, frame: Any, steps: tuple[Step, ...], prefix: str, tree: list[Any], where: str
@@ -378,6 +398,9 @@ class _FrameChecker:
             )
         node_frame = frame.get("node")
         if node_frame is None:
+            if self.progress and "node" in frame and not self.found_next:
+                self.found_next = True  # a progress checkpoint: start this step afresh
+                return
             raise CheckpointFormatError(
                 f"checkpoint field '{where}.node' is missing", field=f"{where}.node"
             )

@@ -9,6 +9,12 @@ are never entered again; a paused stage whose answer arrived runs ``resume``;
 one still unanswered returns its frame unchanged, so a fork keeps all its
 pending pauses and joins only when every branch is done.
 
+With ``on_progress`` set, the executor also hands out a *progress checkpoint*
+after every stage that finishes outside a parallel fork: the same JSON with
+``status == "running"`` and no pauses, from which :meth:`FlowChartExecutor.continue_from`
+carries on with the next stage. ``Runs`` stores them so a crash loses at most
+the stage in flight.
+
 Stage functions run on the event loop: sync stages are called inline (a
 thread hop costs more than a typical stage; see ``bench/``), so a sync stage
 that blocks on I/O blocks the loop: make such stages ``async``.
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._json import NotJSONError, json_copy
@@ -63,6 +69,9 @@ if TYPE_CHECKING:
 __all__ = ["ExecutorStatus", "FlowChartExecutor", "Snapshot"]
 
 ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed"]
+
+ProgressCallback = Callable[["Checkpoint"], Awaitable[None]]
+"""Called with a progress checkpoint after each stage (see the module docstring)."""
 
 Frame = dict[str, Any]
 
@@ -120,9 +129,17 @@ class FlowChartExecutor:
         chart: The chart to run.
         signing_key: When set, checkpoints are signed with HMAC-SHA256 and
             unsigned or tampered ones are refused with ``CheckpointSignatureError``.
+        on_progress: Awaited with a progress checkpoint after every stage that
+            finishes outside a parallel fork; an exception it raises stops the run.
     """
 
-    def __init__(self, chart: FlowChart, *, signing_key: str | bytes | None = None) -> None:
+    def __init__(
+        self,
+        chart: FlowChart,
+        *,
+        signing_key: str | bytes | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         if not isinstance(chart, FlowChart):
             raise ExecutorUsageError(f"FlowChartExecutor needs a built FlowChart, got {chart!r}")
         self._chart = chart
@@ -140,6 +157,11 @@ class FlowChartExecutor:
         self._started_at = 0.0
         self._paused_at = 0.0
         self._error: PausepointError | None = None
+        self._on_progress = on_progress
+        # Enclosing levels of the stage running now, to build progress checkpoints:
+        # ("seq", [index, loops]) · ("subflow", position, state, codec) · ("decider", position, key)
+        self._levels: list[tuple[Any, ...]] = []
+        self._fork_depth = 0
 
     # -- public API -------------------------------------------------------
 
@@ -248,6 +270,38 @@ class FlowChartExecutor:
         self._pauses = []
         return await self._traverse(continuation)
 
+    async def continue_from(self, checkpoint: Checkpoint | Mapping[str, Any]) -> ExecutorStatus:
+        """Carry on from a progress checkpoint (``status == "running"``) with its next stage.
+
+        Used to finish a run whose process died: the stages recorded as done
+        do not run again.
+
+        Returns:
+            ``"paused"`` or ``"completed"``.
+
+        Raises:
+            CheckpointError: The checkpoint is malformed, from another chart, or tampered with.
+            StageError: A stage raised.
+        """
+        self._begin()
+        try:
+            validate_checkpoint(checkpoint, self._chart, self._signing_key, progress=True)
+            self._answers = {}
+            self._state = self._decode_state(
+                checkpoint["shared_state"], "shared_state", self._chart.codec
+            )
+            self._tree = json_copy(checkpoint["execution_tree"])
+            continuation = json_copy(checkpoint["continuation"])
+            self._input = json_copy(checkpoint["input"])
+        except BaseException:
+            self._status = "idle"
+            raise
+        self._run_id = checkpoint["run_id"]
+        self._started_at = float(checkpoint["started_at"])
+        self._previous_pauses = {}
+        self._pauses = []
+        return await self._traverse(continuation)
+
     def run_sync(
         self, input: Mapping[str, Any] | None = None, *, run_id: str | None = None
     ) -> ExecutorStatus:
@@ -280,20 +334,23 @@ class FlowChartExecutor:
         """
         if self._status != "paused" or self._continuation is None:
             return None
-        first = self._pauses[0]
+        return self._checkpoint("paused", self._continuation)
+
+    def _checkpoint(self, status: Literal["paused", "running"], continuation: Frame) -> Checkpoint:
+        first = self._pauses[0] if self._pauses else None
         checkpoint: Checkpoint = {
             "format_version": FORMAT_VERSION,
             "chart_name": self._chart.name,
             "chart_fingerprint": self._chart.fingerprint,
             "run_id": self._run_id,
-            "status": "paused",
+            "status": status,
             "input": json_copy(self._input),
             "shared_state": self._chart.codec.encode(self._state),
-            "paused_stage_id": first["stage_id"],
-            "pause_data": json_copy(first["data"]),
+            "paused_stage_id": first["stage_id"] if first else "",
+            "pause_data": json_copy(first["data"]) if first else None,
             "pauses": json_copy(self._pauses),
             "execution_tree": json_copy(self._tree),
-            "continuation": json_copy(self._continuation),
+            "continuation": json_copy(continuation),
             "started_at": self._started_at,
             "paused_at": self._paused_at,
         }
@@ -352,6 +409,8 @@ class FlowChartExecutor:
         self._continuation = None
         self._error = None
         self._control = LoopControl()
+        self._levels = []
+        self._fork_depth = 0
 
     def _answers_for(
         self,
@@ -440,18 +499,21 @@ class FlowChartExecutor:
     async def _sequence(
         self, steps: tuple[Step, ...], env: _Env, tree: list[TreeNode], frame: Frame | None
     ) -> Frame | None:
+        if self._on_progress is not None and self._fork_depth == 0:
+            return await self._tracked_sequence(steps, env, tree, frame)
         control = self._control
         loops: dict[int, int] = {}
         index = 0
         if frame is not None:
             index = frame["i"]
             loops = {int(key): count for key, count in frame.get("loops", {}).items()}
-            step = steps[index]
-            assert not isinstance(step, LoopBack)
-            pending = await self._node(step, env, tree, frame["node"])
-            if pending is not None:
-                return _sequence_frame(index, loops, pending)
-            index = _next_index(steps, index, control)
+            if frame["node"] is not None:
+                step = steps[index]
+                assert not isinstance(step, LoopBack)
+                pending = await self._node(step, env, tree, frame["node"])
+                if pending is not None:
+                    return _sequence_frame(index, loops, pending)
+                index = _next_index(steps, index, control)
         end = len(steps)
         while index < end:
             step = steps[index]
@@ -466,6 +528,60 @@ class FlowChartExecutor:
                     return _sequence_frame(index, loops, pending)
             index = index + 1 if not control.requested else _next_index(steps, index, control)
         return None
+
+    async def _tracked_sequence(
+        self, steps: tuple[Step, ...], env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        """``_sequence`` that reports a progress checkpoint after every finished step.
+
+        Kept apart so runs without ``on_progress`` pay nothing for it.
+        """
+        control = self._control
+        position: list[Any] = [0, {}]  # [index, loops], read by _progress_continuation
+        self._levels.append(("seq", position))
+        try:
+            pending_frame = frame["node"] if frame is not None else None
+            if frame is not None:
+                position[0] = frame["i"]
+                position[1] = {int(key): count for key, count in frame.get("loops", {}).items()}
+            while position[0] < len(steps):
+                index = position[0]
+                step = steps[index]
+                if type(step) is LoopBack:
+                    position[0] = self._loop_back(step, index, position[1], env, tree)
+                    continue
+                pending = await self._node(step, env, tree, pending_frame)
+                pending_frame = None
+                if pending is not None:
+                    return _sequence_frame(index, position[1], pending)
+                position[0] = _next_index(steps, index, control)
+                if self._fork_depth == 0 and position[0] < len(steps):
+                    assert self._on_progress is not None
+                    await self._on_progress(
+                        self._checkpoint("running", self._progress_continuation())
+                    )
+            return None
+        finally:
+            self._levels.pop()
+
+    def _progress_continuation(self) -> Frame:
+        """Compose the continuation of "about to run the next step" from the enclosing levels."""
+        inner: Frame | None = None
+        for level in reversed(self._levels):
+            if level[0] == "seq":
+                index, loops = level[1]
+                frame: Frame = {"i": index, "node": inner}
+                if loops:
+                    frame["loops"] = {str(k): v for k, v in loops.items()}
+                inner = frame
+            elif level[0] == "subflow":
+                inner = {"t": level[1], "seq": inner}
+                if level[2] is not None:
+                    inner["state"] = level[3].encode(level[2])
+            else:
+                inner = {"t": level[1], "branch": level[2], "node": inner}
+        assert inner is not None
+        return inner
 
     def _loop_back(
         self, step: LoopBack, index: int, loops: dict[int, int], env: _Env, tree: list[TreeNode]
@@ -663,9 +779,16 @@ class FlowChartExecutor:
             record = tree[position]
             key = frame["branch"]
             child_frame = frame["node"]
-        pending = await self._child(
-            record, self._node(node.branches[key], env, record["children"], child_frame)
-        )
+        tracked = self._on_progress is not None and self._fork_depth == 0
+        if tracked:
+            self._levels.append(("decider", position, key))
+        try:
+            pending = await self._child(
+                record, self._node(node.branches[key], env, record["children"], child_frame)
+            )
+        finally:
+            if tracked:
+                self._levels.pop()
         if pending is None:
             record["status"] = "done"
             return None
@@ -702,9 +825,14 @@ class FlowChartExecutor:
             record = tree[position]
             branches = [(key, node.branches[key], sub) for key, sub in frame["branches"].items()]
         children = record["children"]
-        results = await self._child(
-            record, _gather([self._node(branch, env, children, sub) for _, branch, sub in branches])
-        )
+        self._fork_depth += 1
+        try:
+            results = await self._child(
+                record,
+                _gather([self._node(branch, env, children, sub) for _, branch, sub in branches]),
+            )
+        finally:
+            self._fork_depth -= 1
         pending = {
             key: result
             for (key, _, _), result in zip(branches, results, strict=True)
@@ -760,9 +888,16 @@ class FlowChartExecutor:
             )
             child_frame = frame["seq"]
         inner = _Env(state, codec, path + PATH_SEPARATOR)
-        pending = await self._child(
-            record, self._sequence(node.chart.steps, inner, record["children"], child_frame)
-        )
+        tracked = self._on_progress is not None and self._fork_depth == 0
+        if tracked:
+            self._levels.append(("subflow", position, state if node.isolated else None, codec))
+        try:
+            pending = await self._child(
+                record, self._sequence(node.chart.steps, inner, record["children"], child_frame)
+            )
+        finally:
+            if tracked:
+                self._levels.pop()
         if pending is not None:
             record["status"] = "paused"
             paused: Frame = {"t": position, "seq": pending}
