@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .builder import FlowChartBuilder, flow_chart
-    from .chart import FlowChart, PausableHandler
+    from .chart import FlowChart, OnTimeout, PausableHandler
     from .checkpoint import Checkpoint
     from .errors import (
         ChartChangedError,
@@ -48,7 +48,9 @@ if TYPE_CHECKING:
         VersionConflictError,
     )
     from .executor import FlowChartExecutor, Snapshot
+    from .runs import RunRecord, Runs
     from .scope import Scope
+    from .stores import open_store
 
 __version__ = "0.1.0.dev0"
 
@@ -58,11 +60,16 @@ _EXPORTS: dict[str, str] = {
     "FlowChartBuilder": "builder",
     "FlowChart": "chart",
     "PausableHandler": "chart",
+    "OnTimeout": "chart",
     "Scope": "scope",
     # running
     "FlowChartExecutor": "executor",
     "Checkpoint": "checkpoint",
     "Snapshot": "executor",
+    # durable runs
+    "Runs": "runs",
+    "RunRecord": "runs",
+    "open_store": "stores",
     # errors
     **{
         name: "errors"
@@ -113,6 +120,7 @@ __all__ = [
     "FlowChartBuilder",
     "FlowChartExecutor",
     "LoopLimitError",
+    "OnTimeout",
     "PausableHandler",
     "PausepointError",
     "ResumeInputError",
@@ -123,6 +131,8 @@ __all__ = [
     "RunInputError",
     "RunNotFoundError",
     "RunNotPausedError",
+    "RunRecord",
+    "Runs",
     "Scope",
     "Snapshot",
     "StageError",
@@ -134,6 +144,7 @@ __all__ = [
     "StoreUnavailableError",
     "VersionConflictError",
     "flow_chart",
+    "open_store",
 ]
 
 

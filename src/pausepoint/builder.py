@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .chart import (
@@ -26,6 +27,7 @@ from .chart import (
     FunctionStage,
     LoopBack,
     Node,
+    OnTimeout,
     Parallel,
     PausableStage,
     Selector,
@@ -55,6 +57,8 @@ def flow_chart(
     description: str | None = None,
     *,
     input_schema: type[Any] | None = None,
+    timeout: float | timedelta | None = None,
+    on_timeout: OnTimeout | None = None,
 ) -> FlowChartBuilder:
     """Start a chart with its first stage.
 
@@ -65,6 +69,8 @@ def flow_chart(
         id: The first stage's id.
         description: What the stage does, for diagrams and docs.
         input_schema: For a pausable first stage: the model its resume input must fit.
+        timeout: For a pausable first stage: how long its pauses may wait.
+        on_timeout: For a pausable first stage: what happens when they have waited too long.
 
     Returns:
         A builder; chain ``add_*`` calls and finish with ``build()``.
@@ -72,7 +78,13 @@ def flow_chart(
     builder = FlowChartBuilder(name)
     if _is_handler(fn_or_handler):
         return builder.add_pausable_function(
-            name, fn_or_handler, id, description, input_schema=input_schema
+            name,
+            fn_or_handler,
+            id,
+            description,
+            input_schema=input_schema,
+            timeout=timeout,
+            on_timeout=on_timeout,
         )
     return builder.add_function(name, fn_or_handler, id, description)
 
@@ -102,6 +114,8 @@ class FlowChartBuilder:
         description: str | None = None,
         *,
         input_schema: type[Any] | None = None,
+        timeout: float | timedelta | None = None,
+        on_timeout: OnTimeout | None = None,
     ) -> FlowChartBuilder:
         """Append a pausable stage.
 
@@ -114,8 +128,13 @@ class FlowChartBuilder:
             description: What the stage waits for.
             input_schema: A pydantic model (or any type pydantic validates) the
                 resume input must fit; ``resume`` then receives the validated value.
+            timeout: How long a pause may wait (seconds or timedelta) before
+                ``Runs.expire_due`` applies ``on_timeout``.
+            on_timeout: The policy for an overdue pause; default: cancel the run.
         """
-        self._append(_pausable_stage(name, handler, id, description, input_schema))
+        self._append(
+            _pausable_stage(name, handler, id, description, input_schema, timeout, on_timeout)
+        )
         return self
 
     def add_subflow(
@@ -302,9 +321,13 @@ class BranchBuilder(Generic[NodeT]):
         description: str | None = None,
         *,
         input_schema: type[Any] | None = None,
+        timeout: float | timedelta | None = None,
+        on_timeout: OnTimeout | None = None,
     ) -> BranchBuilder[NodeT]:
         """Add a branch that is a pausable stage; ``key`` is also its stage id."""
-        return self._add(_pausable_stage(name, handler, key, description, input_schema))
+        return self._add(
+            _pausable_stage(name, handler, key, description, input_schema, timeout, on_timeout)
+        )
 
     def add_subflow_branch(
         self,
@@ -418,9 +441,20 @@ def _function_stage(name: str, fn: Any, id: str, description: str | None) -> Fun
 
 
 def _pausable_stage(
-    name: str, handler: Any, id: str, description: str | None, input_schema: type[Any] | None
+    name: str,
+    handler: Any,
+    id: str,
+    description: str | None,
+    input_schema: type[Any] | None,
+    timeout: float | timedelta | None = None,
+    on_timeout: OnTimeout | None = None,
 ) -> PausableStage:
     _check_id(id)
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and seconds <= 0:
+        raise ChartError(f"pausable stage {id!r}: timeout must be positive", stage_id=id)
+    if on_timeout is not None and seconds is None:
+        raise ChartError(f"pausable stage {id!r}: on_timeout needs a timeout", stage_id=id)
     if not _is_handler(handler):
         raise ChartError(
             f"pausable stage {id!r}: the handler needs callable execute(scope) and "
@@ -436,6 +470,8 @@ def _pausable_stage(
         execute_is_async=is_async_callable(handler.execute),
         resume_is_async=is_async_callable(handler.resume),
         input_schema=input_schema,
+        timeout=seconds,
+        on_timeout=on_timeout,
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "FunctionStage",
     "LoopBack",
     "Node",
+    "OnTimeout",
     "Parallel",
     "PausableHandler",
     "PausableStage",
@@ -75,6 +76,37 @@ class PausableHandler:
     resume: Callable[[Scope, Any], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class OnTimeout:
+    """What happens when a pause passes its deadline (applied by ``Runs.expire_due``).
+
+    Build one with :meth:`resume_with`, :meth:`fail` or :meth:`cancel`.
+
+    Attributes:
+        action: ``"resume"`` with ``input`` as the answer, ``"fail"`` the run,
+            or ``"cancel"`` it (status ``expired``).
+        input: The default answer for ``"resume"``.
+    """
+
+    action: Literal["resume", "fail", "cancel"]
+    input: Any = None
+
+    @classmethod
+    def resume_with(cls, input: Any) -> OnTimeout:
+        """Resume with ``input`` as if a person had answered it."""
+        return cls("resume", input)
+
+    @classmethod
+    def fail(cls) -> OnTimeout:
+        """Mark the run failed."""
+        return cls("fail")
+
+    @classmethod
+    def cancel(cls) -> OnTimeout:
+        """Stop the run; its status becomes ``expired``."""
+        return cls("cancel")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FunctionStage:
     """A plain stage."""
@@ -99,6 +131,8 @@ class PausableStage:
     execute_is_async: bool
     resume_is_async: bool
     input_schema: type[Any] | None = None
+    timeout: float | None = None
+    on_timeout: OnTimeout | None = None
     kind: Literal["pausable"] = "pausable"
 
     def input_json_schema(self) -> dict[str, Any] | None:

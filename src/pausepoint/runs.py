@@ -1,0 +1,722 @@
+"""Durable runs: start, inbox, exactly-once resume, cancel, deadlines, crash recovery.
+
+``Runs`` ties charts to a :class:`~pausepoint.stores.Store`. Every change of a
+run is one compare-and-set on its record, so any number of processes may share
+a store:
+
+* **Exactly once.** ``resume`` validates the answer, then *claims* the run
+  (paused → running, with a lease) in one atomic step. Two resumes of the same
+  run race on that step: one wins, the other gets ``RunAlreadyClaimedError``
+  (or, with the same idempotency key, the winner's outcome).
+* **Crash recovery.** While a run goes on, its progress is written after every
+  stage (progress checkpoints), and a heartbeat renews its lease. If the
+  process dies, :meth:`Runs.recover` (also run by the sweeper) takes over runs
+  whose lease lapsed and goes on from the last finished stage with the answer
+  already recorded: the human is not asked again. Only the stage in flight at
+  the crash can run twice; the audit then shows a ``recovered`` event.
+* **Deadlines.** A pausable stage declared with ``timeout=`` gives its pauses a
+  deadline; :meth:`Runs.expire_due` applies the stage's ``on_timeout`` policy
+  once, even when several sweepers run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ._json import json_copy
+from .chart import FlowChart, PausableStage
+from .checkpoint import Checkpoint
+from .errors import (
+    ChartChangedError,
+    CheckpointSignatureError,
+    PausepointError,
+    ResumeInputError,
+    ResumeTargetError,
+    RunAlreadyClaimedError,
+    RunError,
+    RunNotPausedError,
+    StalePauseError,
+    VersionConflictError,
+)
+from .executor import FlowChartExecutor, validate_resume_input
+from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun
+
+__all__ = ["RunRecord", "Runs"]
+
+log = logging.getLogger("pausepoint.runs")
+
+SYSTEM_ACTOR = "pausepoint"
+"""The actor recorded for what the system does by itself (deadlines, recovery)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunRecord:
+    """A run as ``Runs`` reports it.
+
+    Attributes:
+        run_id: The run's id.
+        chart: The name its chart is registered under.
+        status: ``running``, ``paused``, ``completed``, ``failed``, ``cancelled`` or ``expired``.
+        pause: The first pending pause (``pause.id``, ``.stage_id``, ``.data``, ``.deadline``).
+        pauses: Every pending pause (several for parallel branches).
+        snapshot: State, execution tree, narrative and metrics (secrets redacted).
+        audit: Every event so far, oldest first.
+        error: Why the run failed, when it did.
+        created_at: When it started (UNIX seconds).
+        updated_at: When its record last changed.
+        version: The record's compare-and-set version.
+    """
+
+    run_id: str
+    chart: str
+    status: str
+    pause: PauseEntry | None
+    pauses: tuple[PauseEntry, ...]
+    snapshot: dict[str, Any] | None
+    audit: tuple[AuditEvent, ...]
+    error: str | None
+    created_at: float
+    updated_at: float
+    version: int
+
+
+CompatibilityRule = Callable[[StoredRun, FlowChart], bool]
+"""Decides whether a run paused under an older fingerprint may resume on ``chart``."""
+
+
+class Runs:
+    """Durable runs of registered charts over one store.
+
+    Args:
+        store: Where runs live (see :func:`pausepoint.open_store`).
+        charts: The charts, by the name runs refer to them with.
+        signing_key: Sign checkpoints kept in the store; refuse tampered ones.
+        lease_seconds: How long a running run stays claimed without a heartbeat.
+        compatibility: Opt-in rule letting a run paused under an older version
+            of its chart resume on the new one; by default such a resume is
+            refused with ``ChartChangedError``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        charts: Mapping[str, FlowChart],
+        *,
+        signing_key: str | bytes | None = None,
+        lease_seconds: float = 30.0,
+        compatibility: CompatibilityRule | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self.store = store
+        self.charts = dict(charts)
+        self.lease_seconds = lease_seconds
+        self._signing_key = signing_key
+        self._compatibility = compatibility
+        self._owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+
+    async def __aenter__(self) -> Runs:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the store."""
+        await self.store.aclose()
+
+    # -- reading ------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord:
+        """Return the run with its pause, snapshot and audit.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+        """
+        return await self._record(await self.store.get(run_id))
+
+    async def pending(
+        self,
+        chart: str | None = None,
+        stage: str | None = None,
+        older_than: float | timedelta | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PendingPage:
+        """Return a page of the inbox: pauses waiting for a person, newest first.
+
+        Args:
+            chart: Only runs of this chart.
+            stage: Only pauses at this stage id.
+            older_than: Only pauses waiting at least this long (seconds or timedelta).
+            limit: Page size.
+            cursor: ``next_cursor`` of the previous page.
+        """
+        created_before = None
+        if older_than is not None:
+            seconds = (
+                older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+            )
+            created_before = time.time() - seconds
+        return await self.store.list_pending(
+            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
+        )
+
+    def input_schema(self, chart: str, stage_id: str) -> dict[str, Any] | None:
+        """Return the JSON Schema a pausable stage's resume input must fit, if declared."""
+        node = self._chart(chart).find_stage(stage_id)
+        return node.input_json_schema() if isinstance(node, PausableStage) else None
+
+    # -- starting -----------------------------------------------------------
+
+    async def start(
+        self,
+        chart: str,
+        input: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        *,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """Start a run of a registered chart and drive it to its first pause or the end.
+
+        Returns:
+            The record: ``paused`` (with ``pause``), ``completed`` or ``failed``.
+
+        Raises:
+            RunExistsError: ``run_id`` is taken.
+            RunError: No chart is registered under ``chart``.
+
+        A failing stage does not raise: it gives a ``failed`` record.
+        """
+        flow = self._chart(chart)
+        run_id = run_id or os.urandom(16).hex()
+        now = time.time()
+        seed = json_copy(dict(input or {}), "input")
+        record = await self.store.create(
+            StoredRun(
+                run_id=run_id,
+                chart=chart,
+                fingerprint=flow.fingerprint,
+                status="running",
+                created_at=now,
+                updated_at=now,
+                lease_owner=self._owner,
+                lease_until=now + self.lease_seconds,
+                meta={"input": seed},
+            ),
+            [_event("started", actor, {"input": _redact(seed, flow)})],
+        )
+        return await self._drive(record, flow, lambda ex: ex.run(seed, run_id=run_id))
+
+    # -- resuming -----------------------------------------------------------
+
+    async def resume(
+        self,
+        run_id: str,
+        input: Any,
+        *,
+        actor: str | None = None,
+        pause_id: str | None = None,
+        stage_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunRecord:
+        """Answer a pause of a paused run, exactly once, and drive the run on.
+
+        Args:
+            run_id: The run.
+            input: The answer; validated against the stage's ``input_schema``.
+            actor: Who answers (recorded in the audit).
+            pause_id: The pause answered; refused as stale if no longer pending.
+            stage_id: Alternatively, the paused stage answered.
+            idempotency_key: Retrying with the same key returns the first outcome.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            RunAlreadyClaimedError: Another resume holds or finished the run.
+            StalePauseError: ``pause_id`` is not a pending pause.
+            ResumeTargetError: Several pauses are pending and none was named.
+            ResumeInputError: The input fails the stage's schema; the run stays paused.
+            ChartChangedError: The chart changed since the run paused.
+        """
+        record = await self.store.get(run_id)
+        if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
+            return await self._outcome_of(record)
+        flow = self._chart(record.chart)
+        try:
+            pause = self._pause_to_answer(record, pause_id, stage_id)
+            self._check_fingerprint(record, flow)
+            node = flow.find_stage(pause.stage_id)
+            assert isinstance(node, PausableStage)
+            validate_resume_input(node, pause.stage_id, input)
+        except (RunError, ResumeTargetError, ResumeInputError, ChartChangedError) as exc:
+            await self._refuse(record, actor, exc)
+            raise
+        answer = (
+            json_copy(input) if not hasattr(input, "model_dump") else input.model_dump(mode="json")
+        )
+        meta = dict(record.meta)
+        meta["answer"] = {"stage_id": pause.stage_id, "pause_id": pause.pause_id, "input": answer}
+        if idempotency_key is not None:
+            meta["idempotency"] = {**meta.get("idempotency", {}), idempotency_key: pause.pause_id}
+        now = time.time()
+        try:
+            claimed = await self.store.replace(
+                dataclasses.replace(
+                    record,
+                    status="running",
+                    lease_owner=self._owner,
+                    lease_until=now + self.lease_seconds,
+                    updated_at=now,
+                    meta=meta,
+                ),
+                expected_version=record.version,
+                events=[
+                    _event(
+                        "resumed",
+                        actor,
+                        {
+                            "stage_id": pause.stage_id,
+                            "pause_id": pause.pause_id,
+                            "input": _redact(answer, flow),
+                        },
+                    )
+                ],
+            )
+        except VersionConflictError:
+            latest = await self.store.get(run_id)
+            if idempotency_key is not None and idempotency_key in latest.meta.get(
+                "idempotency", {}
+            ):
+                return await self._outcome_of(latest)
+            error = RunAlreadyClaimedError(
+                f"run {run_id!r} was claimed by another resume a moment ago (now {latest.status})",
+                run_id=run_id,
+            )
+            await self._refuse(latest, actor, error)
+            raise error from None
+        checkpoint = record.checkpoint
+        assert checkpoint is not None
+        return await self._drive(
+            claimed,
+            flow,
+            lambda ex: ex.resume(
+                _refingerprint(checkpoint, flow, self._signing_key), answer, stage_id=pause.stage_id
+            ),
+        )
+
+    def _pause_to_answer(
+        self, record: StoredRun, pause_id: str | None, stage_id: str | None
+    ) -> PauseEntry:
+        if record.status != "paused":
+            answered = record.meta.get("answer", {})
+            if pause_id is not None and pause_id != answered.get("pause_id"):
+                raise StalePauseError(
+                    f"pause {pause_id!r} of run {record.run_id!r} is no longer pending (run is {record.status})",
+                    run_id=record.run_id,
+                )
+            raise RunAlreadyClaimedError(
+                f"run {record.run_id!r} is {record.status}: it was already resumed"
+                + (f" (answer to {answered['stage_id']!r})" if answered else ""),
+                run_id=record.run_id,
+            )
+        pending = [pause.stage_id for pause in record.pauses]
+        if pause_id is not None:
+            for pause in record.pauses:
+                if pause.pause_id == pause_id:
+                    return pause
+            raise StalePauseError(
+                f"pause {pause_id!r} of run {record.run_id!r} is no longer pending; pending: "
+                + ", ".join(f"{p.stage_id} ({p.pause_id})" for p in record.pauses),
+                run_id=record.run_id,
+            )
+        if stage_id is not None:
+            for pause in record.pauses:
+                if pause.stage_id == stage_id:
+                    return pause
+            raise ResumeTargetError(
+                f"stage {stage_id!r} of run {record.run_id!r} is not paused; pending: {', '.join(pending)}",
+                pending=pending,
+            )
+        if len(record.pauses) != 1:
+            raise ResumeTargetError(
+                f"run {record.run_id!r} waits on {len(pending)} pauses ({', '.join(pending)}): "
+                "pass pause_id= or stage_id=",
+                pending=pending,
+            )
+        return record.pauses[0]
+
+    def _check_fingerprint(self, record: StoredRun, flow: FlowChart) -> None:
+        if record.fingerprint == flow.fingerprint:
+            return
+        if self._compatibility is not None and self._compatibility(record, flow):
+            return
+        raise ChartChangedError(
+            f"chart {record.chart!r} changed since run {record.run_id!r} paused "
+            f"(fingerprint {record.fingerprint[:12]}… then, {flow.fingerprint[:12]}… now); "
+            "resume it with the chart it started with, or pass Runs(compatibility=...)",
+            expected=flow.fingerprint,
+            found=record.fingerprint,
+        )
+
+    async def _refuse(self, record: StoredRun, actor: str | None, error: PausepointError) -> None:
+        with contextlib.suppress(PausepointError):
+            await self.store.append_audit(
+                record.run_id,
+                [
+                    _event(
+                        "resume_refused",
+                        actor,
+                        {"error": type(error).__name__, "reason": str(error)},
+                    )
+                ],
+            )
+
+    async def _outcome_of(self, record: StoredRun) -> RunRecord:
+        """The first resume's outcome: wait while it is still running (bounded by the lease)."""
+        deadline = time.time() + self.lease_seconds
+        while record.status == "running" and time.time() < deadline:
+            await asyncio.sleep(0.02)
+            record = await self.store.get(record.run_id)
+        return await self._record(record)
+
+    # -- cancelling and deadlines --------------------------------------------
+
+    async def cancel(
+        self, run_id: str, actor: str | None = None, reason: str | None = None
+    ) -> RunRecord:
+        """Cancel a paused run; its pauses leave the inbox.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            RunNotPausedError: The run is running or finished.
+        """
+        record = await self.store.get(run_id)
+        if record.status != "paused":
+            raise RunNotPausedError(
+                f"run {run_id!r} is {record.status}; only a paused run can be cancelled",
+                run_id=run_id,
+                status=record.status,
+            )
+        try:
+            updated = await self.store.replace(
+                dataclasses.replace(record, status="cancelled", updated_at=time.time(), pauses=()),
+                expected_version=record.version,
+                events=[_event("cancelled", actor, {"reason": reason})],
+            )
+        except VersionConflictError:
+            raise RunAlreadyClaimedError(
+                f"run {run_id!r} changed while cancelling; read it again", run_id=run_id
+            ) from None
+        return await self._record(updated)
+
+    async def expire_due(self, *, now: float | None = None) -> list[str]:
+        """Apply the ``on_timeout`` policy of every pause past its deadline, once.
+
+        Safe to call from several processes at once: each policy is applied by
+        a compare-and-set, and losers skip the run.
+
+        Returns:
+            The ids of the runs this call acted on.
+        """
+        now = time.time() if now is None else now
+        acted: list[str] = []
+        for record in await self.store.list_due(now):
+            flow = self.charts.get(record.chart)
+            if flow is None:
+                continue
+            for pause in record.pauses:
+                if pause.deadline is None or pause.deadline > now:
+                    continue
+                node = flow.find_stage(pause.stage_id)
+                if not isinstance(node, PausableStage):
+                    continue
+                with contextlib.suppress(
+                    RunAlreadyClaimedError, StalePauseError, VersionConflictError
+                ):
+                    await self._expire(record, pause, node)
+                    acted.append(record.run_id)
+                break
+        return acted
+
+    async def _expire(self, record: StoredRun, pause: PauseEntry, node: PausableStage) -> None:
+        policy = node.on_timeout
+        detail = {
+            "stage_id": pause.stage_id,
+            "pause_id": pause.pause_id,
+            "deadline": pause.deadline,
+        }
+        if policy is not None and policy.action == "resume":
+            await self.store.append_audit(
+                record.run_id, [_event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"})]
+            )
+            await self.resume(
+                record.run_id, policy.input, actor=SYSTEM_ACTOR, pause_id=pause.pause_id
+            )
+            return
+        failing = policy is not None and policy.action == "fail"
+        await self.store.replace(
+            dataclasses.replace(
+                record,
+                status="failed" if failing else "expired",
+                error=f"pause at {pause.stage_id!r} passed its deadline" if failing else None,
+                pauses=(),
+                updated_at=time.time(),
+            ),
+            expected_version=record.version,
+            events=[
+                _event(
+                    "expired", SYSTEM_ACTOR, {**detail, "policy": "fail" if failing else "cancel"}
+                )
+            ],
+        )
+
+    # -- recovery -----------------------------------------------------------
+
+    async def recover(self, *, now: float | None = None) -> list[str]:
+        """Take over runs whose lease lapsed (their process died) and finish them.
+
+        A run goes on from its last recorded stage; an answer already given is
+        applied without asking again.
+
+        Returns:
+            The ids of the runs recovered by this call.
+        """
+        now = time.time() if now is None else now
+        recovered: list[str] = []
+        for record in await self.store.list_stale(now):
+            flow = self.charts.get(record.chart)
+            if flow is None:
+                continue
+            try:
+                claimed = await self.store.replace(
+                    dataclasses.replace(
+                        record,
+                        lease_owner=self._owner,
+                        lease_until=time.time() + self.lease_seconds,
+                    ),
+                    expected_version=record.version,
+                    events=[_event("recovered", SYSTEM_ACTOR, {"from": record.lease_owner})],
+                )
+            except VersionConflictError:
+                continue
+            recovered.append(record.run_id)
+            await self._drive(claimed, flow, self._continuation_of(claimed, flow))
+        return recovered
+
+    def _continuation_of(
+        self, record: StoredRun, flow: FlowChart
+    ) -> Callable[[FlowChartExecutor], Awaitable[str]]:
+        checkpoint = record.checkpoint
+        if checkpoint is None:
+            seed = record.meta.get("input", {})
+            return lambda ex: ex.run(seed, run_id=record.run_id)
+        fresh = _refingerprint(checkpoint, flow, self._signing_key)
+        if checkpoint.get("status") == "running":
+            return lambda ex: ex.continue_from(fresh)
+        answer = record.meta["answer"]
+        return lambda ex: ex.resume(fresh, answer["input"], stage_id=answer["stage_id"])
+
+    # -- driving an executor --------------------------------------------------
+
+    async def _drive(
+        self,
+        record: StoredRun,
+        flow: FlowChart,
+        step: Callable[[FlowChartExecutor], Awaitable[str]],
+    ) -> RunRecord:
+        """Run ``step`` on a fresh executor, keeping progress and lease in the store."""
+        holder = _Claim(self.store, record, self.lease_seconds)
+
+        async def on_progress(checkpoint: Checkpoint) -> None:
+            await holder.write(checkpoint=dict(checkpoint), events=[])
+
+        executor = FlowChartExecutor(flow, signing_key=self._signing_key, on_progress=on_progress)
+        heartbeat = asyncio.create_task(holder.heartbeat())
+        try:
+            await step(executor)
+        except RunAlreadyClaimedError:
+            raise  # another process took the run over; it is its to finish
+        except PausepointError as exc:
+            # A stage raised, or the stored checkpoint cannot be resumed. The
+            # record keeps the checkpoint it started from, for inspection.
+            heartbeat.cancel()
+            final = await holder.finish(
+                status="failed",
+                pauses=(),
+                snapshot=dict(executor.get_snapshot()),
+                error=str(exc),
+                events=[
+                    _event(
+                        "failed",
+                        None,
+                        {"stage_id": getattr(exc, "stage_id", None), "error": str(exc)},
+                    )
+                ],
+            )
+            return await self._record(final)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        snapshot = dict(executor.get_snapshot())
+        checkpoint = executor.get_checkpoint()
+        if checkpoint is None:
+            final = await holder.finish(
+                status="completed",
+                checkpoint=None,
+                pauses=(),
+                snapshot=snapshot,
+                error=None,
+                events=[_event("completed", None, {})],
+            )
+            return await self._record(final)
+        pauses = tuple(self._pause_entry(flow, pause) for pause in checkpoint["pauses"])
+        known = {pause.pause_id for pause in record.pauses}
+        final = await holder.finish(
+            status="paused",
+            checkpoint=dict(checkpoint),
+            pauses=pauses,
+            snapshot=snapshot,
+            error=None,
+            events=[
+                _event(
+                    "paused",
+                    None,
+                    {"stage_id": p.stage_id, "pause_id": p.pause_id, "data": _redact(p.data, flow)},
+                )
+                for p in pauses
+                if p.pause_id not in known
+            ],
+        )
+        return await self._record(final)
+
+    @staticmethod
+    def _pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
+        node = flow.find_stage(pause["stage_id"])
+        timeout = node.timeout if isinstance(node, PausableStage) else None
+        return PauseEntry(
+            pause_id=pause["pause_id"],
+            stage_id=pause["stage_id"],
+            data=pause["data"],
+            created_at=pause["paused_at"],
+            deadline=None if timeout is None else pause["paused_at"] + timeout,
+        )
+
+    async def _record(self, record: StoredRun) -> RunRecord:
+        audit = await self.store.audit(record.run_id)
+        return RunRecord(
+            run_id=record.run_id,
+            chart=record.chart,
+            status=record.status,
+            pause=record.pauses[0] if record.pauses else None,
+            pauses=record.pauses,
+            snapshot=record.snapshot,
+            audit=audit,
+            error=record.error,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            version=record.version,
+        )
+
+    def _chart(self, name: str) -> FlowChart:
+        try:
+            return self.charts[name]
+        except KeyError:
+            raise RunError(
+                f"no chart is registered as {name!r}; registered: {', '.join(sorted(self.charts)) or 'none'}",
+                run_id="",
+            ) from None
+
+
+class _Claim:
+    """Holds a claimed run: writes progress, renews the lease, writes the outcome.
+
+    Every write is a compare-and-set on the version this holder last wrote, so
+    if another process took the run over (our lease lapsed), our next write
+    fails and the run is left to it.
+    """
+
+    def __init__(self, store: Store, record: StoredRun, lease_seconds: float) -> None:
+        self.store = store
+        self.record = record
+        self.lease_seconds = lease_seconds
+        self.lock = asyncio.Lock()
+
+    async def write(self, *, events: Sequence[AuditEvent], **changes: Any) -> StoredRun:
+        async with self.lock:
+            now = time.time()
+            try:
+                self.record = await self.store.replace(
+                    dataclasses.replace(
+                        self.record, updated_at=now, lease_until=now + self.lease_seconds, **changes
+                    ),
+                    expected_version=self.record.version,
+                    events=events,
+                )
+            except VersionConflictError:
+                raise RunAlreadyClaimedError(
+                    f"run {self.record.run_id!r} was taken over by another process "
+                    "(its lease lapsed); this process stops working on it",
+                    run_id=self.record.run_id,
+                ) from None
+            return self.record
+
+    async def finish(self, *, events: Sequence[AuditEvent], **changes: Any) -> StoredRun:
+        return await self.write(events=events, lease_owner=None, **changes)
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            with contextlib.suppress(PausepointError):
+                await self.write(events=[])
+
+
+def _event(kind: Any, actor: str | None, data: Mapping[str, Any]) -> AuditEvent:
+    return AuditEvent(kind=kind, at=time.time(), actor=actor, data=dict(data))
+
+
+def _redact(value: Any, flow: FlowChart) -> Any:
+    if not flow.redact:
+        return value
+    if isinstance(value, dict):
+        return {k: "***" if k in flow.redact else _redact(v, flow) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(item, flow) for item in value]
+    return value
+
+
+def _refingerprint(
+    checkpoint: Mapping[str, Any], flow: FlowChart, signing_key: str | bytes | None
+) -> dict[str, Any]:
+    """Return the checkpoint as the current chart reads it.
+
+    The fingerprint was already checked (or the change accepted by the
+    compatibility rule); the executor still validates the continuation
+    against the current chart's structure.
+    """
+    if checkpoint.get("chart_fingerprint") == flow.fingerprint:
+        return dict(checkpoint)
+    import hmac
+
+    from .checkpoint import sign_checkpoint
+
+    if signing_key is not None and not hmac.compare_digest(
+        str(checkpoint.get("signature")), sign_checkpoint(checkpoint, signing_key)
+    ):
+        raise CheckpointSignatureError(
+            "stored checkpoint signature does not match its content", field="signature"
+        )
+    updated = {k: v for k, v in checkpoint.items() if k != "signature"}
+    updated["chart_fingerprint"] = flow.fingerprint
+    if signing_key is not None:
+        updated["signature"] = sign_checkpoint(updated, signing_key)
+    return updated

@@ -1,0 +1,287 @@
+"""The store contract: what every backend keeps and what it must guarantee.
+
+A store keeps run records, the index of pending pauses (the inbox) and each
+run's append-only audit log. It knows nothing of charts or executors: ``Runs``
+decides what to write, the store writes it atomically.
+
+Guarantees every implementation must give (the conformance suite in
+``tests/stores/`` checks them on every backend):
+
+* **Atomic compare-and-set.** :meth:`Store.replace` writes a whole record only
+  if the stored version equals ``expected_version``, bumps the version by one,
+  rewrites the run's pause index entries and appends the given audit events —
+  all or nothing. A lost race raises :class:`~pausepoint.errors.VersionConflictError`
+  and changes nothing. Two concurrent ``replace`` calls with the same expected
+  version: exactly one wins, from any number of processes.
+* **Index-backed reads.** :meth:`Store.list_pending`, :meth:`Store.list_due` and
+  :meth:`Store.list_stale` are served by indexes (SQL indexes, Redis sorted
+  sets), never by scanning every run.
+* **Stable pagination.** ``list_pending`` orders by pause creation time, newest
+  first, ties broken by ``(run_id, pause_id)``; its cursor is opaque and keeps
+  working while other runs are added or removed.
+* **Append-only audit.** Events are never changed or removed; ``audit`` returns
+  them in the order they were appended, with ``seq`` counting from 1 per run.
+* **Unreachable server.** Any connection failure surfaces as
+  :class:`~pausepoint.errors.StoreUnavailableError` naming the URL without its
+  password; nothing is half-written; the store recovers by itself when the
+  server is back.
+* **Migrations.** The store creates and upgrades its own schema on first use,
+  recording the applied version; running them again is a no-op.
+
+Times are UNIX epoch seconds as floats, in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "AuditEvent",
+    "AuditKind",
+    "PauseEntry",
+    "PendingPage",
+    "PendingPause",
+    "RunStatus",
+    "Store",
+    "StoredRun",
+]
+
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled", "expired"]
+"""Where a run stands. Only ``paused`` runs have entries in the pending index."""
+
+AuditKind = Literal[
+    "started",
+    "paused",
+    "resume_refused",
+    "resumed",
+    "progress",
+    "recovered",
+    "completed",
+    "failed",
+    "cancelled",
+    "expired",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PauseEntry:
+    """One pause a run waits on; a run may wait on several (parallel branches).
+
+    Attributes:
+        pause_id: Unique id of this pause (a new one every time a stage pauses).
+        stage_id: Path of the paused stage, e.g. ``payment/approve``.
+        data: What the stage's ``execute`` returned (JSON).
+        created_at: When the stage paused.
+        deadline: When the pause's timeout policy applies, if it has one.
+    """
+
+    pause_id: str
+    stage_id: str
+    data: Any
+    created_at: float
+    deadline: float | None = None
+
+    @property
+    def id(self) -> str:
+        """Alias of ``pause_id``: ``record.pause.id``."""
+        return self.pause_id
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredRun:
+    """A run record as the store keeps it.
+
+    Attributes:
+        run_id: The run's id.
+        chart: Name the chart is registered under in ``Runs``.
+        fingerprint: The chart's structural fingerprint when the record was written.
+        status: Where the run stands.
+        version: Compare-and-set version; the store sets it, 1 on create.
+        created_at: When the run started.
+        updated_at: When the record was last written.
+        checkpoint: The executor checkpoint (JSON) while paused or running.
+        pauses: The pauses the run waits on (indexed while ``status == "paused"``).
+        snapshot: The latest executor snapshot (JSON): state, tree, narrative.
+        error: The failure message when ``status == "failed"``.
+        lease_owner: Who holds the run while it runs.
+        lease_until: When that lease lapses; ``list_stale`` finds lapsed ones.
+        meta: Bookkeeping for ``Runs`` (JSON); the store does not interpret it.
+    """
+
+    run_id: str
+    chart: str
+    fingerprint: str
+    status: RunStatus
+    version: int = 0
+    created_at: float
+    updated_at: float
+    checkpoint: dict[str, Any] | None = None
+    pauses: tuple[PauseEntry, ...] = ()
+    snapshot: dict[str, Any] | None = None
+    error: str | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEvent:
+    """One entry in a run's append-only audit log.
+
+    Attributes:
+        kind: What happened.
+        at: When.
+        actor: Who did it, when a person or service is known.
+        data: Details (JSON): stage, pause data, input, error, reason.
+        seq: Position in the run's log, set by the store (1, 2, ...).
+    """
+
+    kind: AuditKind
+    at: float
+    actor: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingPause:
+    """One inbox entry: a pause waiting for a person.
+
+    Attributes:
+        run_id: The run that waits.
+        chart: Its chart name.
+        pause: The pause.
+        run_created_at: When the run started.
+    """
+
+    run_id: str
+    chart: str
+    pause: PauseEntry
+    run_created_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingPage:
+    """A page of the inbox.
+
+    Attributes:
+        items: Up to ``limit`` entries, newest pause first.
+        next_cursor: Pass it back to get the next page; ``None`` on the last page.
+    """
+
+    items: tuple[PendingPause, ...]
+    next_cursor: str | None
+
+
+class Store(Protocol):
+    """What ``Runs`` needs from a backend. All methods are coroutines.
+
+    Implementations connect lazily on first use and are safe to share between
+    tasks of one event loop. See the module docstring for the guarantees.
+    """
+
+    @property
+    def url(self) -> str:
+        """The store's URL with any password removed (safe to log and show)."""
+        ...
+
+    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+        """Insert a new run (version 1), index its pauses and append ``events``.
+
+        Raises:
+            RunExistsError: A run with ``run.run_id`` exists; nothing is written.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def get(self, run_id: str) -> StoredRun:
+        """Return the run's current record.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def replace(
+        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
+    ) -> StoredRun:
+        """Atomically overwrite the record if its version is ``expected_version``.
+
+        The stored version becomes ``expected_version + 1`` (``run.version`` is
+        ignored); the run's pending-index entries are replaced by ``run.pauses``
+        (or removed when ``run.status != "paused"``); ``events`` are appended.
+
+        Returns:
+            The record as stored, with its new version.
+
+        Raises:
+            VersionConflictError: The stored version differs; nothing is written.
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
+        """Append events without touching the record (e.g. a refused resume).
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
+        """Return the run's audit log, oldest first, ``seq`` set.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def list_pending(
+        self,
+        *,
+        chart: str | None = None,
+        stage: str | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PendingPage:
+        """Page through pauses of paused runs, newest first, from an index.
+
+        Args:
+            chart: Only pauses of runs of this chart.
+            stage: Only pauses at this stage id.
+            created_before: Only pauses created before this time.
+            limit: Page size (1..1000).
+            cursor: ``next_cursor`` of the previous page.
+
+        Raises:
+            ValueError: ``cursor`` was not made by this store, or ``limit`` is out of range.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return paused runs with a pause whose deadline is at or before ``now``.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return ``running`` runs whose lease lapsed at or before ``now``.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+        ...
