@@ -1,0 +1,90 @@
+"""The public surface is a decision: this test pins it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pausepoint
+
+EXPECTED = {
+    # building and running
+    "flow_chart",
+    "FlowChartBuilder",
+    "FlowChart",
+    "PausableHandler",
+    "OnTimeout",
+    "Scope",
+    "FlowChartExecutor",
+    "Checkpoint",
+    "Snapshot",
+    # durable runs
+    "Runs",
+    "RunRecord",
+    "open_store",
+    # errors
+    "PausepointError",
+    "ChartError",
+    "StageError",
+    "LoopLimitError",
+    "StateError",
+    "StateKeyError",
+    "StateValueError",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointVersionError",
+    "CheckpointSignatureError",
+    "CheckpointFinishedError",
+    "ChartMismatchError",
+    "ChartChangedError",
+    "ResumeTargetError",
+    "RunInputError",
+    "ResumeInputError",
+    "ExecutorUsageError",
+    "RunError",
+    "RunNotFoundError",
+    "RunExistsError",
+    "RunAlreadyClaimedError",
+    "RunNotPausedError",
+    "StalePauseError",
+    "StoreError",
+    "StoreUnavailableError",
+    "VersionConflictError",
+}
+
+
+def test_all_is_pinned() -> None:
+    """__all__ lists exactly the agreed names, and each resolves."""
+    assert set(pausepoint.__all__) == EXPECTED
+    for name in pausepoint.__all__:
+        assert getattr(pausepoint, name) is not None
+
+
+def test_every_error_derives_from_pausepoint_error() -> None:
+    """One `except PausepointError` catches every error the library raises."""
+    for name in pausepoint.__all__:
+        value = getattr(pausepoint, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, pausepoint.PausepointError), name
+
+
+def test_import_stays_light() -> None:
+    """`import pausepoint` and the core names load no driver, web framework or pydantic."""
+    code = (
+        "import sys, pausepoint\n"
+        "from pausepoint import flow_chart, FlowChartExecutor, PausableHandler\n"
+        "heavy = {'redis', 'psycopg', 'fastapi', 'celery', 'pydantic', 'asyncio', 'sqlite3'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    """A typo gives the usual AttributeError."""
+    try:
+        pausepoint.flowchart  # noqa: B018
+    except AttributeError as exc:
+        assert "flowchart" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
