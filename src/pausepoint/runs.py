@@ -33,10 +33,11 @@ from datetime import timedelta
 from typing import Any
 
 from ._json import json_copy
-from .chart import FlowChart, PausableStage
-from .checkpoint import Checkpoint
+from .chart import FlowChart, PausableStage, structure_of
+from .checkpoint import Checkpoint, validate_checkpoint
 from .errors import (
     ChartChangedError,
+    CheckpointError,
     CheckpointSignatureError,
     PausepointError,
     ResumeInputError,
@@ -50,7 +51,7 @@ from .errors import (
 from .executor import FlowChartExecutor, validate_resume_input
 from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun
 
-__all__ = ["RunRecord", "Runs"]
+__all__ = ["CompatibilityRule", "RunRecord", "Runs", "unchanged_from_pause"]
 
 log = logging.getLogger("pausepoint.runs")
 
@@ -211,7 +212,7 @@ class Runs:
                 updated_at=now,
                 lease_owner=self._owner,
                 lease_until=now + self.lease_seconds,
-                meta={"input": seed},
+                meta={"input": seed, "structure": structure_of(flow.steps)},
             ),
             [_event("started", actor, {"input": _redact(seed, flow)})],
         )
@@ -254,10 +255,11 @@ class Runs:
         try:
             pause = self._pause_to_answer(record, pause_id, stage_id)
             self._check_fingerprint(record, flow)
+            prepared = self._prepare(record, flow)
             node = flow.find_stage(pause.stage_id)
             assert isinstance(node, PausableStage)
             validate_resume_input(node, pause.stage_id, input)
-        except (RunError, ResumeTargetError, ResumeInputError, ChartChangedError) as exc:
+        except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
             await self._refuse(record, actor, exc)
             raise
         answer = (
@@ -303,15 +305,31 @@ class Runs:
             )
             await self._refuse(latest, actor, error)
             raise error from None
-        checkpoint = record.checkpoint
-        assert checkpoint is not None
         return await self._drive(
-            claimed,
-            flow,
-            lambda ex: ex.resume(
-                _refingerprint(checkpoint, flow, self._signing_key), answer, stage_id=pause.stage_id
-            ),
+            claimed, flow, lambda ex: ex.resume(prepared, answer, stage_id=pause.stage_id)
         )
+
+    def _prepare(self, record: StoredRun, flow: FlowChart) -> dict[str, Any]:
+        """Return the stored checkpoint as ``flow`` resumes it, checked before any claim.
+
+        Raises:
+            ChartChangedError: The chart changed in a way the checkpoint cannot follow.
+            CheckpointError: The stored checkpoint is damaged or tampered with.
+        """
+        assert record.checkpoint is not None
+        checkpoint = _refingerprint(record.checkpoint, flow, self._signing_key, record.meta)
+        try:
+            validate_checkpoint(checkpoint, flow, self._signing_key)
+        except CheckpointError as exc:
+            if record.fingerprint == flow.fingerprint:
+                raise
+            raise ChartChangedError(
+                f"chart {record.chart!r} changed since run {record.run_id!r} paused, and the "
+                f"paused run cannot follow the change: {exc}",
+                expected=flow.fingerprint,
+                found=record.fingerprint,
+            ) from exc
+        return checkpoint
 
     def _pause_to_answer(
         self, record: StoredRun, pause_id: str | None, stage_id: str | None
@@ -519,7 +537,7 @@ class Runs:
         if checkpoint is None:
             seed = record.meta.get("input", {})
             return lambda ex: ex.run(seed, run_id=record.run_id)
-        fresh = _refingerprint(checkpoint, flow, self._signing_key)
+        fresh = _refingerprint(checkpoint, flow, self._signing_key, record.meta)
         if checkpoint.get("status") == "running":
             return lambda ex: ex.continue_from(fresh)
         answer = record.meta["answer"]
@@ -694,14 +712,47 @@ def _redact(value: Any, flow: FlowChart) -> Any:
     return value
 
 
+def unchanged_from_pause(record: StoredRun, chart: FlowChart) -> bool:
+    """A compatibility rule: accept a changed chart if every paused stage and all after it are unchanged.
+
+    Compares, by structure (ids, kinds, edges), the top-level steps from the
+    one holding each pause to the end, in the chart the run started with and
+    in ``chart``. Stages before the pause may be added, removed or changed.
+    Use it as ``Runs(store, charts, compatibility=unchanged_from_pause)``.
+    """
+    old = record.meta.get("structure")
+    if not isinstance(old, list) or not record.pauses:
+        return False
+    new = structure_of(chart.steps)
+    for pause in record.pauses:
+        top = pause.stage_id.split("/", 1)[0]
+        old_index = _index_of(old, top)
+        new_index = _index_of(new, top)
+        if old_index is None or new_index is None or old[old_index:] != new[new_index:]:
+            return False
+    return True
+
+
+def _index_of(structure: list[Any], stage_id: str) -> int | None:
+    for index, entry in enumerate(structure):
+        if isinstance(entry, dict) and entry.get("id") == stage_id:
+            return index
+    return None
+
+
 def _refingerprint(
-    checkpoint: Mapping[str, Any], flow: FlowChart, signing_key: str | bytes | None
+    checkpoint: Mapping[str, Any],
+    flow: FlowChart,
+    signing_key: str | bytes | None,
+    meta: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Return the checkpoint as the current chart reads it.
 
     The fingerprint was already checked (or the change accepted by the
-    compatibility rule); the executor still validates the continuation
-    against the current chart's structure.
+    compatibility rule). When stages were added or removed before the pause,
+    the top-level position in the continuation is moved to where the same
+    stage now stands; the executor still validates everything else against
+    the current chart.
     """
     if checkpoint.get("chart_fingerprint") == flow.fingerprint:
         return dict(checkpoint)
@@ -717,6 +768,16 @@ def _refingerprint(
         )
     updated = {k: v for k, v in checkpoint.items() if k != "signature"}
     updated["chart_fingerprint"] = flow.fingerprint
+    old = meta.get("structure")
+    continuation = updated.get("continuation")
+    if isinstance(old, list) and isinstance(continuation, dict) and not continuation.get("loops"):
+        index = continuation.get("i")
+        entry = old[index] if isinstance(index, int) and 0 <= index < len(old) else None
+        moved = (
+            _index_of(structure_of(flow.steps), entry["id"]) if isinstance(entry, dict) else None
+        )
+        if moved is not None:
+            updated["continuation"] = {**continuation, "i": moved}
     if signing_key is not None:
         updated["signature"] = sign_checkpoint(updated, signing_key)
     return updated
