@@ -1,0 +1,327 @@
+"""The SQL both relational backends run, as plans free of I/O.
+
+Each store operation is a generator (a *plan*) that yields :class:`Query` objects
+and receives each query's rows back; its return value is the operation's result,
+and an exception it raises aborts the operation. The SQLite backend drives plans
+synchronously in its worker thread, the PostgreSQL backend asynchronously; each
+wraps write plans in a transaction, so a plan that raises half-way writes nothing.
+
+Tables (names given by the backend):
+
+* ``runs``: one row per run; ``version`` is the compare-and-set counter,
+  ``audit_seq`` the last audit ``seq`` handed out, ``due_at`` the earliest pause
+  deadline while paused. Partial indexes on ``due_at`` (where set) and on
+  ``lease_until`` (where ``status = 'running'``) serve :meth:`SqlPlans.list_due`
+  and :meth:`SqlPlans.list_stale`.
+* ``pending``: one row per pause of a paused run, carrying everything an inbox
+  entry shows; indexes on ``(created_at, run_id, pause_id)``, led by nothing,
+  ``chart``, ``stage_id`` or both, serve the inbox.
+* ``audit``: ``(run_id, seq)`` keyed, insert only.
+* ``schema_version``: one row, the number of migrations applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pausepoint.stores._common import (
+    check_limit,
+    check_schema_version,
+    decode_cursor,
+    due_at,
+    event_from_doc,
+    event_to_doc,
+    indexed_pauses,
+    make_page,
+    pause_from_doc,
+    run_exists,
+    run_from_doc,
+    run_not_found,
+    run_to_doc,
+    version_conflict,
+)
+from pausepoint.stores.base import AuditEvent, PendingPage, PendingPause, StoredRun
+
+T = TypeVar("T")
+Rows = list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One statement for the driver to execute.
+
+    Attributes:
+        sql: The statement, with the backend's placeholders.
+        params: Its parameters; with ``many``, a sequence of parameter tuples.
+        many: Execute once per parameter tuple (``executemany``); yields no rows.
+    """
+
+    sql: str
+    params: Sequence[Any] = ()
+    many: bool = False
+
+
+Plan = Generator[Query, Rows, T]
+"""A store operation: yields queries, receives their rows, returns the result."""
+
+_RUN_FIELDS = (
+    "run_id",
+    "chart",
+    "fingerprint",
+    "status",
+    "version",
+    "created_at",
+    "updated_at",
+    "checkpoint",
+    "pauses",
+    "snapshot",
+    "error",
+    "lease_owner",
+    "lease_until",
+    "meta",
+)
+_RUN_COLUMNS = ", ".join(_RUN_FIELDS)
+_WRITTEN_COLUMNS = (*_RUN_FIELDS, "due_at")
+_JSON_RUN_FIELDS = frozenset({"checkpoint", "pauses", "snapshot", "meta"})
+_PENDING_COLUMNS = "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline"
+
+
+class SqlPlans:
+    """Builds the statements for one set of tables and the plans that use them.
+
+    Args:
+        tables: Map of ``runs``, ``pending``, ``audit``, ``schema_version`` to the
+            (quoted, qualified as needed) table names.
+        placeholder: The driver's parameter marker (``?`` or ``%s``).
+        dump: Turns a JSON value into a parameter (JSON text, or a JSONB wrapper).
+        load: Turns a JSON column value back into the JSON value.
+        url: The store's redacted URL, for messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        tables: dict[str, str],
+        placeholder: str,
+        dump: Callable[[Any], Any],
+        load: Callable[[Any], Any],
+        url: str,
+    ) -> None:
+        self._tables = tables
+        self._placeholder = placeholder
+        self._dump = dump
+        self._load = load
+        self._url = url
+
+    def sql(self, template: str) -> str:
+        """Fill a statement template's ``{table}`` names and ``%s`` placeholders."""
+        return template.format(**self._tables).replace("%s", self._placeholder)
+
+    def _query(self, template: str, params: Sequence[Any] = (), *, many: bool = False) -> Query:
+        return Query(self.sql(template), params, many)
+
+    # -- codec -----------------------------------------------------------------
+
+    def _run_row(self, run: StoredRun, version: int) -> tuple[Any, ...]:
+        """Return the values of ``_WRITTEN_COLUMNS``: the record's fields, then ``due_at``."""
+        doc = run_to_doc(run, version=version)
+        fields = (
+            self._dump(doc[f]) if f in _JSON_RUN_FIELDS and doc[f] is not None else doc[f]
+            for f in _RUN_FIELDS
+        )
+        return (*fields, due_at(run))
+
+    def _run_from_row(self, row: Sequence[Any]) -> StoredRun:
+        doc = dict(zip(_RUN_FIELDS, row, strict=True))
+        for name in _JSON_RUN_FIELDS:
+            if doc[name] is not None:
+                doc[name] = self._load(doc[name])
+        return run_from_doc(doc)
+
+    def _insert_pending(self, run: StoredRun) -> Plan[None]:
+        head = (run.run_id, run.chart, run.created_at)
+        rows = [
+            (*head, p.pause_id, p.stage_id, self._dump(p.data), p.created_at, p.deadline)
+            for p in indexed_pauses(run)
+        ]
+        if rows:
+            sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(8) + ")"
+            yield self._query(sql, rows, many=True)
+
+    def _insert_audit(self, run_id: str, events: Sequence[AuditEvent], seq: int) -> Plan[None]:
+        """Insert ``events``, the first at position ``seq`` of the run's log."""
+        rows = [
+            (run_id, seq + i, doc["kind"], doc["at"], doc["actor"], self._dump(doc["data"]))
+            for i, doc in enumerate(event_to_doc(e) for e in events)
+        ]
+        if rows:
+            sql = "INSERT INTO {audit} (run_id, seq, kind, at, actor, data) VALUES (" + _marks(6)
+            yield self._query(sql + ")", rows, many=True)
+
+    # -- plans -----------------------------------------------------------------
+
+    def migrate(self, migrations: Sequence[Sequence[str]]) -> Plan[None]:
+        """Apply the migrations not applied yet, then record how many are.
+
+        Run it in a transaction that excludes concurrent migrators (the caller's job).
+        """
+        yield self._query("CREATE TABLE IF NOT EXISTS {schema_version} (version INTEGER NOT NULL)")
+        rows = yield self._query("SELECT version FROM {schema_version}")
+        applied = rows[0][0] if rows else 0
+        check_schema_version(applied, len(migrations), self._url)
+        for migration in migrations[applied:]:
+            for statement in migration:
+                yield self._query(statement)
+        if applied < len(migrations):
+            yield self._query("DELETE FROM {schema_version}")
+            yield self._query("INSERT INTO {schema_version} VALUES (%s)", (len(migrations),))
+
+    def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> Plan[StoredRun]:
+        """Insert the run at version 1 (see ``Store.create``); run it in a transaction."""
+        sql = (
+            f"INSERT INTO {{runs}} ({', '.join(_WRITTEN_COLUMNS)}, audit_seq) "
+            f"VALUES ({_marks(len(_WRITTEN_COLUMNS) + 1)}) "
+            "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
+        )
+        inserted = yield self._query(sql, (*self._run_row(run, 1), len(events)))
+        if not inserted:
+            raise run_exists(run.run_id)
+        yield from self._insert_pending(run)
+        yield from self._insert_audit(run.run_id, events, 1)
+        return dataclasses.replace(run, version=1)
+
+    def replace(
+        self, run: StoredRun, expected_version: int, events: Sequence[AuditEvent]
+    ) -> Plan[StoredRun]:
+        """Compare-and-set the record (see ``Store.replace``); run it in a transaction.
+
+        The conditional ``UPDATE ... WHERE version = expected`` is the whole race:
+        the database lets one writer at a time update the row, so of two writers
+        with the same expected version the second matches no row.
+        """
+        assignments = ", ".join(f"{c} = %s" for c in _WRITTEN_COLUMNS[1:])
+        sql = (
+            f"UPDATE {{runs}} SET {assignments}, audit_seq = audit_seq + %s "
+            "WHERE run_id = %s AND version = %s RETURNING audit_seq"
+        )
+        row = self._run_row(run, expected_version + 1)
+        updated = yield self._query(sql, (*row[1:], len(events), run.run_id, expected_version))
+        if not updated:
+            found = yield self._query("SELECT version FROM {runs} WHERE run_id = %s", (run.run_id,))
+            if not found:
+                raise run_not_found(run.run_id)
+            raise version_conflict(run.run_id, expected_version, found[0][0])
+        yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run.run_id,))
+        yield from self._insert_pending(run)
+        yield from self._insert_audit(run.run_id, events, updated[0][0] - len(events) + 1)
+        return dataclasses.replace(run, version=expected_version + 1)
+
+    def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> Plan[None]:
+        """Append audit events (see ``Store.append_audit``); run it in a transaction."""
+        sql = "UPDATE {runs} SET audit_seq = audit_seq + %s WHERE run_id = %s RETURNING audit_seq"
+        updated = yield self._query(sql, (len(events), run_id))
+        if not updated:
+            raise run_not_found(run_id)
+        yield from self._insert_audit(run_id, events, updated[0][0] - len(events) + 1)
+
+    def get(self, run_id: str) -> Plan[StoredRun]:
+        """Read one record (see ``Store.get``)."""
+        rows = yield self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {{runs}} WHERE run_id = %s", (run_id,)
+        )
+        if not rows:
+            raise run_not_found(run_id)
+        return self._run_from_row(rows[0])
+
+    def audit(self, run_id: str) -> Plan[tuple[AuditEvent, ...]]:
+        """Read a run's audit log (see ``Store.audit``)."""
+        sql = "SELECT kind, at, actor, data, seq FROM {audit} WHERE run_id = %s ORDER BY seq"
+        rows = yield self._query(sql, (run_id,))
+        if not rows:  # runs are never deleted, so "no events yet" and "no run" can be told apart
+            exists = yield self._query("SELECT 1 FROM {runs} WHERE run_id = %s", (run_id,))
+            if not exists:
+                raise run_not_found(run_id)
+        return tuple(
+            event_from_doc({"kind": k, "at": at, "actor": actor, "data": self._load(data)}, seq)
+            for k, at, actor, data, seq in rows
+        )
+
+    def list_pending(
+        self,
+        *,
+        chart: str | None,
+        stage: str | None,
+        created_before: float | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Plan[PendingPage]:
+        """Read one inbox page (see ``Store.list_pending``) by keyset pagination.
+
+        The filters are equality tests on the leading columns of one of the
+        ``pending`` indexes, and the row-value comparison against the cursor a
+        range on its remaining columns, so each page is one index range scan.
+        """
+        check_limit(limit)
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("chart", chart), ("stage_id", stage)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if created_before is not None:
+            where.append("created_at < %s")
+            params.append(created_before)
+        if cursor is not None:
+            where.append("(created_at, run_id, pause_id) < (%s, %s, %s)")
+            params.extend(decode_cursor(cursor))
+        sql = (
+            f"SELECT {_PENDING_COLUMNS} FROM {{pending}}"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY created_at DESC, run_id DESC, pause_id DESC LIMIT %s"
+        )
+        rows = yield self._query(sql, (*params, limit + 1))
+        items = [
+            PendingPause(
+                run_id=run_id,
+                chart=chart_name,
+                run_created_at=run_created_at,
+                pause=pause_from_doc(
+                    {
+                        "pause_id": pause_id,
+                        "stage_id": stage_id,
+                        "data": self._load(data),
+                        "created_at": created_at,
+                        "deadline": deadline,
+                    }
+                ),
+            )
+            for run_id, chart_name, run_created_at, pause_id, stage_id, data, created_at, deadline in rows
+        ]
+        return make_page(items, limit)
+
+    def list_due(self, now: float, limit: int) -> Plan[tuple[StoredRun, ...]]:
+        """Read paused runs with a due pause, earliest deadline first (see ``Store.list_due``)."""
+        check_limit(limit)
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM {{runs}} WHERE due_at <= %s "
+            "ORDER BY due_at, run_id LIMIT %s"
+        )
+        rows = yield self._query(sql, (now, limit))
+        return tuple(self._run_from_row(row) for row in rows)
+
+    def list_stale(self, now: float, limit: int) -> Plan[tuple[StoredRun, ...]]:
+        """Read running runs whose lease lapsed, oldest lapse first (see ``Store.list_stale``)."""
+        check_limit(limit)
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM {{runs}} WHERE status = 'running' AND lease_until <= %s "
+            "ORDER BY lease_until, run_id LIMIT %s"
+        )
+        rows = yield self._query(sql, (now, limit))
+        return tuple(self._run_from_row(row) for row in rows)
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)

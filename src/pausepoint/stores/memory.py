@@ -1,0 +1,185 @@
+"""A store in the process's memory, for tests, examples and single-process tools.
+
+Nothing survives the process. It keeps the same contract as the durable stores:
+records go through the same JSON codec (so what comes back is what a database
+would give back, and no caller can mutate stored state through a returned
+object), compare-and-set is checked under an :class:`asyncio.Lock`, and the
+inbox is a sorted list paged by the same cursors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import json
+from collections.abc import Sequence
+
+from pausepoint.stores._common import (
+    PendingKey,
+    check_limit,
+    decode_cursor,
+    due_at,
+    dump_json,
+    event_from_doc,
+    event_to_doc,
+    indexed_pauses,
+    lease_deadline,
+    make_page,
+    run_exists,
+    run_from_doc,
+    run_not_found,
+    run_to_doc,
+    version_conflict,
+)
+from pausepoint.stores.base import AuditEvent, PendingPage, PendingPause, StoredRun
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """A :class:`~pausepoint.stores.base.Store` held in dicts; open it with ``memory://``.
+
+    Every instance is a separate, empty store. Safe to share between the tasks
+    of one event loop.
+
+    Args:
+        url: ``memory://``; anything after the scheme is ignored.
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        self._url = url
+        self._lock = asyncio.Lock()
+        self._runs: dict[str, str] = {}  # run_id -> record JSON
+        self._audit: dict[str, list[str]] = {}  # run_id -> event JSON, oldest first
+        # Inbox index: (created_at, run_id, pause_id, chart, stage_id), ascending.
+        self._pending: list[tuple[float, str, str, str, str]] = []
+        self._due: dict[str, float] = {}  # run_id -> earliest pause deadline
+        self._leases: dict[str, float] = {}  # run_id -> lease_until of running runs
+
+    @property
+    def url(self) -> str:
+        """The store's URL."""
+        return self._url
+
+    def _load(self, run_id: str) -> StoredRun:
+        try:
+            return run_from_doc(json.loads(self._runs[run_id]))
+        except KeyError:
+            raise run_not_found(run_id) from None
+
+    def _write(self, run: StoredRun, version: int, events: Sequence[AuditEvent]) -> StoredRun:
+        """Store ``run`` at ``version``, re-index it and append ``events``, or change nothing."""
+        record = dump_json(run_to_doc(run, version=version))
+        lines = [dump_json(event_to_doc(e)) for e in events]
+        pauses, due, lease = indexed_pauses(run), due_at(run), lease_deadline(run)
+        # Nothing below can fail.
+        if run.run_id in self._runs:
+            self._unindex(self._load(run.run_id))
+        self._runs[run.run_id] = record
+        self._audit.setdefault(run.run_id, []).extend(lines)
+        for pause in pauses:
+            entry = (pause.created_at, run.run_id, pause.pause_id, run.chart, pause.stage_id)
+            bisect.insort(self._pending, entry)
+        if due is not None:
+            self._due[run.run_id] = due
+        if lease is not None:
+            self._leases[run.run_id] = lease
+        return dataclasses.replace(run, version=version)
+
+    def _unindex(self, run: StoredRun) -> None:
+        for pause in indexed_pauses(run):
+            entry = (pause.created_at, run.run_id, pause.pause_id, run.chart, pause.stage_id)
+            del self._pending[bisect.bisect_left(self._pending, entry)]
+        self._due.pop(run.run_id, None)
+        self._leases.pop(run.run_id, None)
+
+    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+        """Insert a new run (see ``Store.create``)."""
+        async with self._lock:
+            if run.run_id in self._runs:
+                raise run_exists(run.run_id)
+            return self._write(run, 1, events)
+
+    async def get(self, run_id: str) -> StoredRun:
+        """Return a run's record (see ``Store.get``)."""
+        async with self._lock:
+            return self._load(run_id)
+
+    async def replace(
+        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
+    ) -> StoredRun:
+        """Compare-and-set a record (see ``Store.replace``)."""
+        async with self._lock:
+            found = self._load(run.run_id).version
+            if found != expected_version:
+                raise version_conflict(run.run_id, expected_version, found)
+            return self._write(run, expected_version + 1, events)
+
+    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
+        """Append audit events (see ``Store.append_audit``)."""
+        async with self._lock:
+            if run_id not in self._runs:
+                raise run_not_found(run_id)
+            lines = [dump_json(event_to_doc(e)) for e in events]
+            self._audit[run_id].extend(lines)
+
+    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
+        """Return a run's audit log (see ``Store.audit``)."""
+        async with self._lock:
+            if run_id not in self._runs:
+                raise run_not_found(run_id)
+            lines = self._audit[run_id]
+            return tuple(event_from_doc(json.loads(line), i) for i, line in enumerate(lines, 1))
+
+    async def list_pending(
+        self,
+        *,
+        chart: str | None = None,
+        stage: str | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PendingPage:
+        """Page through the inbox (see ``Store.list_pending``)."""
+        check_limit(limit)
+        bound: PendingKey | tuple[float] | None = None
+        if created_before is not None:
+            bound = (created_before,)
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            bound = after if bound is None else min(bound, after)
+        async with self._lock:
+            end = len(self._pending) if bound is None else bisect.bisect_left(self._pending, bound)
+            items: list[PendingPause] = []
+            for index in range(end - 1, -1, -1):
+                if len(items) > limit:
+                    break
+                _, run_id, pause_id, run_chart, stage_id = self._pending[index]
+                if chart not in (None, run_chart) or stage not in (None, stage_id):
+                    continue
+                run = self._load(run_id)
+                pause = next(p for p in run.pauses if p.pause_id == pause_id)
+                items.append(
+                    PendingPause(
+                        run_id=run_id, chart=run.chart, pause=pause, run_created_at=run.created_at
+                    )
+                )
+        return make_page(items, limit)
+
+    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return paused runs with a due pause (see ``Store.list_due``)."""
+        check_limit(limit)
+        async with self._lock:
+            due = sorted((at, run_id) for run_id, at in self._due.items() if at <= now)
+            return tuple(self._load(run_id) for _, run_id in due[:limit])
+
+    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
+        check_limit(limit)
+        async with self._lock:
+            stale = sorted((at, run_id) for run_id, at in self._leases.items() if at <= now)
+            return tuple(self._load(run_id) for _, run_id in stale[:limit])
+
+    async def aclose(self) -> None:
+        """Nothing to release; the data stays until the object is dropped."""

@@ -1,0 +1,374 @@
+r"""A store in Redis, shared by any number of servers; needs ``pausepoint[redis]``.
+
+Every key starts with a prefix, ``pausepoint`` unless the URL's ``prefix``
+parameter or the ``prefix`` argument names another (one Redis database can hold
+several stores). With prefix ``P``:
+
+* ``P:run:<run_id>``: hash; ``version`` (compare-and-set counter), ``record``
+  (the record's JSON), ``inbox`` (chart, run start and indexed pauses, JSON: what
+  inbox pages read) and ``index`` (the sorted-set entries the run is in, JSON, so
+  the next write can remove them).
+* ``P:audit:<run_id>``: list of audit events (JSON), ``seq`` being the position.
+* ``P:pending:<["chart", "stage"]>``: sorted sets of pauses of paused runs, one
+  per filter (``null`` for "any"), so every filter combination reads one set;
+  score ``created_at``, member ``<run_id>\0<pause_id>``.
+* ``P:due``: paused runs by earliest pause deadline. ``P:leases``: running runs
+  by ``lease_until``.
+* ``P:schema``: how many :data:`MIGRATIONS` ran.
+
+Every write is one Lua script, so Redis applies it whole or not at all, and no
+other command runs between its version check and its writes: that is the
+compare-and-set. The scripts touch keys they do not declare, so the store needs
+a single Redis server (or a primary with replicas), not Redis Cluster.
+
+The client does not retry commands by itself: a write whose reply was lost might
+have been applied, and retrying it could append its audit events twice. A
+connection the server closed is replaced when it is next taken from the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from pausepoint.stores._common import (
+    check_limit,
+    check_schema_version,
+    decode_cursor,
+    due_at,
+    dump_json,
+    event_from_doc,
+    event_to_doc,
+    indexed_pauses,
+    lease_deadline,
+    make_page,
+    pause_from_doc,
+    pause_to_doc,
+    pop_query_param,
+    redact_url,
+    run_exists,
+    run_from_doc,
+    run_not_found,
+    run_to_doc,
+    unavailable,
+    version_conflict,
+)
+from pausepoint.stores.base import AuditEvent, PendingPage, PendingPause, StoredRun
+
+__all__ = ["MIGRATIONS", "RedisStore"]
+
+MIGRATIONS: tuple[str, ...] = (
+    "-- 1: the key layout of the module docstring; keys appear on first write",
+)
+"""Lua bodies in order, each run atomically with ``ARGV[2]`` the key prefix."""
+
+_MIGRATE = r"""
+local applied = tonumber(redis.call('GET', KEYS[1]) or '0')
+if applied + 1 ~= tonumber(ARGV[1]) then return applied end
+%s
+redis.call('SET', KEYS[1], ARGV[1])
+return tonumber(ARGV[1])
+"""
+
+# KEYS: run hash, audit list. ARGV: expected version ('' to create), new version,
+# record, inbox, index entries [[zset, score, member], ...], audit events...
+_WRITE = r"""
+local current = redis.call('HGET', KEYS[1], 'version')
+if ARGV[1] == '' then
+  if current then return {'exists'} end
+elseif not current then
+  return {'missing'}
+elseif current ~= ARGV[1] then
+  return {'conflict', current}
+else
+  for _, entry in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'index'))) do
+    redis.call('ZREM', entry[1], entry[3])
+  end
+end
+for _, entry in ipairs(cjson.decode(ARGV[5])) do
+  redis.call('ZADD', entry[1], entry[2], entry[3])
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'record', ARGV[3], 'inbox', ARGV[4],
+           'index', ARGV[5])
+for i = 6, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return {'ok'}
+"""
+
+# KEYS: run hash, audit list. ARGV: audit events.
+_APPEND = r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return 1
+"""
+
+# KEYS: pending set. ARGV: exclusive upper score ('+inf' or '(<score>'), cursor score
+# ('' for none) and member, how many, run key prefix. Returns member, inbox, member, ...
+# Entries scoring exactly the cursor's score come next when their member sorts
+# below the cursor's; Redis orders such ties by member bytes, and so does below().
+_PAGE = r"""
+local out, want = {}, tonumber(ARGV[4])
+local function take(member)
+  local run_id = string.sub(member, 1, string.find(member, '\0', 1, true) - 1)
+  out[#out + 1] = member
+  out[#out + 1] = redis.call('HGET', ARGV[5] .. run_id, 'inbox')
+end
+local function below(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+if ARGV[2] ~= '' then
+  for _, member in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2])) do
+    if #out >= 2 * want then break end
+    if below(member, ARGV[3]) then take(member) end
+  end
+end
+if #out < 2 * want then
+  local rest = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0,
+                          want - #out / 2)
+  for _, member in ipairs(rest) do take(member) end
+end
+return out
+"""
+
+# KEYS: a run-id set. ARGV: max score, how many, run key prefix. Returns records.
+_RECORDS_UP_TO = r"""
+local out = {}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for i, run_id in ipairs(ids) do out[i] = redis.call('HGET', ARGV[3] .. run_id, 'record') end
+return out
+"""
+
+_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class RedisStore:
+    """A :class:`~pausepoint.stores.base.Store` in Redis; open it with ``redis://`` or ``rediss://``.
+
+    Args:
+        url: A redis-py URL, ``redis://[:password@]host[:port][/db]``; its query
+            parameters go to redis-py, except ``prefix``.
+        prefix: Key prefix; overrides the URL's ``prefix`` parameter.
+        socket_timeout: Seconds to wait for a reply or a new connection, unless the
+            URL sets ``socket_timeout`` / ``socket_connect_timeout``.
+    """
+
+    def __init__(
+        self, url: str, *, prefix: str | None = None, socket_timeout: float = 10.0
+    ) -> None:
+        client_url, prefix_param = pop_query_param(url, "prefix")
+        self._prefix = prefix or prefix_param or "pausepoint"
+        self._raw_url = url
+        self._url = redact_url(url)
+        self._client_url = client_url
+        self._socket_timeout = socket_timeout
+        self._client: redis.asyncio.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._opening = asyncio.Lock()
+
+    @property
+    def url(self) -> str:
+        """The store's URL with any password removed."""
+        return self._url
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    def _pending_key(self, chart: str | None, stage: str | None) -> str:
+        return self._key("pending", dump_json([chart, stage]))
+
+    @asynccontextmanager
+    async def _redis(self) -> AsyncIterator[redis.asyncio.Redis]:
+        """Yield the client, connected and migrated; connection failures become StoreUnavailableError."""
+        try:
+            yield self._client or await self._connect()
+        except _UNREACHABLE as error:
+            raise unavailable(self._url, self._raw_url, error) from error
+
+    async def _connect(self) -> redis.asyncio.Redis:
+        """Create the client and apply migrations, once; a failed attempt is retried next call."""
+        async with self._opening:
+            if self._client is None:
+                client = redis.asyncio.Redis.from_url(
+                    self._client_url,
+                    decode_responses=True,
+                    socket_timeout=self._socket_timeout,
+                    socket_connect_timeout=self._socket_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                try:
+                    await self._migrate(client)
+                except BaseException:
+                    await client.aclose()
+                    raise
+                self._scripts = {
+                    name: client.register_script(source)
+                    for name, source in (
+                        ("write", _WRITE),
+                        ("append", _APPEND),
+                        ("page", _PAGE),
+                        ("records", _RECORDS_UP_TO),
+                    )
+                }
+                self._client = client
+            return self._client
+
+    async def _migrate(self, client: redis.asyncio.Redis) -> None:
+        schema = self._key("schema")
+        applied = int(await client.get(schema) or 0)
+        check_schema_version(applied, len(MIGRATIONS), self._url)
+        for number, body in enumerate(MIGRATIONS[applied:], applied + 1):
+            # Each script re-checks the version, so concurrent first users apply it once.
+            await client.eval(_MIGRATE % body, 1, schema, number, self._prefix)
+
+    def _index_entries(self, run: StoredRun) -> list[list[str]]:
+        """Return the ``[sorted set, score, member]`` entries that index ``run``."""
+        entries = []
+        for pause in indexed_pauses(run):
+            member, score = f"{run.run_id}\0{pause.pause_id}", repr(float(pause.created_at))
+            for chart, stage in ((None, None), (run.chart, None), (None, pause.stage_id)):
+                entries.append([self._pending_key(chart, stage), score, member])
+            entries.append([self._pending_key(run.chart, pause.stage_id), score, member])
+        if (due := due_at(run)) is not None:
+            entries.append([self._key("due"), repr(float(due)), run.run_id])
+        if (lease := lease_deadline(run)) is not None:
+            entries.append([self._key("leases"), repr(float(lease)), run.run_id])
+        return entries
+
+    async def _write(
+        self, run: StoredRun, expected: int | None, events: Sequence[AuditEvent]
+    ) -> list[str]:
+        version = 1 if expected is None else expected + 1
+        inbox = {
+            "chart": run.chart,
+            "run_created_at": run.created_at,
+            "pauses": [pause_to_doc(p) for p in indexed_pauses(run)],
+        }
+        args = [
+            "" if expected is None else str(expected),
+            str(version),
+            dump_json(run_to_doc(run, version=version)),
+            dump_json(inbox),
+            dump_json(self._index_entries(run)),
+            *(dump_json(event_to_doc(e)) for e in events),
+        ]
+        keys = [self._key("run", run.run_id), self._key("audit", run.run_id)]
+        async with self._redis():
+            result: list[str] = await self._scripts["write"](keys=keys, args=args)
+        return result
+
+    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+        """Insert a new run (see ``Store.create``)."""
+        if (await self._write(run, None, events))[0] == "exists":
+            raise run_exists(run.run_id)
+        return dataclasses.replace(run, version=1)
+
+    async def get(self, run_id: str) -> StoredRun:
+        """Return a run's record (see ``Store.get``)."""
+        async with self._redis() as client:
+            record = await client.hget(self._key("run", run_id), "record")
+        if record is None:
+            raise run_not_found(run_id)
+        return run_from_doc(json.loads(record))
+
+    async def replace(
+        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
+    ) -> StoredRun:
+        """Compare-and-set a record (see ``Store.replace``)."""
+        result = await self._write(run, expected_version, events)
+        if result[0] == "missing":
+            raise run_not_found(run.run_id)
+        if result[0] == "conflict":
+            raise version_conflict(run.run_id, expected_version, int(result[1]))
+        return dataclasses.replace(run, version=expected_version + 1)
+
+    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
+        """Append audit events (see ``Store.append_audit``)."""
+        keys = [self._key("run", run_id), self._key("audit", run_id)]
+        args = [dump_json(event_to_doc(e)) for e in events]
+        async with self._redis():
+            found = await self._scripts["append"](keys=keys, args=args)
+        if not found:
+            raise run_not_found(run_id)
+
+    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
+        """Return a run's audit log (see ``Store.audit``)."""
+        async with self._redis() as client:
+            lines = await client.lrange(self._key("audit", run_id), 0, -1)
+            # Runs are never deleted, so "no events yet" and "no run" can be told apart.
+            if not lines and not await client.exists(self._key("run", run_id)):
+                raise run_not_found(run_id)
+        return tuple(event_from_doc(json.loads(line), seq) for seq, line in enumerate(lines, 1))
+
+    async def list_pending(
+        self,
+        *,
+        chart: str | None = None,
+        stage: str | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PendingPage:
+        """Page through the inbox (see ``Store.list_pending``)."""
+        check_limit(limit)
+        upper = math.inf if created_before is None else created_before
+        tie_score = tie_member = ""
+        if cursor is not None:
+            created_at, run_id, pause_id = decode_cursor(cursor)
+            if created_at < upper:
+                upper, tie_score, tie_member = created_at, repr(created_at), f"{run_id}\0{pause_id}"
+        bound = "+inf" if upper == math.inf else f"({float(upper)!r}"
+        args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", "")]
+        async with self._redis():
+            flat: list[str] = await self._scripts["page"](
+                keys=[self._pending_key(chart, stage)], args=args
+            )
+        inboxes: dict[str, Any] = {}
+        items = []
+        for member, inbox in zip(flat[::2], flat[1::2], strict=True):
+            run_id, _, pause_id = member.partition("\0")
+            doc = inboxes.setdefault(run_id, json.loads(inbox))
+            pause = next(p for p in doc["pauses"] if p["pause_id"] == pause_id)
+            items.append(
+                PendingPause(
+                    run_id=run_id,
+                    chart=doc["chart"],
+                    pause=pause_from_doc(pause),
+                    run_created_at=doc["run_created_at"],
+                )
+            )
+        return make_page(items, limit)
+
+    async def _records_up_to(self, index: str, now: float, limit: int) -> tuple[StoredRun, ...]:
+        check_limit(limit)
+        args = [repr(float(now)), str(limit), self._key("run", "")]
+        async with self._redis():
+            records: list[str] = await self._scripts["records"](keys=[self._key(index)], args=args)
+        return tuple(run_from_doc(json.loads(record)) for record in records)
+
+    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return paused runs with a due pause (see ``Store.list_due``)."""
+        return await self._records_up_to("due", now, limit)
+
+    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
+        return await self._records_up_to("leases", now, limit)
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,207 @@
+"""A store in one SQLite file, shared safely by any number of processes on one machine.
+
+The URL names the file as SQLAlchemy does: ``sqlite:///runs.db`` is relative to
+the working directory, ``sqlite:////var/lib/app/runs.db`` absolute.
+
+Each store object owns one connection, used only from its own worker thread, so
+the event loop never blocks on disk. The file runs in WAL mode (readers never
+wait for the writer); every write is a ``BEGIN IMMEDIATE`` transaction, which
+takes the file's write lock up front, so writers from several processes queue
+(up to ``busy_timeout``) instead of failing midway. Statements and plans are the
+ones the PostgreSQL store runs (:mod:`pausepoint.stores._sql`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from pausepoint.stores._common import dump_json, unavailable
+from pausepoint.stores._sql import Plan, Query, Rows, SqlPlans
+from pausepoint.stores.base import AuditEvent, PendingPage, StoredRun
+
+__all__ = ["MIGRATIONS", "SQLiteStore"]
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE {runs} (run_id TEXT PRIMARY KEY, chart TEXT NOT NULL, "
+        "fingerprint TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL, "
+        "created_at REAL NOT NULL, updated_at REAL NOT NULL, checkpoint TEXT, "
+        "pauses TEXT NOT NULL, snapshot TEXT, error TEXT, lease_owner TEXT, lease_until REAL, "
+        "meta TEXT NOT NULL, due_at REAL, audit_seq INTEGER NOT NULL)",
+        "CREATE INDEX runs_due ON {runs} (due_at, run_id) WHERE due_at IS NOT NULL",
+        "CREATE INDEX runs_stale ON {runs} (lease_until, run_id) WHERE status = 'running'",
+        "CREATE TABLE {pending} (run_id TEXT NOT NULL, chart TEXT NOT NULL, "
+        "run_created_at REAL NOT NULL, pause_id TEXT NOT NULL, stage_id TEXT NOT NULL, "
+        "data TEXT NOT NULL, created_at REAL NOT NULL, deadline REAL, "
+        "PRIMARY KEY (run_id, pause_id))",
+        "CREATE INDEX pending_all ON {pending} (created_at, run_id, pause_id)",
+        "CREATE INDEX pending_chart ON {pending} (chart, created_at, run_id, pause_id)",
+        "CREATE INDEX pending_stage ON {pending} (stage_id, created_at, run_id, pause_id)",
+        "CREATE INDEX pending_chart_stage ON {pending} "
+        "(chart, stage_id, created_at, run_id, pause_id)",
+        "CREATE TABLE {audit} (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "at REAL NOT NULL, actor TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
+    ),
+)
+"""Schema migrations in order; ``schema_version`` records how many ran."""
+
+_TABLES = {
+    "runs": "runs",
+    "pending": "pending",
+    "audit": "audit",
+    "schema_version": "schema_version",
+}
+
+# OperationalErrors that mean "cannot use the file now", not a bug in a statement.
+_UNAVAILABLE = ("unable to open", "locked", "busy", "disk i/o", "readonly", "not a database")
+
+
+class SQLiteStore:
+    """A :class:`~pausepoint.stores.base.Store` in a SQLite file; open it with ``sqlite:///path``.
+
+    The file and its tables are created on first use.
+
+    Args:
+        url: ``sqlite:///relative.db`` or ``sqlite:////absolute.db``.
+        busy_timeout: Seconds a write waits for another process's write lock
+            before failing with :class:`~pausepoint.errors.StoreUnavailableError`.
+    """
+
+    def __init__(self, url: str, *, busy_timeout: float = 10.0) -> None:
+        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+            raise ValueError(
+                f"a SQLite store URL looks like sqlite:///path/to/runs.db, got {url!r}"
+            )
+        self._url = url
+        self._path = url[len("sqlite:///") :]
+        self._busy_timeout = busy_timeout
+        self._plans = SqlPlans(
+            tables=_TABLES, placeholder="?", dump=dump_json, load=json.loads, url=url
+        )
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pausepoint-sqlite")
+        self._conn: sqlite3.Connection | None = None  # touched only in self._thread
+
+    @property
+    def url(self) -> str:
+        """The store's URL."""
+        return self._url
+
+    # -- worker thread -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._drive(conn, self._plans.migrate(MIGRATIONS), write=True)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _drive(self, conn: sqlite3.Connection, plan: Plan[T], *, write: bool) -> T:
+        if write:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = _execute(conn, plan)
+            if write:
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _call(self, plan: Plan[T], write: bool) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return self._drive(self._conn, plan, write=write)
+        except sqlite3.OperationalError as error:
+            if not any(text in str(error).lower() for text in _UNAVAILABLE):
+                raise
+            self._close()  # start afresh next time: the file may have moved or healed
+            raise unavailable(self._url, self._url, error) from error
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _run(self, plan: Plan[T], *, write: bool = False) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._call, plan, write)
+
+    # -- Store -----------------------------------------------------------------
+
+    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+        """Insert a new run (see ``Store.create``)."""
+        return await self._run(self._plans.create(run, events), write=True)
+
+    async def get(self, run_id: str) -> StoredRun:
+        """Return a run's record (see ``Store.get``)."""
+        return await self._run(self._plans.get(run_id))
+
+    async def replace(
+        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
+    ) -> StoredRun:
+        """Compare-and-set a record (see ``Store.replace``)."""
+        return await self._run(self._plans.replace(run, expected_version, events), write=True)
+
+    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
+        """Append audit events (see ``Store.append_audit``)."""
+        await self._run(self._plans.append_audit(run_id, events), write=True)
+
+    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
+        """Return a run's audit log (see ``Store.audit``)."""
+        return await self._run(self._plans.audit(run_id))
+
+    async def list_pending(
+        self,
+        *,
+        chart: str | None = None,
+        stage: str | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PendingPage:
+        """Page through the inbox (see ``Store.list_pending``)."""
+        plan = self._plans.list_pending(
+            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
+        )
+        return await self._run(plan)
+
+    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return paused runs with a due pause (see ``Store.list_due``)."""
+        return await self._run(self._plans.list_due(now, limit))
+
+    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
+        return await self._run(self._plans.list_stale(now, limit))
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the worker thread."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown()
+
+
+def _execute(conn: sqlite3.Connection, plan: Plan[T]) -> T:
+    """Run a plan's queries on ``conn`` and return the plan's result."""
+    try:
+        query: Query = next(plan)
+        while True:
+            if query.many:
+                conn.executemany(query.sql, query.params)
+                rows: Rows = []
+            else:
+                rows = conn.execute(query.sql, query.params).fetchall()
+            query = plan.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]  # a plan's return value, typed by Plan[T]
