@@ -76,7 +76,11 @@ def flow_chart(
         A builder; chain ``add_*`` calls and finish with ``build()``.
     """
     builder = FlowChartBuilder(name)
-    if _is_handler(fn_or_handler):
+    # a handler missing a method goes the pausable way too, for the error that says so
+    looks_like_handler = not callable(fn_or_handler) and (
+        hasattr(fn_or_handler, "execute") or hasattr(fn_or_handler, "resume")
+    )
+    if _is_handler(fn_or_handler) or looks_like_handler:
         return builder.add_pausable_function(
             name,
             fn_or_handler,

@@ -210,7 +210,8 @@ def validate_checkpoint(
             expected=chart.fingerprint,
             found=checkpoint["chart_fingerprint"],
         )
-    for name in ("input", "shared_state", "pause_data"):
+    # every field the executor copies: a tuple or datetime from a non-JSON source is refused here
+    for name in ("input", "shared_state", "pause_data", "pauses", "execution_tree", "continuation"):
         try:
             json_copy(checkpoint.get(name), name)
         except NotJSONError as exc:
@@ -242,6 +243,12 @@ def validate_checkpoint(
             "checkpoint field 'paused_stage_id' must equal pauses[0].stage_id "
             f"({checkpoint['pauses'][0]['stage_id']!r}), found {checkpoint['paused_stage_id']!r}",
             field="paused_stage_id",
+        )
+    if "pause_data" not in checkpoint:
+        raise CheckpointFormatError("checkpoint field 'pause_data' is missing", field="pause_data")
+    if canonical_json(checkpoint["pause_data"]) != canonical_json(checkpoint["pauses"][0]["data"]):
+        raise CheckpointFormatError(
+            "checkpoint field 'pause_data' must equal pauses[0].data", field="pause_data"
         )
 
 
@@ -297,6 +304,7 @@ _NODE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "children": list,
     "round": int,
     "target": str,
+    "seq": int,
 }
 _STATUSES = frozenset({"running", "done", "paused", "resumed", "failed"})
 _KINDS = frozenset({"stage", "pausable", "decider", "selector", "parallel", "subflow", "loop"})
@@ -386,7 +394,9 @@ class _FrameChecker:
             )
         loops = frame.get("loops", {})
         if not isinstance(loops, dict) or not all(
-            k.isdigit()
+            isinstance(k, str)
+            and k.isascii()  # "²".isdigit() is true, but int("²") fails
+            and k.isdigit()
             and int(k) < len(steps)
             and isinstance(steps[int(k)], LoopBack)
             and type(v) is int
@@ -448,7 +458,8 @@ class _FrameChecker:
             )
             return
         if isinstance(node, Decider):
-            branch = node.branches.get(frame.get("branch"))  # type: ignore[arg-type]  # checked just below
+            key = frame.get("branch")  # may be a list: unhashable, so check its type first
+            branch = node.branches.get(key) if isinstance(key, str) else None
             if branch is None:
                 raise CheckpointFormatError(
                     f"checkpoint field '{where}.branch': decider {path!r} has no branch "

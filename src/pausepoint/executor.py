@@ -60,7 +60,7 @@ from .errors import (
     StateError,
 )
 from .scope import LoopControl, Scope
-from .trace import Metrics, TreeNode, metrics_of, narrative_of, summarize_pause
+from .trace import Metrics, TreeNode, last_seq, metrics_of, narrative_of, summarize_pause
 
 if TYPE_CHECKING:
     from .chart import Branch, Node
@@ -162,6 +162,7 @@ class FlowChartExecutor:
         # ("seq", [index, loops]) · ("subflow", position, state, codec) · ("decider", position, key)
         self._levels: list[tuple[Any, ...]] = []
         self._fork_depth = 0
+        self._seq = 0  # orders events across the run and every resume (see trace.py)
 
     # -- public API -------------------------------------------------------
 
@@ -207,14 +208,16 @@ class FlowChartExecutor:
         self._started_at = time.time()
         self._state = {}
         self._tree = []
+        self._seq = 0
         self._pauses = []
         self._previous_pauses = {}
         self._answers = {}
         codec = self._chart.codec
         try:
-            self._input = json_copy(dict(input or {}), "input")
             for key, value in (input or {}).items():
                 self._state[key] = codec.check(key, value, "input")
+            # as JSON the state type's way, so a datetime input is kept like a datetime write
+            self._input = json_copy(codec.encode(self._state), "input")
         except (NotJSONError, StateError) as exc:
             self._status = "idle"
             raise StateError(
@@ -263,6 +266,7 @@ class FlowChartExecutor:
             self._status = "idle"
             raise
         self._run_id = checkpoint["run_id"]
+        self._seq = last_seq(self._tree)
         self._started_at = float(checkpoint["started_at"])
         self._previous_pauses = {
             pause["stage_id"]: json_copy(pause) for pause in checkpoint["pauses"]
@@ -297,6 +301,7 @@ class FlowChartExecutor:
             self._status = "idle"
             raise
         self._run_id = checkpoint["run_id"]
+        self._seq = last_seq(self._tree)
         self._started_at = float(checkpoint["started_at"])
         self._previous_pauses = {}
         self._pauses = []
@@ -470,8 +475,15 @@ class FlowChartExecutor:
         try:
             return codec.decode(data)
         except (ValueError, TypeError) as exc:
+            where = field  # pydantic's message names the type, not the key: find the key
+            for key, value in data.items():
+                try:
+                    codec.decode({key: value})
+                except (ValueError, TypeError):
+                    where = f"{field}.{key}"
+                    break
             raise CheckpointFormatError(
-                f"checkpoint field {field!r} does not fit the chart's state type: {exc}",
+                f"checkpoint field {where!r} does not fit the chart's state type: {exc}",
                 field=field,
             ) from None
 
@@ -502,6 +514,7 @@ class FlowChartExecutor:
         if self._on_progress is not None and self._fork_depth == 0:
             return await self._tracked_sequence(steps, env, tree, frame)
         control = self._control
+        carry = False  # a break_loop() no loop of this sequence encloses: for the parent
         loops: dict[int, int] = {}
         index = 0
         if frame is not None:
@@ -514,6 +527,7 @@ class FlowChartExecutor:
                 if pending is not None:
                     return _sequence_frame(index, loops, pending)
                 index = _next_index(steps, index, control)
+                carry = _hand_up(control, carry)
         end = len(steps)
         while index < end:
             step = steps[index]
@@ -526,7 +540,12 @@ class FlowChartExecutor:
                 pending = await self._node(step, env, tree, None)  # type: ignore[arg-type]  # not a LoopBack
                 if pending is not None:
                     return _sequence_frame(index, loops, pending)
-            index = index + 1 if not control.requested else _next_index(steps, index, control)
+            if control.requested:
+                index = _next_index(steps, index, control)
+                carry = _hand_up(control, carry)
+            else:
+                index += 1
+        control.requested = carry
         return None
 
     async def _tracked_sequence(
@@ -537,6 +556,7 @@ class FlowChartExecutor:
         Kept apart so runs without ``on_progress`` pay nothing for it.
         """
         control = self._control
+        carry = False  # a break_loop() no loop of this sequence encloses: for the parent
         position: list[Any] = [0, {}]  # [index, loops], read by _progress_continuation
         self._levels.append(("seq", position))
         try:
@@ -555,11 +575,13 @@ class FlowChartExecutor:
                 if pending is not None:
                     return _sequence_frame(index, position[1], pending)
                 position[0] = _next_index(steps, index, control)
+                carry = _hand_up(control, carry)
                 if self._fork_depth == 0 and position[0] < len(steps):
                     assert self._on_progress is not None
                     await self._on_progress(
                         self._checkpoint("running", self._progress_continuation())
                     )
+            control.requested = carry
             return None
         finally:
             self._levels.pop()
@@ -605,6 +627,7 @@ class FlowChartExecutor:
                 "status": "done",
                 "round": count + 1,
                 "target": target_path,
+                "seq": self._tick(),
             }
         )
         return step.target_index
@@ -625,6 +648,10 @@ class FlowChartExecutor:
 
     async def _stage_as_node(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
         await self._stage(node, env, tree)
+
+    def _tick(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def _scope(self, env: _Env, path: str) -> Scope:
         return Scope(env.state, env.codec, path, self._control, self._run_id, self._input)
@@ -656,11 +683,19 @@ class FlowChartExecutor:
                 phase=phase,
             ) from exc
         _finish(record, scope, started)
+        if self._control.requested:
+            record["breaks_loop"] = True
         return result
 
     async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
         path = env.prefix + node.id
-        record: TreeNode = {"id": path, "name": node.name, "kind": "stage", "status": "running"}
+        record: TreeNode = {
+            "id": path,
+            "name": node.name,
+            "kind": "stage",
+            "status": "running",
+            "seq": self._tick(),
+        }
         tree.append(record)
         await self._call(node.fn, node.is_async, record, self._scope(env, path), "run")
         record["status"] = "done"
@@ -671,7 +706,13 @@ class FlowChartExecutor:
         path = env.prefix + node.id
         if frame is not None:
             return await self._resume_pausable(node, env, tree, frame, path)
-        record: TreeNode = {"id": path, "name": node.name, "kind": "pausable", "status": "running"}
+        record: TreeNode = {
+            "id": path,
+            "name": node.name,
+            "kind": "pausable",
+            "status": "running",
+            "seq": self._tick(),
+        }
         position = len(tree)
         tree.append(record)
         data = await self._call(
@@ -700,6 +741,7 @@ class FlowChartExecutor:
             "pause_id": pause_id,
             "at": now,
             "summary": summarize_pause(data, self._chart.redact),
+            "seq": self._tick(),
         }
         self._pauses.append(
             {"pause_id": pause_id, "stage_id": path, "data": data, "paused_at": now}
@@ -707,7 +749,8 @@ class FlowChartExecutor:
         paused: Frame = {"t": position, "stage_id": path, "pause_id": pause_id}
         if self._control.requested:
             self._control.requested = False
-            paused["brk"] = True
+            paused["brk"] = True  # takes effect once resume has run
+            record.pop("breaks_loop", None)
         return paused
 
     async def _resume_pausable(
@@ -741,9 +784,11 @@ class FlowChartExecutor:
             "reads": _unique(scope._reads),
             "writes": _unique(scope._writes),
             "ms": (_perf() - started) * 1000.0,
+            "seq": self._tick(),
         }
-        if frame.get("brk"):
+        if frame.get("brk") or self._control.requested:
             self._control.requested = True
+            record["breaks_loop"] = True
         return None
 
     async def _decider(
@@ -757,6 +802,7 @@ class FlowChartExecutor:
                 "kind": "decider",
                 "status": "running",
                 "children": [],
+                "seq": self._tick(),
             }
             position = len(tree)
             tree.append(record)
@@ -807,6 +853,7 @@ class FlowChartExecutor:
                 "kind": node.kind,
                 "status": "running",
                 "children": [],
+                "seq": self._tick(),
             }
             position = len(tree)
             tree.append(record)
@@ -873,6 +920,7 @@ class FlowChartExecutor:
                 "kind": "subflow",
                 "status": "running",
                 "children": [],
+                "seq": self._tick(),
             }
             position = len(tree)
             tree.append(record)
@@ -1038,6 +1086,17 @@ def _next_index(steps: tuple[Step, ...], index: int, control: LoopControl) -> in
                 control.requested = False
                 return position + 1
     return index + 1
+
+
+def _hand_up(control: LoopControl, carry: bool) -> bool:
+    """Hold a break request no loop of this sequence took for the parent, once this one ends.
+
+    Left pending, it would end the next loop this sequence enters, skipping its stages.
+    """
+    if control.requested:
+        control.requested = False
+        return True
+    return carry
 
 
 def _sequence_frame(index: int, loops: dict[int, int], pending: Frame) -> Frame:

@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-__all__ = ["Metrics", "StageMetrics", "TreeNode", "metrics_of", "narrative_of", "summarize_pause"]
+__all__ = [
+    "Metrics",
+    "StageMetrics",
+    "TreeNode",
+    "last_seq",
+    "metrics_of",
+    "narrative_of",
+    "summarize_pause",
+]
 
 NodeStatus = Literal["running", "done", "paused", "resumed", "failed"]
 
@@ -24,6 +32,7 @@ class PauseInfo(TypedDict):
     pause_id: str
     at: float
     summary: str
+    seq: NotRequired[int]
 
 
 class ResumeInfo(TypedDict):
@@ -34,6 +43,7 @@ class ResumeInfo(TypedDict):
     reads: list[str]
     writes: list[str]
     ms: float
+    seq: NotRequired[int]
 
 
 class TreeNode(TypedDict):
@@ -54,6 +64,7 @@ class TreeNode(TypedDict):
     round: NotRequired[int]
     target: NotRequired[str]
     breaks_loop: NotRequired[bool]
+    seq: NotRequired[int]
 
 
 class StageMetrics(TypedDict):
@@ -105,59 +116,85 @@ def _keys(keys: Iterable[str]) -> str:
 
 
 def narrative_of(tree: Iterable[TreeNode]) -> list[str]:
-    """Return one plain sentence per event, in the order the tree records them."""
-    lines: list[str] = []
+    """Return one plain sentence per event, in the order the events happened.
+
+    Every stage, pause and resume carries a ``seq`` number from a counter that
+    continues across resumes, so the narrative of a fork whose branches were
+    answered one by one reads in the order things happened, and the narrative
+    before a pause is always the start of the narrative after it.
+    """
+    events: list[tuple[int, int, str]] = []
     for node in tree:
-        _narrate(node, lines)
-    return lines
+        _narrate(node, events)
+    events.sort(key=lambda event: (event[0], event[1]))
+    return [sentence for _, _, sentence in events]
 
 
-def _narrate(node: TreeNode, out: list[str]) -> None:
+def last_seq(tree: Iterable[TreeNode]) -> int:
+    """Return the highest event number in a tree (0 for an empty one)."""
+    highest = 0
+    for node in tree:
+        pause, resume = node.get("pause"), node.get("resume")
+        highest = max(
+            highest,
+            node.get("seq", 0),
+            pause.get("seq", 0) if pause else 0,
+            resume.get("seq", 0) if resume else 0,
+            last_seq(node.get("children") or ()),
+        )
+    return highest
+
+
+def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
+    """Append ``(seq, order within the event, sentence)`` for a node and its children."""
     name, kind = node["name"], node["kind"]
+    at = node.get("seq", 0)
     writes = node.get("writes") or []
+
+    def say(sentence: str, seq: int = at) -> None:
+        out.append((seq, len(out), sentence))
+
     if kind == "loop":
-        out.append(f"Looped back to {name} (round {node.get('round', 0)}).")
+        say(f"Looped back to {name} (round {node.get('round', 0)}).")
         return
     if kind == "subflow":
-        out.append(f"{name} started (subflow).")
+        say(f"{name} started (subflow).")
     elif writes:
-        out.append(f"{name} wrote {_keys(writes)}.")
+        say(f"{name} wrote {_keys(writes)}.")
     elif kind == "stage" and node["status"] == "done":
-        out.append(f"{name} ran.")
+        say(f"{name} ran.")
     if kind in ("decider", "selector"):
         chose = node.get("chose")
         if chose is not None:
             if kind == "decider":
-                out.append(
-                    f'{name} chose branch "{chose[0]}".' if chose else f"{name} chose no branch."
-                )
+                say(f'{name} chose branch "{chose[0]}".' if chose else f"{name} chose no branch.")
             else:
                 picked = ", ".join(f'"{key}"' for key in chose)
-                out.append(
-                    f"{name} chose branches {picked}." if chose else f"{name} chose no branch."
-                )
+                say(f"{name} chose branches {picked}." if chose else f"{name} chose no branch.")
     elif kind == "parallel":
-        children = node.get("children") or []
-        out.append(f"{name} ran {len(children)} branches in parallel.")
+        say(f"{name} ran {len(node.get('children') or [])} branches in parallel.")
     pause = node.get("pause")
     if pause is not None:
         summary = pause["summary"]
-        out.append(f"{name} paused: {summary}" + ("" if summary.endswith('"') else "."))
+        ending = "" if summary.endswith('"') else "."
+        say(f"{name} paused: {summary}{ending}", pause.get("seq", at))
     resume = node.get("resume")
     if resume is not None:
-        out.append(f"{name} resumed by input {{{_keys(resume['input_keys'])}}}.")
+        resumed = resume.get("seq", at)
+        say(f"{name} resumed by input {{{_keys(resume['input_keys'])}}}.", resumed)
         if resume["writes"]:
-            out.append(f"{name} wrote {_keys(resume['writes'])}.")
+            say(f"{name} wrote {_keys(resume['writes'])}.", resumed)
     if kind == "pausable" and pause is None and node["status"] == "done" and not writes:
-        out.append(f"{name} continued without pausing.")
+        say(f"{name} continued without pausing.")
     for child in node.get("children") or []:
         _narrate(child, out)
+    last = last_seq([node])  # endings come after everything the node did
     if kind == "subflow" and node["status"] == "done":
-        out.append(f"{name} finished (subflow).")
+        say(f"{name} finished (subflow).", last)
     if node["status"] == "failed" and "error" in node:
-        out.append(f"{name} failed: {node['error']}.")
+        say(f"{name} failed: {node['error']}.", last)
     if node.get("breaks_loop"):
-        out.append(f"{name} ended the loop.")
+        say(f"{name} ended the loop.", last)
 
 
 def metrics_of(tree: Iterable[TreeNode]) -> Metrics:
