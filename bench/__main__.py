@@ -1,0 +1,445 @@
+"""``python -m bench [--quick] [--json PATH]``: measure, then print one table.
+
+Full mode takes about a minute on two cores; ``--quick`` (CI smoke) a few
+seconds, with tiny batches whose figures are only indicative. Targets are
+printed beside the figures they apply to and summed up at the end; missing a
+target never changes the exit code (figures from shared CI machines are noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pausepoint
+
+from . import lg, overhead, plain, pp
+from .harness import FULL, QUICK, Case, Sample, Settings, measure
+from .scenarios import CHAIN_SIZES
+
+# -- figures and targets ---------------------------------------------------
+
+
+@dataclass
+class Figure:
+    """One number in the table (``value`` is ``None`` when the contender is unavailable)."""
+
+    scenario: str
+    contender: str
+    column: str
+    value: float | None
+    unit: str
+    sample: Sample | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A limit that some figures of one row must stay under."""
+
+    scenario: str
+    contender: str
+    columns: tuple[str, ...]
+    limit: float
+    text: str
+
+    def verdict(self, figures: Sequence[Figure]) -> str:
+        values = [
+            f.value
+            for f in figures
+            if (f.scenario, f.contender) == (self.scenario, self.contender)
+            and f.column in self.columns
+        ]
+        if len(values) != len(self.columns) or any(v is None for v in values):
+            return "n/a"
+        return "met" if all(v is not None and v <= self.limit for v in values) else "NOT met"
+
+
+SKIPPED = "skipped (--quick)"
+S1_PP = "pausepoint (sync stages)"
+S2_PP = "pausepoint"
+IMPORT_PP = "import pausepoint"
+RUN_TO_PAUSE = "run→pause µs"
+RESUME_TO_DONE = "resume→done µs"
+OVER_BARE = "over bare ms"
+
+TARGETS = (
+    Target("S1", S1_PP, ("N=100", "N=1000"), 3.0, "≤ 3 µs/stage at N=100, 1000"),
+    Target("S2", S2_PP, (RUN_TO_PAUSE,), 40.0, "≤ 40 µs run→pause"),
+    Target("S2", S2_PP, (RESUME_TO_DONE,), 40.0, "≤ 40 µs resume→done"),
+    Target("import", IMPORT_PP, (OVER_BARE,), 15.0, "≤ 15 ms over bare python"),
+)
+
+
+# -- measuring -------------------------------------------------------------
+
+
+class Bench:
+    """Runs the scenarios and collects their figures and footnotes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.figures: list[Figure] = []
+        self.notes: dict[str, list[str]] = {}
+
+    def time(
+        self,
+        scenario: str,
+        contender: str,
+        column: str,
+        make: Callable[[], Case],
+        *,
+        per: float = 1.0,
+        unavailable: str | None = None,
+    ) -> None:
+        """Measure ``make()``, record µs per call (divided by ``per``); or why it was not measured."""
+        if unavailable is not None:
+            self.figures.append(Figure(scenario, contender, column, None, "µs", note=unavailable))
+            return
+        _progress(f"{scenario} {contender} {column}")
+        sample = measure(make(), self.settings).scaled(per)
+        self.figures.append(
+            Figure(scenario, contender, column, sample.median_ns / 1000, "µs", sample)
+        )
+
+    def s1(self) -> None:
+        for n in CHAIN_SIZES:
+            column = f"N={n}"
+            skip = SKIPPED if self.settings.skip_slow_langgraph and n >= 1000 else None
+            self.time("S1", "plain Python", column, lambda n=n: plain.chain_case(n), per=n)
+            self.time("S1", S1_PP, column, lambda n=n: pp.chain_case(n), per=n)
+            self.time(
+                "S1",
+                "pausepoint (async stages)",
+                column,
+                lambda n=n: pp.chain_case(n, async_stages=True),
+                per=n,
+            )
+            self.time(
+                "S1",
+                "LangGraph + InMemorySaver",
+                column,
+                lambda n=n: lg.chain_case(n),
+                per=n,
+                unavailable=lg.UNAVAILABLE or skip,
+            )
+            self.time(
+                "S1",
+                "LangGraph, no checkpointer",
+                column,
+                lambda n=n: lg.chain_case(n, checkpointer=False),
+                per=n,
+                unavailable=lg.UNAVAILABLE or skip,
+            )
+        self.notes["S1"] = [
+            "each stage reads x and writes x + 1; a run is a fresh executor / invoke from {x: 0}",
+            "pausepoint keeps its full trace (reads, writes, time per stage) on every run",
+            "LangGraph: one super-step per stage, recursion_limit = N + 10, default durability "
+            "('async': checkpoints written by a background thread); 'no checkpointer' cannot pause",
+        ]
+
+    def s2(self) -> None:
+        contenders: list[tuple[str, Any, dict[str, Any], str | None]] = [
+            ("plain Python", plain, {}, None),
+            (S2_PP, pp, {}, None),
+            ("pausepoint, run_sync/resume_sync", pp, {"sync_entry": True}, None),
+            ("LangGraph + InMemorySaver", lg, {}, lg.UNAVAILABLE),
+        ]
+        for label, module, options, unavailable in contenders:
+            self.time(
+                "S2",
+                label,
+                RUN_TO_PAUSE,
+                lambda m=module, o=options: m.refund_pause_case(**o),
+                unavailable=unavailable,
+            )
+            self.time(
+                "S2",
+                label,
+                RESUME_TO_DONE,
+                lambda m=module, o=options: m.refund_resume_case(**o),
+                unavailable=unavailable,
+            )
+        notes = [
+            "run→pause: a fresh run until the pause, then the checkpoint as a JSON string "
+            "(LangGraph: invoke until interrupt(), then graph.get_state(config))",
+            "resume→done: json.loads of the saved checkpoint, a fresh executor, resume to the end "
+            "(LangGraph: invoke(Command(resume=...)) against the same saver, on a thread paused "
+            "beforehand, off the clock)",
+            "run_sync/resume_sync: the same, from code without an event loop (a new loop per call)",
+        ]
+        for label, module in (("plain Python", plain), (S2_PP, pp)):
+            size, what = module.refund_checkpoint_bytes()
+            self.figures.append(Figure("S2", label, "checkpoint B", size, "B"))
+            notes.append(f"checkpoint B, {label}: {what}")
+        if lg.UNAVAILABLE is None:
+            size, what, everything = lg.refund_checkpoint_bytes()
+            self.figures.append(
+                Figure("S2", "LangGraph + InMemorySaver", "checkpoint B", size, "B")
+            )
+            notes.append(
+                f"checkpoint B, LangGraph: {what}; with the thread's earlier checkpoints, "
+                f"their blobs and writes: {everything:,} B (ids, type tags and keys not counted)"
+            )
+        self.notes["S2"] = notes
+
+    def imports(self) -> None:
+        runs = self.settings.import_runs
+        with tempfile.TemporaryDirectory(prefix="pausepoint-bench-pyc-") as pycache:
+            self._imports(runs, overhead.import_env(pycache))
+        self.notes["import"] = [
+            f"wall time of a fresh `python -c CODE`, best of {runs} after one untimed run, every "
+            "module from cached bytecode; 'over bare' subtracts `python -c pass`",
+            "pausepoint API = from pausepoint import flow_chart, FlowChartExecutor; LangGraph API = "
+            "StateGraph, Command, interrupt, InMemorySaver",
+        ]
+
+    def _imports(self, runs: int, env: dict[str, str]) -> None:
+        bare = None
+        for label, code in overhead.IMPORTS.items():
+            if label == "LangGraph API" and (lg.UNAVAILABLE or self.settings.skip_slow_langgraph):
+                note = lg.UNAVAILABLE or SKIPPED
+                for column in ("wall ms", OVER_BARE):
+                    self.figures.append(Figure("import", label, column, None, "ms", note=note))
+                continue
+            _progress(f"import {label}")
+            wall = overhead.best_start_ns(code, runs, env) / 1e6
+            bare = wall if bare is None else bare
+            self.figures.append(Figure("import", label, "wall ms", wall, "ms"))
+            if label != "bare":
+                self.figures.append(Figure("import", label, OVER_BARE, wall - bare, "ms"))
+
+    def thread_hop(self) -> None:
+        self.time("stage call", "inline (what the executor does)", "µs/call", overhead.inline_case)
+        self.time("stage call", "asyncio.to_thread", "µs/call", overhead.to_thread_case)
+        self.notes["stage call"] = [
+            "a sync stage (one dict read and write) called from a coroutine on the event loop"
+        ]
+
+
+def _progress(what: str) -> None:
+    print(f"  measuring {what} ...", file=sys.stderr, flush=True)
+
+
+# -- machine ---------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _build() -> str:
+    """Whether the interpreter was built with PGO / LTO (unoptimized builds run slower)."""
+    flags = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
+    found = [
+        name
+        for option, name in (("--enable-optimizations", "PGO"), ("--with-lto", "LTO"))
+        if option in flags
+    ]
+    return " + ".join(found) if found else "without PGO/LTO"
+
+
+def machine() -> dict[str, Any]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_build": _build(),
+        "pausepoint": pausepoint.__version__,
+        "langgraph": lg.versions() or "not installed",
+    }
+
+
+# -- table -----------------------------------------------------------------
+
+
+NOISY = 1.5
+"""A figure whose slowest batch took this many times its fastest is marked ``~``."""
+
+
+def _cell(figure: Figure) -> str:
+    if figure.value is None and figure.note == SKIPPED:
+        return "skipped"
+    text = _number(figure.value, figure.unit)
+    sample = figure.sample
+    if sample is not None and sample.max_ns > NOISY * sample.min_ns:
+        return "~" + text
+    return text
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "B" or value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def render(rows: list[list[str]], numeric_from: int) -> list[str]:
+    """Align ``rows`` (the first is the header); a row shorter than the header spans the rest."""
+    width = len(rows[0])
+    widths = [max(len(r[i]) for r in rows if len(r) == width) for i in range(width)]
+    lines = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            if len(row) < width and i == len(row) - 1:
+                cells.append(cell)  # spans the remaining columns
+            elif numeric_from <= i < width - 1:
+                cells.append(cell.rjust(widths[i]))
+            else:
+                cells.append(cell.ljust(widths[i]))
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+SECTIONS = {
+    "S1": "S1  linear chain of N stages: µs per stage (run time / N), median",
+    "S2": "S2  refund chart receive → approve (pause) → process, in memory: median µs, bytes",
+    "import": "import time, ms (best of several fresh interpreters)",
+    "stage call": "a sync stage called from the event loop: µs per call, median",
+}
+
+
+def _timing(s: Settings) -> str:
+    if s.repeats == s.min_repeats:
+        timed = f"median of {s.repeats} timed batches"
+    else:
+        timed = f"median of up to {s.repeats} timed batches ({s.min_repeats} for slow cases)"
+    warmup = "after a warm-up call and batch" if s.warmup_batch else "after a warm-up call"
+    return f"{timed} {warmup}"
+
+
+def table(bench: Bench, info: dict[str, Any]) -> str:
+    s = bench.settings
+    out = [
+        f"pausepoint benchmarks ({s.name} mode)",
+        f"  CPU        {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
+        f"  OS         {info['os']}",
+        f"  Python     {info['python']} (built {info['python_build']})",
+        f"  versions   pausepoint {info['pausepoint']}; langgraph {info['langgraph']}",
+        f"  timing     {_timing(s)}; time.perf_counter_ns; gc on, collected before each batch",
+        f"             ~ marks a figure whose slowest batch took over {NOISY} times its fastest "
+        "(a busy machine; --json has min and max)",
+    ]
+    for scenario, title in SECTIONS.items():
+        figures = [f for f in bench.figures if f.scenario == scenario]
+        if not figures:
+            continue
+        columns = list(dict.fromkeys(f.column for f in figures))
+        contenders = list(dict.fromkeys(f.contender for f in figures))
+        targets = [t for t in TARGETS if t.scenario == scenario]
+        rows = [["", "contender", *columns, "target"]]
+        for contender in contenders:
+            mine = {f.column: f for f in figures if f.contender == contender}
+            notes = {f.note for f in mine.values() if f.note}
+            if notes and all(f.value is None for f in mine.values()):
+                rows.append([scenario, contender, notes.pop()])
+                continue
+            cells = [_cell(mine[c]) if c in mine else "" for c in columns]
+            verdicts = [
+                f"{t.text}: {t.verdict(bench.figures)}" for t in targets if t.contender == contender
+            ]
+            rows.append([scenario, contender, *cells, "; ".join(verdicts)])
+        out += ["", title, *render(rows, numeric_from=2)]
+        out += [f"    * {note}" for note in bench.notes.get(scenario, [])]
+    out += ["", "targets"]
+    rows = [["", "target", "figure", "verdict"]]
+    for t in TARGETS:
+        shown = [
+            _number(f.value, f.unit)
+            for f in bench.figures
+            if (f.scenario, f.contender) == (t.scenario, t.contender) and f.column in t.columns
+        ]
+        rows.append(
+            [t.scenario, f"{t.contender}: {t.text}", " / ".join(shown), t.verdict(bench.figures)]
+        )
+    out += render(rows, numeric_from=2)
+    if s.name == "quick":
+        out += ["", "quick mode: tiny batches, figures are indicative only"]
+    return "\n".join(out)
+
+
+def as_json(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
+    figures = []
+    for f in bench.figures:
+        record: dict[str, Any] = {
+            "scenario": f.scenario,
+            "contender": f.contender,
+            "column": f.column,
+            "value": f.value,
+            "unit": f.unit,
+        }
+        if f.sample is not None:
+            record["sample_ns"] = asdict(f.sample)
+        if f.note:
+            record["note"] = f.note
+        figures.append(record)
+    return {
+        "mode": bench.settings.name,
+        "machine": info,
+        "settings": asdict(bench.settings),
+        "figures": figures,
+        "targets": [
+            {**asdict(t), "columns": list(t.columns), "verdict": t.verdict(bench.figures)}
+            for t in TARGETS
+        ],
+        "notes": bench.notes,
+    }
+
+
+# -- entry point -----------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="pausepoint vs plain Python vs LangGraph, measured in one process.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke mode: tiny batches, a few seconds"
+    )
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+
+    bench = Bench(QUICK if args.quick else FULL)
+    bench.s1()
+    bench.s2()
+    bench.thread_hop()
+    bench.imports()
+    info = machine()
+    print(table(bench, info))
+    if args.json is not None:
+        args.json.write_text(json.dumps(as_json(bench, info), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
