@@ -1,0 +1,5 @@
+"""``python -m pausepoint``: the ``pausepoint`` command."""
+
+from pausepoint.cli import main
+
+main()

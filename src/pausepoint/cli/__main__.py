@@ -1,0 +1,5 @@
+"""``python -m pausepoint.cli``."""
+
+from pausepoint.cli import main
+
+main()
