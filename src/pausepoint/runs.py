@@ -46,6 +46,7 @@ from .errors import (
     RunError,
     RunNotPausedError,
     StalePauseError,
+    StoreError,
     VersionConflictError,
 )
 from .executor import FlowChartExecutor, validate_resume_input
@@ -243,10 +244,36 @@ class Runs:
         Raises:
             RunNotFoundError: No run has that id.
             RunAlreadyClaimedError: Another resume holds or finished the run.
+            RunNotPausedError: The run was cancelled, expired or failed.
             StalePauseError: ``pause_id`` is not a pending pause.
             ResumeTargetError: Several pauses are pending and none was named.
             ResumeInputError: The input fails the stage's schema; the run stays paused.
             ChartChangedError: The chart changed since the run paused.
+        """
+        return await self._resume(
+            run_id,
+            input,
+            actor=actor,
+            pause_id=pause_id,
+            stage_id=stage_id,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _resume(
+        self,
+        run_id: str,
+        input: Any,
+        *,
+        actor: str | None,
+        pause_id: str | None = None,
+        stage_id: str | None = None,
+        idempotency_key: str | None = None,
+        expired: AuditEvent | None = None,
+    ) -> RunRecord:
+        """``resume``; ``expired`` (a deadline's default answer) goes into the claim itself.
+
+        So the expiry is recorded once, by the sweeper whose claim wins; a
+        sweeper that loses the race leaves no trace in the audit.
         """
         record = await self.store.get(run_id)
         if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
@@ -260,7 +287,8 @@ class Runs:
             assert isinstance(node, PausableStage)
             validate_resume_input(node, pause.stage_id, input)
         except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
-            await self._refuse(record, actor, exc)
+            if expired is None:
+                await self._refuse(record, actor, exc)
             raise
         answer = (
             json_copy(input) if not hasattr(input, "model_dump") else input.model_dump(mode="json")
@@ -282,6 +310,7 @@ class Runs:
                 ),
                 expected_version=record.version,
                 events=[
+                    *([expired] if expired is not None else []),
                     _event(
                         "resumed",
                         actor,
@@ -290,7 +319,7 @@ class Runs:
                             "pause_id": pause.pause_id,
                             "input": _redact(answer, flow),
                         },
-                    )
+                    ),
                 ],
             )
         except VersionConflictError:
@@ -303,7 +332,8 @@ class Runs:
                 f"run {run_id!r} was claimed by another resume a moment ago (now {latest.status})",
                 run_id=run_id,
             )
-            await self._refuse(latest, actor, error)
+            if expired is None:
+                await self._refuse(latest, actor, error)
             raise error from None
         return await self._drive(
             claimed, flow, lambda ex: ex.resume(prepared, answer, stage_id=pause.stage_id)
@@ -341,10 +371,16 @@ class Runs:
                     f"pause {pause_id!r} of run {record.run_id!r} is no longer pending (run is {record.status})",
                     run_id=record.run_id,
                 )
-            raise RunAlreadyClaimedError(
-                f"run {record.run_id!r} is {record.status}: it was already resumed"
-                + (f" (answer to {answered['stage_id']!r})" if answered else ""),
+            if record.status in ("running", "completed"):
+                raise RunAlreadyClaimedError(
+                    f"run {record.run_id!r} is {record.status}: it was already resumed"
+                    + (f" (answer to {answered['stage_id']!r})" if answered else ""),
+                    run_id=record.run_id,
+                )
+            raise RunNotPausedError(
+                f"run {record.run_id!r} is {record.status}: there is no pause to answer",
                 run_id=record.run_id,
+                status=record.status,
             )
         pending = [pause.stage_id for pause in record.pauses]
         if pause_id is not None:
@@ -457,11 +493,22 @@ class Runs:
                 node = flow.find_stage(pause.stage_id)
                 if not isinstance(node, PausableStage):
                     continue
-                with contextlib.suppress(
-                    RunAlreadyClaimedError, StalePauseError, VersionConflictError
-                ):
+                try:
                     await self._expire(record, pause, node)
                     acted.append(record.run_id)
+                except (
+                    RunAlreadyClaimedError,
+                    RunNotPausedError,
+                    StalePauseError,
+                    VersionConflictError,
+                ):
+                    pass  # another sweeper or a person got there first
+                except StoreError:
+                    raise  # the store is down: nothing else can be expired either
+                except PausepointError as exc:
+                    # e.g. the default answer fails the stage's schema: the refusal is
+                    # audited; the other overdue runs are still handled
+                    log.warning("could not expire run %s: %s", record.run_id, exc)
                 break
         return acted
 
@@ -473,11 +520,12 @@ class Runs:
             "deadline": pause.deadline,
         }
         if policy is not None and policy.action == "resume":
-            await self.store.append_audit(
-                record.run_id, [_event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"})]
-            )
-            await self.resume(
-                record.run_id, policy.input, actor=SYSTEM_ACTOR, pause_id=pause.pause_id
+            await self._resume(
+                record.run_id,
+                policy.input,
+                actor=SYSTEM_ACTOR,
+                pause_id=pause.pause_id,
+                expired=_event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"}),
             )
             return
         failing = policy is not None and policy.action == "fail"
@@ -561,8 +609,10 @@ class Runs:
         heartbeat = asyncio.create_task(holder.heartbeat())
         try:
             await step(executor)
-        except RunAlreadyClaimedError:
-            raise  # another process took the run over; it is its to finish
+        except (RunAlreadyClaimedError, StoreError):
+            # Another process took the run over, or the store went away: the
+            # record still says running, and recover() finishes it later.
+            raise
         except PausepointError as exc:
             # A stage raised, or the stored checkpoint cannot be resumed. The
             # record keeps the checkpoint it started from, for inspection.
