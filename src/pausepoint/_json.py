@@ -28,7 +28,11 @@ class NotJSONError(ValueError):
         self.problem = problem
 
 
-_SCALARS = (str, int, bool, type(None))
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+class _NotJSON(Exception):
+    """Raised deep inside the fast copy; json_copy then finds where, on the slow path."""
 
 
 def json_copy(value: Any, path: str = "") -> Any:
@@ -40,22 +44,63 @@ def json_copy(value: Any, path: str = "") -> Any:
     Raises:
         NotJSONError: Some part of ``value`` is not a JSON value.
     """
+    try:
+        return _copy(value)
+    except _NotJSON:
+        _explain(value, path)
+        raise NotJSONError(path, "not a JSON value") from None  # _explain always raises first
+    except RecursionError:
+        raise NotJSONError(path, "nested too deep to be copied") from None
+
+
+def _copy(value: Any) -> Any:
+    # The hot path of every checkpoint: scalars are handled in the loops, and no
+    # path is built; when something is wrong, _explain walks again to say where.
     kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is float:
-        if math.isfinite(value):
-            return value
-        raise NotJSONError(path, f"{value!r} is not a finite number; JSON has no NaN or Infinity")
     if kind is dict:
         copied: dict[str, Any] = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise NotJSONError(path, f"key {key!r} is a {type(key).__name__}, not a str")
-            copied[key] = json_copy(item, f"{path}.{key}" if path else key)
+                raise _NotJSON
+            item_kind = type(item)
+            if item_kind in _SCALARS or (item_kind is float and item - item == 0.0):
+                copied[key] = item
+            else:
+                copied[key] = _copy(item)
         return copied
     if kind is list:
-        return [json_copy(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        out: list[Any] = []
+        for item in value:
+            item_kind = type(item)
+            if item_kind in _SCALARS or (item_kind is float and item - item == 0.0):
+                out.append(item)
+            else:
+                out.append(_copy(item))
+        return out
+    if kind in _SCALARS or (kind is float and value - value == 0.0):
+        return value
+    raise _NotJSON
+
+
+def _explain(value: Any, path: str) -> None:
+    """Raise ``NotJSONError`` for the first part of ``value`` that is not JSON."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is float:
+        if math.isfinite(value):
+            return
+        raise NotJSONError(path, f"{value!r} is not a finite number; JSON has no NaN or Infinity")
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotJSONError(path, f"key {key!r} is a {type(key).__name__}, not a str")
+            _explain(item, f"{path}.{key}" if path else key)
+        return
+    if kind is list:
+        for index, item in enumerate(value):
+            _explain(item, f"{path}[{index}]")
+        return
     hint = " (use a list)" if kind is tuple else ""
     raise NotJSONError(path, f"a {kind.__name__} is not a JSON value{hint}")
 

@@ -59,7 +59,7 @@ from .errors import (
     StageError,
     StateError,
 )
-from .scope import LoopControl, Scope
+from .scope import LoopControl, Scope, access_log
 from .trace import Metrics, TreeNode, last_seq, metrics_of, narrative_of, summarize_pause
 
 if TYPE_CHECKING:
@@ -253,25 +253,13 @@ class FlowChartExecutor:
         """
         self._begin()
         try:
-            validate_checkpoint(checkpoint, self._chart, self._signing_key)
+            copies = validate_checkpoint(checkpoint, self._chart, self._signing_key)
             targets = self._answers_for(checkpoint, input, stage_id, answers)
             self._answers = self._validate_answers(targets)
-            self._state = self._decode_state(
-                checkpoint["shared_state"], "shared_state", self._chart.codec
-            )
-            self._tree = json_copy(checkpoint["execution_tree"])
-            continuation = json_copy(checkpoint["continuation"])
-            self._input = json_copy(checkpoint["input"])
+            continuation = self._load(checkpoint, copies)
         except BaseException:
             self._status = "idle"
             raise
-        self._run_id = checkpoint["run_id"]
-        self._seq = last_seq(self._tree)
-        self._started_at = float(checkpoint["started_at"])
-        self._previous_pauses = {
-            pause["stage_id"]: json_copy(pause) for pause in checkpoint["pauses"]
-        }
-        self._pauses = []
         return await self._traverse(continuation)
 
     async def continue_from(self, checkpoint: Checkpoint | Mapping[str, Any]) -> ExecutorStatus:
@@ -289,23 +277,26 @@ class FlowChartExecutor:
         """
         self._begin()
         try:
-            validate_checkpoint(checkpoint, self._chart, self._signing_key, progress=True)
+            copies = validate_checkpoint(checkpoint, self._chart, self._signing_key, progress=True)
             self._answers = {}
-            self._state = self._decode_state(
-                checkpoint["shared_state"], "shared_state", self._chart.codec
-            )
-            self._tree = json_copy(checkpoint["execution_tree"])
-            continuation = json_copy(checkpoint["continuation"])
-            self._input = json_copy(checkpoint["input"])
+            continuation = self._load(checkpoint, copies)
         except BaseException:
             self._status = "idle"
             raise
+        return await self._traverse(continuation)
+
+    def _load(self, checkpoint: Mapping[str, Any], copies: dict[str, Any]) -> Frame:
+        """Take over a validated checkpoint's copies; return its continuation."""
+        self._state = self._decode_state(copies["shared_state"], "shared_state", self._chart.codec)
+        self._tree = copies["execution_tree"]
+        self._input = copies["input"]
         self._run_id = checkpoint["run_id"]
         self._seq = last_seq(self._tree)
         self._started_at = float(checkpoint["started_at"])
-        self._previous_pauses = {}
+        self._previous_pauses = {pause["stage_id"]: pause for pause in copies["pauses"]}
         self._pauses = []
-        return await self._traverse(continuation)
+        continuation: Frame = copies["continuation"]
+        return continuation
 
     def run_sync(
         self, input: Mapping[str, Any] | None = None, *, run_id: str | None = None
@@ -672,20 +663,27 @@ class FlowChartExecutor:
             if is_async or hasattr(result, "__await__"):
                 result = await result
         except Exception as exc:
-            _finish(record, scope, started)
-            record["status"] = "failed"
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            where = f" in {phase}" if phase != "run" else ""
-            raise StageError(
-                f"stage {record['id']!r} ({record['name']}) raised{where}: {type(exc).__name__}: {exc}",
-                stage_id=record["id"],
-                stage_name=record["name"],
-                phase=phase,
-            ) from exc
+            raise self._failure(record, scope, started, exc, phase) from exc
         _finish(record, scope, started)
         if self._control.requested:
             record["breaks_loop"] = True
         return result
+
+    @staticmethod
+    def _failure(
+        record: TreeNode, scope: Scope, started: float, exc: Exception, phase: str
+    ) -> StageError:
+        """Record a stage's failure in the tree; return the error to raise from ``exc``."""
+        _finish(record, scope, started)
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        where = f" in {phase}" if phase != "run" else ""
+        return StageError(
+            f"stage {record['id']!r} ({record['name']}) raised{where}: {type(exc).__name__}: {exc}",
+            stage_id=record["id"],
+            stage_name=record["name"],
+            phase=phase,
+        )
 
     async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
         path = env.prefix + node.id
@@ -697,7 +695,22 @@ class FlowChartExecutor:
             "seq": self._tick(),
         }
         tree.append(record)
-        await self._call(node.fn, node.is_async, record, self._scope(env, path), "run")
+        if node.is_async:
+            await self._call(node.fn, True, record, self._scope(env, path), "run")
+            record["status"] = "done"
+            return
+        # the common case, without a coroutine per call: a sync stage called inline
+        scope = Scope(env.state, env.codec, path, self._control, self._run_id, self._input)
+        started = _perf()
+        try:
+            result = node.fn(scope)
+        except Exception as exc:
+            raise self._failure(record, scope, started, exc, "run") from exc
+        if result is not None and hasattr(result, "__await__"):
+            await self._call(lambda _: result, True, record, scope, "run")
+        _finish(record, scope, started)
+        if self._control.requested:
+            record["breaks_loop"] = True
         record["status"] = "done"
 
     async def _pausable(
@@ -781,8 +794,8 @@ class FlowChartExecutor:
         record["resume"] = {
             "at": resumed_at,
             "input_keys": _input_keys(answer),
-            "reads": _unique(scope._reads),
-            "writes": _unique(scope._writes),
+            "reads": _unique(access_log(scope)[0]),
+            "writes": _unique(access_log(scope)[1]),
             "ms": (_perf() - started) * 1000.0,
             "seq": self._tick(),
         }
@@ -1059,8 +1072,9 @@ def _jsonable_errors(details: list[Any]) -> list[dict[str, Any]]:
 
 
 def _finish(record: TreeNode, scope: Scope, started: float) -> None:
-    record["reads"] = _unique(scope._reads)
-    record["writes"] = _unique(scope._writes)
+    reads, writes = access_log(scope)
+    record["reads"] = _unique(reads)
+    record["writes"] = _unique(writes)
     record["ms"] = (_perf() - started) * 1000.0
 
 

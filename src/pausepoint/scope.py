@@ -20,7 +20,7 @@ from .errors import StateError
 if TYPE_CHECKING:
     from .state import StateCodec
 
-__all__ = ["RESERVED_NAMES", "LoopControl", "Scope"]
+__all__ = ["RESERVED_NAMES", "LoopControl", "Scope", "access_log"]
 
 
 class LoopControl:
@@ -40,25 +40,10 @@ class Scope:
     state key of that name. Keys starting with ``_`` are not allowed.
     """
 
-    __slots__ = (
-        "_codec",
-        "_control",
-        "_reads",
-        "_run_id",
-        "_run_input",
-        "_stage",
-        "_state",
-        "_writes",
-    )
-
-    _state: dict[str, Any]
-    _codec: StateCodec
-    _stage: str
-    _reads: list[str]
-    _writes: list[str]
-    _control: LoopControl
-    _run_id: str
-    _run_input: dict[str, Any]
+    # Everything the scope knows sits in one list, read with one lookup: with
+    # __getattribute__ and __setattr__ both taken by the state, each separate
+    # internal attribute would cost a Python-level call (see bench/).
+    __slots__ = ("_ctx",)
 
     def __init__(
         self,
@@ -69,99 +54,133 @@ class Scope:
         run_id: str,
         run_input: dict[str, Any],
     ) -> None:
-        setter = object.__setattr__
-        setter(self, "_state", state)
-        setter(self, "_codec", codec)
-        setter(self, "_stage", stage_id)
-        setter(self, "_reads", [])
-        setter(self, "_writes", [])
-        setter(self, "_control", control)
-        setter(self, "_run_id", run_id)
-        setter(self, "_run_input", run_input)
+        _set_ctx(self, [state, codec, stage_id, [], [], control, run_id, run_input])
 
-    def __getattr__(self, key: str) -> Any:
-        if key[:1] == "_":
-            raise AttributeError(key)
-        return self[key]
+    def __getattribute__(self, key: str) -> Any:
+        # State keys are looked up first-hand rather than through __getattr__:
+        # on a slotted class the failed normal lookup before __getattr__ costs
+        # more than a typical stage (see bench/).
+        if key[0] == "_" or key in RESERVED_NAMES:
+            return _own(self, key)
+        ctx = _own(self, "_ctx")
+        state = ctx[_STATE]
+        try:
+            value = state[key]
+        except KeyError:
+            value = ctx[_CODEC].default(key, ctx[_STAGE])
+            state[key] = value
+        ctx[_READS].append(key)
+        return value
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if key in RESERVED_NAMES:
-            raise StateError(
-                f"stage {self._stage!r} assigned scope.{key}, a name the scope reserves; "
-                f"write scope[{key!r}] instead",
-                key=key,
-                stage_id=self._stage,
-            )
-        self[key] = value
+        ctx = _own(self, "_ctx")
+        if key in RESERVED_NAMES or key[0] == "_":
+            self._refuse(key, ctx[_STAGE])
+        codec = ctx[_CODEC]
+        if codec.plain and type(value) in _PLAIN:
+            ctx[_STATE][key] = value
+        else:
+            ctx[_STATE][key] = codec.check(key, value, ctx[_STAGE])
+        ctx[_WRITES].append(key)
 
     def __delattr__(self, key: str) -> None:
         del self[key]
 
     def __getitem__(self, key: str) -> Any:
-        state = self._state
+        ctx = _own(self, "_ctx")
+        state = ctx[_STATE]
         if key in state:
             value = state[key]
         else:
-            value = self._codec.default(key, self._stage)
+            value = ctx[_CODEC].default(key, ctx[_STAGE])
             state[key] = value
-        self._reads.append(key)
+        ctx[_READS].append(key)
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
+        ctx = _own(self, "_ctx")
         if key[:1] == "_":
-            raise StateError(
-                f"stage {self._stage!r} wrote {key!r}: keys starting with '_' are reserved",
-                key=key,
-                stage_id=self._stage,
-            )
-        self._state[key] = self._codec.check(key, value, self._stage)
-        self._writes.append(key)
+            self._refuse(key, ctx[_STAGE])
+        ctx[_STATE][key] = ctx[_CODEC].check(key, value, ctx[_STAGE])
+        ctx[_WRITES].append(key)
 
     def __delitem__(self, key: str) -> None:
-        self._state.pop(key, None)
-        self._writes.append(key)
+        ctx = _own(self, "_ctx")
+        ctx[_STATE].pop(key, None)
+        ctx[_WRITES].append(key)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._state
+        return key in _own(self, "_ctx")[_STATE]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._state))
+        return iter(list(_own(self, "_ctx")[_STATE]))
 
     def __dir__(self) -> list[str]:
-        return sorted({*RESERVED_NAMES, *self._state})
+        return sorted({*RESERVED_NAMES, *_own(self, "_ctx")[_STATE]})
 
     def __repr__(self) -> str:
-        return f"<Scope stage={self._stage!r} keys={sorted(self._state)}>"
+        ctx = _own(self, "_ctx")
+        return f"<Scope stage={ctx[_STAGE]!r} keys={sorted(ctx[_STATE])}>"
+
+    @staticmethod
+    def _refuse(key: str, stage_id: str) -> None:
+        if key in RESERVED_NAMES:
+            raise StateError(
+                f"stage {stage_id!r} assigned scope.{key}, a name the scope reserves; "
+                f"write scope[{key!r}] instead",
+                key=key,
+                stage_id=stage_id,
+            )
+        raise StateError(
+            f"stage {stage_id!r} wrote {key!r}: keys starting with '_' are reserved",
+            key=key,
+            stage_id=stage_id,
+        )
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``, or ``default`` if it was never written."""
-        if key in self._state:
-            self._reads.append(key)
-            return self._state[key]
+        ctx = _own(self, "_ctx")
+        state = ctx[_STATE]
+        if key in state:
+            ctx[_READS].append(key)
+            return state[key]
         return default
 
     def to_dict(self) -> dict[str, Any]:
         """Return a shallow copy of the whole state (not logged as reads)."""
-        return dict(self._state)
+        return dict(_own(self, "_ctx")[_STATE])
 
     def break_loop(self) -> None:
         """Leave the enclosing loop once this stage has finished; its writes are kept."""
-        self._control.requested = True
+        _own(self, "_ctx")[_CONTROL].requested = True
 
     @property
     def run_id(self) -> str:
         """The run's id, the same across every resume."""
-        return self._run_id
+        run_id: str = _own(self, "_ctx")[_RUN_ID]
+        return run_id
 
     @property
     def stage_id(self) -> str:
         """The running stage's path (``payment/approve`` inside a subflow)."""
-        return self._stage
+        stage_id: str = _own(self, "_ctx")[_STAGE]
+        return stage_id
 
     @property
     def run_input(self) -> dict[str, Any]:
         """A copy of the input the run was started with (kept across resumes)."""
-        return dict(self._run_input)
+        return dict(_own(self, "_ctx")[_RUN_INPUT])
 
 
 RESERVED_NAMES = frozenset({"break_loop", "get", "to_dict", "run_id", "stage_id", "run_input"})
+
+_STATE, _CODEC, _STAGE, _READS, _WRITES, _CONTROL, _RUN_ID, _RUN_INPUT = range(8)
+_PLAIN = frozenset({str, int, bool, type(None)})  # JSON as they are; floats go through the check
+_own = object.__getattribute__
+_set_ctx = Scope._ctx.__set__  # type: ignore[attr-defined]  # the slot's own setter
+
+
+def access_log(scope: Scope) -> tuple[list[str], list[str]]:
+    """Return the keys a scope read and wrote so far, in order (with repeats)."""
+    ctx = _own(scope, "_ctx")
+    return ctx[_READS], ctx[_WRITES]

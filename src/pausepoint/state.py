@@ -28,6 +28,8 @@ class StateCodec:
     """Checks values written to the state and converts the state to and from JSON."""
 
     state_type: type[Any] | None = None
+    plain = True
+    """Every key holds plain JSON: the scope may store str/int/bool/None unchecked."""
 
     def check(self, key: str, value: Any, stage_id: str) -> Any:
         """Return the value to store for ``key``, or raise ``StateValueError``."""
@@ -68,8 +70,12 @@ class StateCodec:
             ) from None
 
     def decode(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the live state for a JSON state from a checkpoint (a copy)."""
-        return {key: json_copy(value, key) for key, value in data.items()}
+        """Return the live state for a JSON state from a checkpoint.
+
+        The state takes over ``data``'s values: pass a copy (the executor
+        passes the copies ``validate_checkpoint`` made).
+        """
+        return dict(data)
 
 
 class JsonCodec(StateCodec):
@@ -83,6 +89,7 @@ class TypedCodec(StateCodec):
         from pydantic import TypeAdapter
 
         self.state_type = state_type
+        self.plain = False
         self._fields: dict[str, tuple[TypeAdapter[Any], Callable[[], Any] | None]] = {}
         for name, annotation, factory in _fields_of(state_type):
             self._fields[name] = (TypeAdapter(annotation), factory)
@@ -123,9 +130,7 @@ class TypedCodec(StateCodec):
         state: dict[str, Any] = {}
         for key, value in data.items():
             declared = self._fields.get(key)
-            state[key] = (
-                json_copy(value, key) if declared is None else declared[0].validate_python(value)
-            )
+            state[key] = value if declared is None else declared[0].validate_python(value)
         return state
 
 
