@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import pausepoint
 
 EXPECTED = {
@@ -82,9 +84,5 @@ def test_import_stays_light() -> None:
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
     """A typo gives the usual AttributeError."""
-    try:
+    with pytest.raises(AttributeError, match="flowchart"):
         pausepoint.flowchart  # noqa: B018
-    except AttributeError as exc:
-        assert "flowchart" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")

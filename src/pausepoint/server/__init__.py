@@ -1,0 +1,34 @@
+"""The HTTP service and the review page: ``create_app(runs, tokens=...)``.
+
+Needs the ``server`` extra (``pip install 'pausepoint[server]'``)::
+
+    from pausepoint import Runs, open_store
+    from pausepoint.server import create_app
+
+    runs = Runs(open_store("sqlite:///pausepoint.db"), charts={"refund": chart})
+    app = create_app(runs, tokens={"secret-token": "kim"}, session_secret="...")
+    # uvicorn module:app
+
+The JSON API lives under ``/api`` (its OpenAPI document at ``/openapi.json``);
+the review pages at ``/`` (the inbox) and ``/runs/{run_id}``.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+try:
+    import fastapi  # noqa: F401
+    import jinja2  # noqa: F401
+
+    # The forms need python-multipart (module `python_multipart`, `multipart` before 0.0.13).
+    if find_spec("python_multipart") is None and find_spec("multipart") is None:
+        raise ImportError("No module named 'python_multipart'", name="python_multipart")
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        "pausepoint.server needs the server extra: pip install 'pausepoint[server]'"
+    ) from exc
+
+from ._app import create_app
+
+__all__ = ["create_app"]

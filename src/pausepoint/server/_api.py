@@ -1,0 +1,183 @@
+"""The JSON API under ``/api``: start, inbox, show, resume, cancel, charts.
+
+No ``from __future__ import annotations`` here: FastAPI reads the route
+signatures at runtime, and ``Actor`` is local to :func:`api_router`.
+"""
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pausepoint.errors import ResumeTargetError, RunAlreadyClaimedError, StalePauseError
+from pausepoint.runs import Runs
+
+from ._auth import actor_for_token
+from ._charts import describe_chart
+from ._errors import ApiError, ChartNotFoundError, responses
+from ._models import (
+    CancelRequest,
+    Chart,
+    ChartList,
+    InboxPage,
+    ResumeRequest,
+    Run,
+    StartRequest,
+    inbox_out,
+    run_out,
+)
+from ._outcome import closing_event
+
+__all__ = ["api_router"]
+
+
+def api_router(runs: Runs, tokens: Mapping[str, str]) -> APIRouter:
+    """Return the API's routes, serving ``runs``; writes need a token from ``tokens``."""
+    router = APIRouter(prefix="/api")
+    bearer = HTTPBearer(
+        auto_error=False, description="A token the service maps to an actor (who answers)."
+    )
+
+    async def writer(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "writes need an Authorization: Bearer <token> header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        actor = actor_for_token(tokens, credentials.credentials)
+        if actor is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "the bearer token is not known to this service",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return actor
+
+    Actor = Annotated[str, Depends(writer)]
+
+    @router.post(
+        "/runs",
+        status_code=201,
+        tags=["runs"],
+        summary="Start a run",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def start_run(body: StartRequest, actor: Actor, response: Response) -> Run:
+        """Start a run of a registered chart and drive it to its first pause or its end."""
+        if body.chart not in runs.charts:
+            raise ChartNotFoundError(
+                f"no chart is registered as {body.chart!r}; see GET /api/charts", run_id=""
+            )
+        record = await runs.start(body.chart, body.input, run_id=body.run_id, actor=actor)
+        response.headers["Location"] = f"/api/runs/{record.run_id}"
+        return run_out(record)
+
+    @router.get("/runs", tags=["runs"], summary="The inbox", responses=responses(422, 503))
+    async def list_runs(
+        status: Annotated[
+            Literal["paused"], Query(description="Only paused runs are listed: the inbox.")
+        ] = "paused",
+        chart: Annotated[str | None, Query(description="Only runs of this chart.")] = None,
+        stage: Annotated[str | None, Query(description="Only pauses at this stage id.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 50,
+        cursor: Annotated[
+            str | None, Query(description="`next_cursor` of the previous page.")
+        ] = None,
+    ) -> InboxPage:
+        """List pauses waiting for a person, newest first, a page at a time."""
+        try:
+            page = await runs.pending(chart=chart, stage=stage, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise ApiError(422, "InvalidCursorError", str(exc)) from None
+        return inbox_out(page)
+
+    @router.get(
+        "/runs/{run_id}", tags=["runs"], summary="One run", responses=responses(404, 422, 503)
+    )
+    async def get_run(run_id: str) -> Run:
+        """Return a run: status, pauses, state, execution tree, narrative and audit."""
+        return run_out(await runs.get(run_id))
+
+    @router.post(
+        "/runs/{run_id}/resume",
+        tags=["runs"],
+        summary="Answer a pause",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def resume_run(
+        run_id: str,
+        body: ResumeRequest,
+        actor: Actor,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                max_length=200,
+                description="Retrying with the same key returns the first outcome.",
+            ),
+        ] = None,
+    ) -> Run:
+        """Answer a pause exactly once and drive the run to its next pause or its end.
+
+        The answer is validated against the stage's input schema first (422,
+        the run stays paused). A pause answered already, or a run another
+        resume holds, gives 409 with `details.answered_by`.
+        """
+        try:
+            record = await runs.resume(
+                run_id,
+                body.input,
+                actor=actor,
+                pause_id=body.pause_id,
+                stage_id=body.stage_id,
+                idempotency_key=idempotency_key,
+            )
+        except ResumeTargetError as exc:
+            if body.stage_id is None:
+                raise  # several pauses and none named: the request is incomplete (422)
+            raise ApiError(
+                409, type(exc).__name__, str(exc), details={"pending": list(exc.pending)}
+            ) from None
+        except (RunAlreadyClaimedError, StalePauseError) as exc:
+            closing = closing_event(await runs.get(run_id), body.pause_id)
+            raise ApiError(
+                409,
+                type(exc).__name__,
+                str(exc),
+                details={"run_id": run_id, "answered_by": closing.actor if closing else None},
+            ) from None
+        return run_out(record)
+
+    @router.post(
+        "/runs/{run_id}/cancel",
+        tags=["runs"],
+        summary="Cancel a paused run",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def cancel_run(run_id: str, actor: Actor, body: CancelRequest | None = None) -> Run:
+        """Cancel a paused run; its pauses leave the inbox (409 unless it is paused)."""
+        reason = body.reason if body is not None else None
+        return run_out(await runs.cancel(run_id, actor=actor, reason=reason))
+
+    @router.get("/charts", tags=["charts"], summary="Every chart")
+    async def list_charts() -> ChartList:
+        """List the registered charts with their stages, input schemas and diagrams."""
+        return ChartList(items=[describe_chart(name, flow) for name, flow in runs.charts.items()])
+
+    @router.get(
+        "/charts/{name}", tags=["charts"], summary="One chart", responses=responses(404, 422)
+    )
+    async def get_chart(name: str) -> Chart:
+        """Return a chart with each pausable stage's input JSON Schema and its diagram."""
+        flow = runs.charts.get(name)
+        if flow is None:
+            raise ChartNotFoundError(f"no chart is registered as {name!r}", run_id="")
+        return describe_chart(name, flow)
+
+    return router

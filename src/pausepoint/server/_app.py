@@ -1,0 +1,113 @@
+"""The app factory: the JSON API, the review pages, static files and error handling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from pausepoint import __version__
+from pausepoint._json import NotJSONError
+from pausepoint.errors import PausepointError
+from pausepoint.runs import Runs
+
+from ._api import api_router
+from ._auth import SessionSigner
+from ._errors import ApiError, error_of
+from ._pages import pages_router
+from ._templates import HERE, render
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = """\
+Start runs of registered charts, list the pauses waiting for a person (the
+inbox), answer a pause exactly once, cancel a run, and read the charts with
+each pausable stage's input JSON Schema.
+
+Writes (start, resume, cancel) need `Authorization: Bearer <token>`; the
+token's actor is recorded in the run's audit. Every error has the body
+`{"error": "<type name>", "message": "...", "details": ...}`.
+"""
+
+
+def create_app(
+    runs: Runs,
+    tokens: Mapping[str, str] | None = None,
+    *,
+    session_secret: str | None = None,
+) -> FastAPI:
+    """Return the ASGI app serving ``runs``: the JSON API and the review pages.
+
+    Args:
+        runs: The runs to serve; the app never closes its store.
+        tokens: Bearer tokens and the actors they stand for
+            (``{"secret-token": "kim"}``). Read on every request, so removing
+            a token from the mapping revokes it, in open sessions too.
+            Without tokens nobody can start, answer or cancel.
+        session_secret: Key signing the review page's session cookies. Give
+            every process serving the same site the same one; without it a
+            random key is made, and sessions end when the process does.
+
+    Returns:
+        The FastAPI app; serve it with ``uvicorn`` or any ASGI server.
+    """
+    tokens = tokens if tokens is not None else {}
+    secret = session_secret.encode() if session_secret else os.urandom(32)
+    app = FastAPI(
+        title="pausepoint",
+        version=__version__,
+        description=_DESCRIPTION,
+        # The interactive docs load their scripts from a CDN; the schema is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
+        openapi_tags=[
+            {"name": "runs", "description": "Start, list, read, answer and cancel runs."},
+            {"name": "charts", "description": "The registered charts."},
+        ],
+    )
+    app.include_router(api_router(runs, tokens))
+    app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    for kind in (PausepointError, NotJSONError, ApiError, RequestValidationError, HTTPException):
+        app.add_exception_handler(kind, _handle)
+    _name_charts_in_openapi(app, runs)
+    return app
+
+
+def _name_charts_in_openapi(app: FastAPI, runs: Runs) -> None:
+    """List the registered chart names as examples where the document asks for one."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            names = sorted(runs.charts)
+            schemas = document["components"]["schemas"]
+            schemas["StartRequest"]["properties"]["chart"]["examples"] = names
+            for parameter in document["paths"]["/api/charts/{name}"]["get"]["parameters"]:
+                if parameter["name"] == "name":
+                    parameter["schema"]["examples"] = names
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    """Answer an error: the common JSON body under /api, a page elsewhere."""
+    status, body, headers = error_of(exc)
+    if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
+        return JSONResponse(
+            body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers
+        )
+    title = "Not found" if status == 404 else "Something is not right"
+    context = {"actor": None, "csrf": None, "here": request.url.path}
+    return render(
+        "message.html", {**context, "title": title, "message": body.message}, status=status
+    )

@@ -1,0 +1,252 @@
+"""The JSON API's bodies, as pydantic models: what the OpenAPI document describes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pausepoint.runs import RunRecord
+from pausepoint.stores.base import AuditEvent, AuditKind, PauseEntry, PendingPage, RunStatus
+
+__all__ = [
+    "AuditEntry",
+    "CancelRequest",
+    "Chart",
+    "ChartList",
+    "Error",
+    "ErrorDetail",
+    "InboxItem",
+    "InboxPage",
+    "Pause",
+    "ResumeRequest",
+    "Run",
+    "Snapshot",
+    "Stage",
+    "StartRequest",
+    "inbox_out",
+    "run_out",
+]
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class ErrorDetail(BaseModel):
+    """One problem with a request, as pydantic reports it."""
+
+    loc: list[str | int] = Field(description="Where the problem is: body, field names, indexes.")
+    msg: str = Field(description="What is wrong.")
+    type: str = Field(description="pydantic's error type, e.g. `missing`, `bool_parsing`.")
+
+
+class Error(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(
+        description="The error's type name, e.g. `StalePauseError`.", examples=["RunNotFoundError"]
+    )
+    message: str = Field(description="What went wrong and what to do next.")
+    details: list[ErrorDetail] | dict[str, Any] | None = Field(
+        default=None,
+        description="Validation problems (422), or facts such as the pending pauses.",
+    )
+
+
+class Pause(BaseModel):
+    """A pause a run waits on."""
+
+    id: str = Field(description="The pause's id; pass it as `pause_id` when answering.")
+    stage_id: str = Field(description="Path of the paused stage, e.g. `approve`.")
+    data: Any = Field(description="What the stage paused with (its question, facts).")
+    created_at: float = Field(description="When the stage paused (UNIX seconds).")
+    deadline: float | None = Field(description="When the stage's timeout policy applies.")
+
+
+class AuditEntry(BaseModel):
+    """One event of a run's append-only audit log."""
+
+    seq: int = Field(description="Position in the log, from 1.")
+    kind: AuditKind
+    at: float = Field(description="When (UNIX seconds).")
+    actor: str | None = Field(description="Who did it, when a person or service is known.")
+    data: dict[str, Any] = Field(description="Details: stage, pause, input, reason, error.")
+
+
+class Snapshot(BaseModel):
+    """State, execution tree, narrative and metrics of a run (secrets redacted)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str | None = None
+    shared_state: dict[str, Any] = Field(default_factory=dict)
+    execution_tree: list[dict[str, Any]] = Field(default_factory=list)
+    narrative: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Run(BaseModel):
+    """A run record."""
+
+    run_id: str
+    chart: str = Field(description="The name its chart is registered under.")
+    status: RunStatus
+    pause: Pause | None = Field(description="The first pending pause, if the run is paused.")
+    pauses: list[Pause] = Field(description="Every pending pause (several for parallel branches).")
+    snapshot: Snapshot | None
+    audit: list[AuditEntry] = Field(description="Every event so far, oldest first.")
+    error: str | None = Field(description="Why the run failed, when it did.")
+    created_at: float
+    updated_at: float
+    version: int = Field(description="The record's compare-and-set version.")
+
+
+class InboxItem(BaseModel):
+    """A pause waiting for a person."""
+
+    run_id: str
+    chart: str
+    pause: Pause
+    run_created_at: float = Field(description="When the run started (UNIX seconds).")
+
+
+class InboxPage(BaseModel):
+    """A page of the inbox, newest pause first."""
+
+    items: list[InboxItem]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page."
+    )
+
+
+class StartRequest(BaseModel):
+    """Start a run of a registered chart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chart: str = Field(description="A chart name from `GET /api/charts`.")
+    input: dict[str, Any] = Field(default_factory=dict, description="Seeds the run's state.")
+    run_id: str | None = Field(
+        default=None,
+        pattern=RUN_ID_PATTERN,
+        description="Choose the run's id (409 if taken); a random one otherwise.",
+    )
+
+
+class ResumeRequest(BaseModel):
+    """Answer a pause."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(description="The answer; must fit the stage's input schema.")
+    pause_id: str | None = Field(
+        default=None, description="The pause answered; 409 if it is no longer pending."
+    )
+    stage_id: str | None = Field(
+        default=None, description="Alternatively, the paused stage answered."
+    )
+
+
+class CancelRequest(BaseModel):
+    """Cancel a paused run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, description="Why; recorded in the audit.")
+
+
+class Stage(BaseModel):
+    """A stage of a chart."""
+
+    id: str = Field(description="The stage's path, e.g. `payment/approve`.")
+    name: str
+    kind: str = Field(description="stage, pausable, decider, selector, parallel or subflow.")
+    description: str | None
+    input_schema: dict[str, Any] | None = Field(
+        description="JSON Schema of a pausable stage's resume input, if it declares one."
+    )
+    timeout: float | None = Field(description="How long a pause may wait (seconds).")
+
+
+class Chart(BaseModel):
+    """A registered chart."""
+
+    name: str = Field(description="The name runs refer to it by.")
+    title: str = Field(description="The chart's own name (its first stage's name).")
+    fingerprint: str = Field(description="Structural hash; changes when the chart's shape does.")
+    stages: list[Stage]
+    mermaid: str = Field(description="The chart as a Mermaid flowchart definition.")
+
+
+class ChartList(BaseModel):
+    """Every registered chart."""
+
+    items: list[Chart]
+
+
+def pause_out(entry: PauseEntry) -> Pause:
+    """Return the API form of a pause."""
+    return Pause(
+        id=entry.pause_id,
+        stage_id=entry.stage_id,
+        data=entry.data,
+        created_at=entry.created_at,
+        deadline=entry.deadline,
+    )
+
+
+def run_out(record: RunRecord) -> Run:
+    """Return the API form of a run record."""
+    return Run(
+        run_id=record.run_id,
+        chart=record.chart,
+        status=_status(record.status),
+        pause=pause_out(record.pause) if record.pause is not None else None,
+        pauses=[pause_out(p) for p in record.pauses],
+        snapshot=Snapshot.model_validate(record.snapshot) if record.snapshot is not None else None,
+        audit=[_audit_out(event) for event in record.audit],
+        error=record.error,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        version=record.version,
+    )
+
+
+def inbox_out(page: PendingPage) -> InboxPage:
+    """Return the API form of an inbox page."""
+    return InboxPage(
+        items=[
+            InboxItem(
+                run_id=item.run_id,
+                chart=item.chart,
+                pause=pause_out(item.pause),
+                run_created_at=item.run_created_at,
+            )
+            for item in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+def _audit_out(event: AuditEvent) -> AuditEntry:
+    return AuditEntry(
+        seq=event.seq, kind=event.kind, at=event.at, actor=event.actor, data=dict(event.data)
+    )
+
+
+_STATUSES: dict[str, RunStatus] = {
+    "running": "running",
+    "paused": "paused",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "expired": "expired",
+}
+
+
+def _status(status: str) -> RunStatus:
+    return _STATUSES[status]
+
+
+InboxStatus = Literal["paused"]
+"""The only status the inbox lists (it is an index of pending pauses)."""

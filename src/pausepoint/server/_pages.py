@@ -1,0 +1,275 @@
+"""The review pages: sign-in, the inbox, and a run's page with its answer forms.
+
+Reading needs no sign-in (as the JSON API's reads); answering does. Every
+form carries the session's CSRF token, checked before anything is read from
+it. An answer is applied by the same ``Runs.resume`` the API uses, so a pause
+answered elsewhere meanwhile is refused, and the page says who answered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse, Response
+
+from pausepoint.errors import (
+    ChartMismatchError,
+    PausepointError,
+    ResumeInputError,
+    ResumeTargetError,
+    RunAlreadyClaimedError,
+    StalePauseError,
+)
+from pausepoint.runs import Runs
+
+from ._auth import SESSION_COOKIE, Session, SessionSigner, actor_for_digest, actor_for_token
+from ._auth import token_digest as digest_of
+from ._charts import stage_input_schema
+from ._forms import RAW_FIELD, form_for, parse_form
+from ._outcome import closing_event, describe_closing
+from ._templates import render
+from ._views import question_of, run_view
+
+__all__ = ["pages_router"]
+
+
+class _Pages:
+    """The page handlers, sharing the runs, the tokens and the session signer."""
+
+    def __init__(self, runs: Runs, tokens: Mapping[str, str], signer: SessionSigner) -> None:
+        self.runs = runs
+        self.tokens = tokens
+        self.signer = signer
+
+    # -- who is asking ------------------------------------------------------------
+
+    def session_of(self, request: Request) -> Session | None:
+        return self.signer.load(request.cookies.get(SESSION_COOKIE))
+
+    def actor_of(self, session: Session | None) -> str | None:
+        if session is None or session.token_digest is None:
+            return None
+        return actor_for_digest(self.tokens, session.token_digest)
+
+    def base(self, request: Request) -> dict[str, Any]:
+        session = self.session_of(request)
+        actor = self.actor_of(session)
+        return {
+            "actor": actor,
+            "csrf": self.signer.csrf_token(session) if session and actor else None,
+            "here": request.url.path,
+        }
+
+    def with_session(self, request: Request, response: Response, session: Session) -> Response:
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.signer.dump(session),
+            max_age=int(self.signer.max_age),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    # -- sign-in ----------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        session = self.session_of(request) or Session.new()
+        context = {
+            **self.base(request),
+            "login_csrf": self.signer.csrf_token(session),
+            "next": _local(request.query_params.get("next")),
+            "problem": None,
+        }
+        return self.with_session(request, render("login.html", context), session)
+
+    async def login(self, request: Request) -> Response:
+        values = await _form(request)
+        session = self.session_of(request)
+        if not self.signer.check_csrf(session, values.get("csrf")):
+            return _refused(request, "The sign-in form expired. Open the sign-in page again.")
+        assert session is not None
+        token = values.get("token", "").strip()
+        if actor_for_token(self.tokens, token) is None:
+            context = {
+                **self.base(request),
+                "login_csrf": self.signer.csrf_token(session),
+                "next": _local(values.get("next")),
+                "problem": "That token is not known here.",
+            }
+            return render("login.html", context, status=401)
+        fresh = Session.new(digest_of(token))  # a new id at sign-in: no session fixation
+        redirect = RedirectResponse(_local(values.get("next")), status_code=303)
+        return self.with_session(request, redirect, fresh)
+
+    async def logout(self, request: Request) -> Response:
+        values = await _form(request)
+        if not self.signer.check_csrf(self.session_of(request), values.get("csrf")):
+            return _refused(request, "The sign-out form expired. Reload the page.")
+        return self.with_session(request, RedirectResponse("/", status_code=303), Session.new())
+
+    # -- reading ----------------------------------------------------------------
+
+    async def inbox(self, request: Request) -> Response:
+        chart = request.query_params.get("chart") or None
+        cursor = request.query_params.get("cursor") or None
+        try:
+            page = await self.runs.pending(chart=chart, limit=50, cursor=cursor)
+        except ValueError:
+            page = await self.runs.pending(chart=chart, limit=50)  # a stale link: start over
+        items = [
+            {
+                "item": item,
+                "question": question_of(item.pause.data),
+                "stage": self._stage_name(item.chart, item.pause.stage_id),
+            }
+            for item in page.items
+        ]
+        context = {
+            **self.base(request),
+            "items": items,
+            "next_cursor": page.next_cursor,
+            "chart": chart,
+            "first_page": cursor is None,
+        }
+        return render("inbox.html", context)
+
+    def _stage_name(self, chart: str, stage_id: str) -> str:
+        flow = self.runs.charts.get(chart)
+        node = flow.find_stage(stage_id) if flow is not None else None
+        return node.name if node is not None else stage_id
+
+    async def run_page(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        record = await self.runs.get(run_id)
+        notice = None
+        answered = request.query_params.get("answered")
+        if answered:
+            event = closing_event(record, answered)
+            if event is not None and event.kind == "resumed":
+                base = self.base(request)
+                who = "Your answer" if event.actor == base["actor"] else f"{event.actor}'s answer"
+                notice = f"{who} was recorded. The run is now {record.status}."
+        context = {
+            **self.base(request),
+            **run_view(self.runs, record),
+            "notice": notice,
+            "problem": None,
+        }
+        return render("run.html", context)
+
+    # -- answering ----------------------------------------------------------------
+
+    async def answer(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        values = await _form(request)
+        session = self.session_of(request)
+        actor = self.actor_of(session)
+        if actor is None:
+            here = f"/runs/{quote(run_id, safe='')}"
+            return RedirectResponse(f"/login?{urlencode({'next': here})}", status_code=303)
+        if not self.signer.check_csrf(session, values.get("csrf")):
+            return _refused(
+                request,
+                "This form expired or did not come from this site. Reload the page and answer again.",
+            )
+        pause_id = values.get("pause_id", "")
+        record = await self.runs.get(run_id)
+        flow = self.runs.charts.get(record.chart)
+        pending = next((p for p in record.pauses if p.pause_id == pause_id), None)
+        schema = None
+        if pending is not None and flow is not None:
+            schema = stage_input_schema(record.chart, flow, pending.stage_id)
+        # A pause no longer pending is left to Runs.resume to refuse (and audit).
+        answer, problems = parse_form(form_for(schema), values) if pending else (None, {})
+        refill = {pause_id: values}
+        if problems:
+            context = run_view(self.runs, record, values=refill, problems={pause_id: problems})
+            return self._run_page(request, context, 422)
+        nonce = values.get("nonce")
+        try:
+            await self.runs.resume(
+                run_id,
+                answer,
+                actor=actor,
+                pause_id=pause_id or None,
+                idempotency_key=f"form:{pause_id}:{nonce}" if nonce else None,
+            )
+        except ResumeInputError as exc:
+            found = _problems_of(exc, has_fields=form_for(schema).fields is not None)
+            record = await self.runs.get(run_id)
+            context = run_view(self.runs, record, values=refill, problems={pause_id: found})
+            return self._run_page(request, context, 422)
+        except (RunAlreadyClaimedError, StalePauseError):
+            record = await self.runs.get(run_id)
+            closing = describe_closing(closing_event(record, pause_id or None))
+            return self._run_page(request, run_view(self.runs, record), 409, closing)
+        except (ResumeTargetError, ChartMismatchError) as exc:
+            record = await self.runs.get(run_id)
+            return self._run_page(request, run_view(self.runs, record), 409, str(exc))
+        target = f"/runs/{quote(run_id, safe='')}?answered={quote(pause_id, safe='')}"
+        return RedirectResponse(target, status_code=303)
+
+    def _run_page(
+        self, request: Request, view: dict[str, Any], status: int, problem: str | None = None
+    ) -> Response:
+        context = {**self.base(request), **view, "notice": None, "problem": problem}
+        return render("run.html", context, status=status)
+
+
+def pages_router(runs: Runs, tokens: Mapping[str, str], signer: SessionSigner) -> APIRouter:
+    """Return the review pages' routes (left out of the OpenAPI document)."""
+    pages = _Pages(runs, tokens, signer)
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/", pages.inbox, methods=["GET"])
+    router.add_api_route("/login", pages.login_form, methods=["GET"])
+    router.add_api_route("/login", pages.login, methods=["POST"])
+    router.add_api_route("/logout", pages.logout, methods=["POST"])
+    router.add_api_route("/runs/{run_id}", pages.run_page, methods=["GET"])
+    router.add_api_route("/runs/{run_id}", pages.answer, methods=["POST"])
+    return router
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _local(target: str | None) -> str:
+    """Return ``target`` if it is a path on this site, else ``/`` (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _refused(request: Request, message: str) -> Response:
+    return render(
+        "message.html",
+        {
+            "actor": None,
+            "csrf": None,
+            "here": request.url.path,
+            "title": "Refused",
+            "message": message,
+        },
+        status=403,
+    )
+
+
+def _problems_of(exc: PausepointError, *, has_fields: bool) -> dict[str, str]:
+    errors = getattr(exc, "errors", [])
+    found: dict[str, str] = {}
+    for error in errors:
+        loc = error.get("loc") or []
+        key = str(loc[0]) if has_fields and loc else RAW_FIELD
+        where = ".".join(str(part) for part in loc)
+        message = str(error.get("msg", "invalid"))
+        text = (
+            message if has_fields and len(loc) == 1 else f"{where}: {message}" if where else message
+        )
+        found[key] = f"{found[key]}; {text}" if key in found else text
+    return found or {RAW_FIELD: str(exc)}

@@ -1,0 +1,163 @@
+"""The OpenAPI document: valid, complete, and true to what the service does (schemathesis)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from starlette.testclient import TestClient
+
+from pausepoint import Runs, open_store
+from pausepoint.server import create_app
+
+from .conftest import KIM, TOKENS, all_charts
+
+WRITES = {
+    ("post", "/api/runs"),
+    ("post", "/api/runs/{run_id}/resume"),
+    ("post", "/api/runs/{run_id}/cancel"),
+}
+
+
+async def openapi_of(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+async def test_document_is_valid_openapi(client: httpx.AsyncClient) -> None:
+    """The document passes OpenAPI 3.1 meta-schema validation (and a broken one does not)."""
+    document = await openapi_of(client)
+    assert document["openapi"].startswith("3.1")
+    schemathesis.openapi.from_dict(document).validate()
+    broken = copy.deepcopy(document)
+    broken["paths"]["/api/runs"]["get"]["responses"] = "nothing"
+    with pytest.raises(Exception, match="nothing"):
+        schemathesis.openapi.from_dict(broken).validate()
+
+
+async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncClient) -> None:
+    """Every API route, typed request and response bodies, no HTML pages."""
+    document = await openapi_of(client)
+    paths = document["paths"]
+    assert set(paths) == {
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/resume",
+        "/api/runs/{run_id}/cancel",
+        "/api/charts",
+        "/api/charts/{name}",
+    }
+    ref = "#/components/schemas/"
+    ok = {
+        ("post", "/api/runs"): ("201", "Run"),
+        ("get", "/api/runs"): ("200", "InboxPage"),
+        ("get", "/api/runs/{run_id}"): ("200", "Run"),
+        ("post", "/api/runs/{run_id}/resume"): ("200", "Run"),
+        ("post", "/api/runs/{run_id}/cancel"): ("200", "Run"),
+        ("get", "/api/charts"): ("200", "ChartList"),
+        ("get", "/api/charts/{name}"): ("200", "Chart"),
+    }
+    for (method, path), (status, model) in ok.items():
+        response = paths[path][method]["responses"][status]
+        assert response["content"]["application/json"]["schema"] == {"$ref": ref + model}
+    bodies = {
+        ("post", "/api/runs"): "StartRequest",
+        ("post", "/api/runs/{run_id}/resume"): "ResumeRequest",
+    }
+    for (method, path), model in bodies.items():
+        schema = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": ref + model}
+    schemas = document["components"]["schemas"]
+    assert set(schemas["Run"]["required"]) >= {"run_id", "chart", "status", "pause", "audit"}
+    assert schemas["Pause"]["properties"]["id"]["type"] == "string"
+    assert "HTTPValidationError" not in schemas  # every 422 uses the common error body
+    params = {p["name"] for p in paths["/api/runs"]["get"]["parameters"]}
+    assert params == {"status", "chart", "stage", "limit", "cursor"}
+    resume_params = paths["/api/runs/{run_id}/resume"]["post"]["parameters"]
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= resume_params[1].items()
+
+
+async def test_document_declares_errors_and_bearer_auth(client: httpx.AsyncClient) -> None:
+    """Writes need the bearer scheme and document 401; every error uses the Error body."""
+    document = await openapi_of(client)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes == {
+        "HTTPBearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token the service maps to an actor (who answers).",
+        }
+    }
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            write = (method, path) in WRITES
+            assert ("security" in operation) is write, (method, path)
+            codes = {c for c in operation["responses"] if c.startswith(("4", "5"))}
+            if write:
+                assert codes == {"401", "404", "409", "422", "503"}
+            for code in codes:
+                content = operation["responses"][code]["content"]["application/json"]
+                assert content["schema"] == error, (method, path, code)
+    assert document["components"]["schemas"]["Error"]["required"] == ["error", "message"]
+
+
+# -- schemathesis: generated requests never get a 5xx, and answers fit the document ---------
+
+
+# Loaded at import: schemathesis's lazy `from_fixture` does not work with this pytest.
+_FUZZ_DIR = Path(tempfile.mkdtemp(prefix="pausepoint-fuzz-"))
+_FUZZ_RUNS = Runs(open_store(f"sqlite:///{_FUZZ_DIR / 'runs.db'}"), all_charts())
+_FUZZ_APP = create_app(_FUZZ_RUNS, TOKENS, session_secret="fuzz")
+schema = schemathesis.openapi.from_asgi("/openapi.json", _FUZZ_APP)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_store_cleanup() -> Iterator[None]:
+    yield
+    asyncio.run(_FUZZ_RUNS.aclose())
+    shutil.rmtree(_FUZZ_DIR, ignore_errors=True)
+
+
+def _paused_run(chart: str) -> str:
+    """Start a run to aim a generated request at (random ids would only ever get 404)."""
+    with TestClient(_FUZZ_APP) as client:
+        response = client.post("/api/runs", json={"chart": chart}, headers=KIM)
+    assert response.status_code == 201, response.text
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+@schema.parametrize()
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_fuzzed_requests_never_get_a_server_error(case: Any) -> None:
+    """Generated requests, signed in, at real paused runs: never a 5xx; answers fit the document."""
+    if case.path_parameters and "run_id" in case.path_parameters:
+        chart = "parallel" if len(case.path_parameters["run_id"]) % 2 else "refund"
+        case.path_parameters["run_id"] = _paused_run(chart)
+    response = case.call(headers=KIM)
+    case.validate_response(
+        response,
+        checks=[
+            not_a_server_error,
+            schemathesis.checks.status_code_conformance,
+            schemathesis.checks.content_type_conformance,
+            schemathesis.checks.response_schema_conformance,
+        ],
+    )
