@@ -24,6 +24,7 @@ from .chart import (
     Branch,
     Decider,
     FlowChart,
+    ForEach,
     FunctionStage,
     LoopBack,
     Node,
@@ -138,6 +139,61 @@ class FlowChartBuilder:
         """
         self._append(
             _pausable_stage(name, handler, id, description, input_schema, timeout, on_timeout)
+        )
+        return self
+
+    def add_for_each(
+        self,
+        id: str,
+        items_key: str,
+        chart_or_fn: FlowChart | Callable[[Scope], Any] | Any,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        results_key: str | None = None,
+        description: str | None = None,
+    ) -> FlowChartBuilder:
+        """Run a body once per item of the list in ``scope[items_key]``, concurrently.
+
+        Each item runs on its own state, seeded with ``item`` and ``index``;
+        what it leaves under ``result`` is collected, in item order, into
+        ``results_key`` (default: ``id``). Items may pause, each with its own
+        pause (stage path ``{id}[n]/{stage}``); the for-each joins when every
+        item is done.
+
+        Args:
+            id: Stage id.
+            items_key: The state key holding the list of items.
+            chart_or_fn: A built chart, a stage function or a pausable handler
+                (a function or handler becomes a one-stage body with id ``each``).
+            name: Display name.
+            concurrency: At most this many items run at once (default: all).
+            results_key: Where the collected results go.
+            description: What the loop does.
+        """
+        _check_id(id)
+        if concurrency is not None and concurrency < 1:
+            raise ChartError(f"for-each {id!r}: concurrency must be at least 1", stage_id=id)
+        if isinstance(chart_or_fn, FlowChart):
+            body = chart_or_fn
+        elif callable(chart_or_fn) or _is_handler(chart_or_fn):
+            body = flow_chart(name, chart_or_fn, "each").build()
+        else:
+            raise ChartError(
+                f"for-each {id!r}: the body must be a built chart, a function or a pausable "
+                f"handler, not {chart_or_fn!r}",
+                stage_id=id,
+            )
+        self._append(
+            ForEach(
+                id=id,
+                name=name,
+                description=description,
+                items_key=items_key,
+                body=body,
+                results_key=results_key or id,
+                concurrency=concurrency,
+            )
         )
         return self
 

@@ -11,6 +11,7 @@ Charts are built by :mod:`pausepoint.builder`; nothing here runs user code.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -25,6 +26,7 @@ __all__ = [
     "Branch",
     "Decider",
     "FlowChart",
+    "ForEach",
     "FunctionStage",
     "LoopBack",
     "Node",
@@ -40,9 +42,10 @@ __all__ = [
 StageFunction: TypeAlias = "Callable[[Scope], Any] | Callable[[Scope], Awaitable[Any]]"
 """A stage: takes the scope, may be a plain function or a coroutine function."""
 
-NodeKind = Literal["stage", "pausable", "decider", "selector", "parallel", "subflow"]
+NodeKind = Literal["stage", "pausable", "decider", "selector", "parallel", "subflow", "foreach"]
 
 PATH_SEPARATOR = "/"
+_ITEM_INDEX = re.compile(r"\[\d+\]")
 
 
 @runtime_checkable
@@ -206,7 +209,29 @@ class Parallel:
     kind: Literal["parallel"] = "parallel"
 
 
-Node: TypeAlias = "FunctionStage | PausableStage | Decider | Selector | Parallel | Subflow"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForEach:
+    """Runs ``body`` once per item of a state list, concurrently, and collects the results.
+
+    Each item runs on its own state, seeded with ``item`` and ``index``; what
+    it leaves under ``result`` is collected, in item order, into
+    ``results_key``. Items may pause, each with its own pause: the stage path
+    of item ``n``'s stages is ``{id}[n]/{stage}``.
+    """
+
+    id: str
+    name: str
+    description: str | None
+    items_key: str
+    body: FlowChart
+    results_key: str
+    concurrency: int | None = None
+    kind: Literal["foreach"] = "foreach"
+
+
+Node: TypeAlias = (
+    "FunctionStage | PausableStage | Decider | Selector | Parallel | Subflow | ForEach"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,9 +279,13 @@ class FlowChart:
         yield from _walk(self.steps, "")
 
     def find_stage(self, path: str) -> Node | None:
-        """Return the stage at ``path`` (``payment/approve`` inside subflows), or ``None``."""
+        """Return the stage at ``path`` (``payment/approve`` inside subflows), or ``None``.
+
+        For-each item paths (``invoices[7]/approve``) name the body's stage.
+        """
+        wanted = _ITEM_INDEX.sub("", path)
         for stage_path, node in self.stages():
-            if stage_path == path:
+            if stage_path == wanted:
                 return node
         return None
 
@@ -289,6 +318,8 @@ def _structure_of_node(node: Node) -> dict[str, Any]:
     if isinstance(node, Subflow):
         entry["isolated"] = node.isolated
         entry["chart"] = structure_of(node.chart.steps)
+    if isinstance(node, ForEach):
+        entry["chart"] = structure_of(node.body.steps)
     return entry
 
 
@@ -311,6 +342,8 @@ def _walk_node(node: Node, prefix: str) -> Iterator[tuple[str, Node]]:
             yield from _walk_node(branch, prefix)
     if isinstance(node, Subflow):
         yield from _walk(node.chart.steps, path + PATH_SEPARATOR)
+    if isinstance(node, ForEach):
+        yield from _walk(node.body.steps, path + PATH_SEPARATOR)
 
 
 class _Mermaid:
@@ -350,9 +383,13 @@ class _Mermaid:
         ident = self._ident(path)
         if path in self.highlight:
             self.taken.append(ident)
-        if isinstance(node, Subflow):
-            self.lines.append(f'{indent}subgraph {ident}["{self._label(node.name)}"]')
-            entry, exit_ = self._sequence(node.chart.steps, path + PATH_SEPARATOR, indent + "  ")
+        if isinstance(node, Subflow | ForEach):
+            label = self._label(node.name)
+            body = node.chart if isinstance(node, Subflow) else node.body
+            if isinstance(node, ForEach):
+                label += f" (for each of {self._label(node.items_key)})"
+            self.lines.append(f'{indent}subgraph {ident}["{label}"]')
+            entry, exit_ = self._sequence(body.steps, path + PATH_SEPARATOR, indent + "  ")
             self.lines.append(f"{indent}end")
             return entry, exit_
         opening, closing = self._SHAPES[node.kind]

@@ -22,6 +22,7 @@ from ._json import NotJSONError, canonical_json, json_copy
 from .chart import (
     PATH_SEPARATOR,
     Decider,
+    ForEach,
     LoopBack,
     Parallel,
     PausableStage,
@@ -309,7 +310,9 @@ _NODE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "seq": int,
 }
 _STATUSES = frozenset({"running", "done", "paused", "resumed", "failed"})
-_KINDS = frozenset({"stage", "pausable", "decider", "selector", "parallel", "subflow", "loop"})
+_KINDS = frozenset(
+    {"stage", "pausable", "decider", "selector", "parallel", "subflow", "loop", "foreach", "item"}
+)
 
 
 def _check_tree(nodes: list[Any], where: str) -> None:
@@ -449,6 +452,9 @@ class _FrameChecker:
             raise CheckpointFormatError(
                 f"checkpoint field '{where}': tree node of {path!r} has no children", field=where
             )
+        if isinstance(node, ForEach):
+            self._for_each(frame, node, path, children, where)
+            return
         if isinstance(node, Subflow):
             if node.isolated and not isinstance(frame.get("state"), dict):
                 raise CheckpointFormatError(
@@ -490,6 +496,48 @@ class _FrameChecker:
             f"checkpoint field {where!r}: stage {path!r} is a plain stage and cannot be paused",
             field=where,
         )
+
+    def _for_each(
+        self, frame: dict[str, Any], node: ForEach, path: str, children: list[Any], where: str
+    ) -> None:
+        items, done, total = frame.get("items"), frame.get("done"), frame.get("total")
+        if (
+            not isinstance(items, dict)
+            or not items
+            or not isinstance(done, dict)
+            or type(total) is not int
+            or not set(items).isdisjoint(done)
+            or {*items, *done} != {str(index) for index in range(total)}
+        ):
+            raise CheckpointFormatError(
+                f"checkpoint field {where!r}: for-each {path!r} must account for each of its "
+                "items once, as pending ('items') or done ('done')",
+                field=where,
+            )
+        for key, item_frame in items.items():
+            here = f"{where}.items.{key}"
+            if not isinstance(item_frame, dict) or not isinstance(item_frame.get("state"), dict):
+                raise CheckpointFormatError(
+                    f"checkpoint field {here!r} must hold the item's own state", field=here
+                )
+            position = item_frame.get("t")
+            if (
+                type(position) is not int
+                or not 0 <= position < len(children)
+                or children[position].get("id") != f"{path}[{key}]"
+                or not isinstance(children[position].get("children"), list)
+            ):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{here}.t' does not point at item {key} of {path!r}",
+                    field=f"{here}.t",
+                )
+            self.sequence(
+                item_frame.get("seq"),
+                node.body.steps,
+                f"{path}[{key}]{PATH_SEPARATOR}",
+                children[position]["children"],
+                f"{here}.seq",
+            )
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:

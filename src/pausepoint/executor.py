@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from ._json import NotJSONError, json_copy
 from ._sync import run_until_complete
@@ -33,6 +33,7 @@ from .chart import (
     PATH_SEPARATOR,
     Decider,
     FlowChart,
+    ForEach,
     FunctionStage,
     LoopBack,
     Parallel,
@@ -634,6 +635,8 @@ class FlowChartExecutor:
             return self._decider(node, env, tree, frame)
         if type(node) is Selector or type(node) is Parallel:
             return self._fork(node, env, tree, frame)
+        if type(node) is ForEach:
+            return self._for_each(node, env, tree, frame)
         assert type(node) is FunctionStage
         return self._stage_as_node(node, env, tree)
 
@@ -921,6 +924,110 @@ class FlowChartExecutor:
             keys = [node.default]
         return list(dict.fromkeys(keys))
 
+    async def _for_each(
+        self, node: ForEach, env: _Env, tree: list[TreeNode], frame: Frame | None
+    ) -> Frame | None:
+        """Run the body per item; keep every item's pause; join when all items are done.
+
+        The frame holds each pending item's own continuation and state, and the
+        results of the items already done.
+        """
+        path = env.prefix + node.id
+        codec = node.body.codec
+        work: list[tuple[int, TreeNode, dict[str, Any], Frame | None]] = []
+        if frame is None:
+            record: TreeNode = {
+                "id": path,
+                "name": node.name,
+                "kind": "foreach",
+                "status": "running",
+                "children": [],
+                "reads": [node.items_key],
+                "seq": self._tick(),
+            }
+            position = len(tree)
+            tree.append(record)
+            items = env.state.get(node.items_key)
+            if not isinstance(items, list):
+                record["status"] = "failed"
+                record["error"] = f"state key {node.items_key!r} holds no list"
+                raise StageError(
+                    f"for-each {path!r} ({node.name}) needs a list in state key "
+                    f"{node.items_key!r}, found {type(items).__name__}",
+                    stage_id=path,
+                    stage_name=node.name,
+                )
+            done: dict[str, Any] = {}
+            total = len(items)
+            children = record["children"]
+            for index, item in enumerate(items):
+                item_path = f"{path}[{index}]"
+                item_record: TreeNode = {
+                    "id": item_path,
+                    "name": f"{node.name} #{index}",
+                    "kind": "item",
+                    "status": "running",
+                    "children": [],
+                    "seq": self._tick(),
+                }
+                children.append(item_record)
+                state = {
+                    "item": codec.check("item", item, item_path),
+                    "index": index,
+                }
+                work.append((index, item_record, state, None))
+        else:
+            position = frame["t"]
+            record = tree[position]
+            children = record["children"]
+            done = dict(frame["done"])
+            total = frame["total"]
+            for key, item_frame in frame["items"].items():
+                index = int(key)
+                state = self._decode_state(item_frame["state"], f"{path}[{index}] state", codec)
+                work.append((index, children[item_frame["t"]], state, item_frame["seq"]))
+        limit = _Limit(node.concurrency)
+
+        async def run_item(
+            index: int, item_record: TreeNode, state: dict[str, Any], seq: Frame | None
+        ) -> tuple[int, Frame | None, Any]:
+            async with limit:
+                inner = _Env(state, codec, f"{path}[{index}]{PATH_SEPARATOR}")
+                pending = await self._child(
+                    item_record,
+                    self._sequence(node.body.steps, inner, item_record["children"], seq),
+                )
+            if pending is None:
+                item_record["status"] = "done"
+                return index, None, state.get("result")
+            item_record["status"] = "paused"
+            item_frame: Frame = {
+                "t": index,  # item records are created in item order
+                "seq": pending,
+                "state": codec.encode(state),
+            }
+            return index, item_frame, None
+
+        self._fork_depth += 1
+        try:
+            outcomes = await self._child(record, _gather([run_item(*job) for job in work]))
+        finally:
+            self._fork_depth -= 1
+        pending_items: dict[str, Frame] = {}
+        for index, item_frame, result in outcomes:
+            if item_frame is None:
+                done[str(index)] = result
+            else:
+                pending_items[str(index)] = item_frame
+        if pending_items:
+            record["status"] = "paused"
+            return {"t": position, "items": pending_items, "done": done, "total": total}
+        results = [done[str(index)] for index in range(total)]
+        env.state[node.results_key] = env.codec.check(node.results_key, results, path)
+        record["writes"] = [node.results_key]
+        record["status"] = "done"
+        return None
+
     async def _subflow(
         self, node: Subflow, env: _Env, tree: list[TreeNode], frame: Frame | None
     ) -> Frame | None:
@@ -1022,7 +1129,29 @@ class FlowChartExecutor:
             raise
 
 
-async def _gather(work: list[Coroutine[Any, Any, Frame | None]]) -> list[Frame | None]:
+class _Limit:
+    """An ``async with`` bound on how many items run at once (none when ``limit`` is None)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._semaphore: Any = None
+        if limit is not None:
+            import asyncio
+
+            self._semaphore = asyncio.Semaphore(limit)
+
+    async def __aenter__(self) -> None:
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+
+T = TypeVar("T")
+
+
+async def _gather(work: list[Coroutine[Any, Any, T]]) -> list[T]:
     """Run branches concurrently; when several fail, wait for all and raise the first."""
     if len(work) == 1:
         return [await work[0]]

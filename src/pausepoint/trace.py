@@ -157,6 +157,20 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
     if kind == "loop":
         say(f"Looped back to {name} (round {node.get('round', 0)}).")
         return
+    if kind == "item":  # a for-each item: its stages tell its story
+        for child in node.get("children") or []:
+            _narrate(child, out)
+        return
+    if kind == "foreach":
+        items = node.get("children") or []
+        say(f"{name} ran for {len(items)} items.")
+        for child in items:
+            _narrate(child, out)
+        if node["status"] == "done":
+            say(f"{name} collected {len(items)} results into {_keys(writes)}.", last_seq([node]))
+        elif node["status"] == "failed" and "error" in node:
+            say(f"{name} failed: {node['error']}.", last_seq([node]))
+        return
     if kind == "subflow":
         say(f"{name} started (subflow).")
     elif writes:
