@@ -23,6 +23,7 @@ Tables (names given by the backend):
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -325,3 +326,62 @@ class SqlPlans:
 
 def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
+
+
+class PlannedStore(ABC):
+    """The ``Store`` methods of SQL backends: each builds a plan and runs it.
+
+    A backend says only how a plan runs (``_run``: on which connection, in
+    which transaction) and how it closes; the SQL lives in :class:`SqlPlans`.
+    """
+
+    _plans: SqlPlans
+
+    @abstractmethod
+    async def _run(self, plan: Plan[T], *, write: bool = False) -> T:
+        """Run ``plan``; in one transaction when it writes."""
+
+    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+        """Insert a new run (see ``Store.create``)."""
+        return await self._run(self._plans.create(run, events), write=True)
+
+    async def get(self, run_id: str) -> StoredRun:
+        """Return a run's record (see ``Store.get``)."""
+        return await self._run(self._plans.get(run_id))
+
+    async def replace(
+        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
+    ) -> StoredRun:
+        """Compare-and-set a record (see ``Store.replace``)."""
+        return await self._run(self._plans.replace(run, expected_version, events), write=True)
+
+    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
+        """Append audit events (see ``Store.append_audit``)."""
+        await self._run(self._plans.append_audit(run_id, events), write=True)
+
+    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
+        """Return a run's audit log (see ``Store.audit``)."""
+        return await self._run(self._plans.audit(run_id))
+
+    async def list_pending(
+        self,
+        *,
+        chart: str | None = None,
+        stage: str | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> PendingPage:
+        """Page through the inbox (see ``Store.list_pending``)."""
+        plan = self._plans.list_pending(
+            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
+        )
+        return await self._run(plan)
+
+    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return paused runs with a due pause (see ``Store.list_due``)."""
+        return await self._run(self._plans.list_due(now, limit))
+
+    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
+        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
+        return await self._run(self._plans.list_stale(now, limit))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -33,8 +33,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pausepoint.stores._common import dump_json, pop_query_param, redact_url, unavailable
-from pausepoint.stores._sql import Plan, Query, Rows, SqlPlans
-from pausepoint.stores.base import AuditEvent, PendingPage, StoredRun
+from pausepoint.stores._sql import Plan, PlannedStore, Query, Rows, SqlPlans
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -71,7 +70,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore:
+class PostgresStore(PlannedStore):
     """A :class:`~pausepoint.stores.base.Store` in PostgreSQL; open it with ``postgresql://``.
 
     Args:
@@ -198,51 +197,6 @@ class PostgresStore:
                 return await _drive(conn, plan)
             async with conn.transaction():
                 return await _drive(conn, plan)
-
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
-        """Insert a new run (see ``Store.create``)."""
-        return await self._run(self._plans.create(run, events), write=True)
-
-    async def get(self, run_id: str) -> StoredRun:
-        """Return a run's record (see ``Store.get``)."""
-        return await self._run(self._plans.get(run_id))
-
-    async def replace(
-        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
-    ) -> StoredRun:
-        """Compare-and-set a record (see ``Store.replace``)."""
-        return await self._run(self._plans.replace(run, expected_version, events), write=True)
-
-    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
-        """Append audit events (see ``Store.append_audit``)."""
-        await self._run(self._plans.append_audit(run_id, events), write=True)
-
-    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
-        """Return a run's audit log (see ``Store.audit``)."""
-        return await self._run(self._plans.audit(run_id))
-
-    async def list_pending(
-        self,
-        *,
-        chart: str | None = None,
-        stage: str | None = None,
-        created_before: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> PendingPage:
-        """Page through the inbox (see ``Store.list_pending``)."""
-        plan = self._plans.list_pending(
-            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
-        )
-        return await self._run(plan)
-
-    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return paused runs with a due pause (see ``Store.list_due``)."""
-        return await self._run(self._plans.list_due(now, limit))
-
-    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
-        return await self._run(self._plans.list_stale(now, limit))
 
     async def aclose(self) -> None:
         """Close the pool."""

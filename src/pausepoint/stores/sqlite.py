@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from pausepoint.stores._common import dump_json, unavailable
-from pausepoint.stores._sql import Plan, Query, Rows, SqlPlans
-from pausepoint.stores.base import AuditEvent, PendingPage, StoredRun
+from pausepoint.stores._sql import Plan, PlannedStore, Query, Rows, SqlPlans
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -63,7 +61,7 @@ _TABLES = {
 _UNAVAILABLE = ("unable to open", "locked", "busy", "disk i/o", "readonly", "not a database")
 
 
-class SQLiteStore:
+class SQLiteStore(PlannedStore):
     """A :class:`~pausepoint.stores.base.Store` in a SQLite file; open it with ``sqlite:///path``.
 
     The file and its tables are created on first use.
@@ -137,53 +135,6 @@ class SQLiteStore:
     async def _run(self, plan: Plan[T], *, write: bool = False) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._call, plan, write)
-
-    # -- Store -----------------------------------------------------------------
-
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
-        """Insert a new run (see ``Store.create``)."""
-        return await self._run(self._plans.create(run, events), write=True)
-
-    async def get(self, run_id: str) -> StoredRun:
-        """Return a run's record (see ``Store.get``)."""
-        return await self._run(self._plans.get(run_id))
-
-    async def replace(
-        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
-    ) -> StoredRun:
-        """Compare-and-set a record (see ``Store.replace``)."""
-        return await self._run(self._plans.replace(run, expected_version, events), write=True)
-
-    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
-        """Append audit events (see ``Store.append_audit``)."""
-        await self._run(self._plans.append_audit(run_id, events), write=True)
-
-    async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
-        """Return a run's audit log (see ``Store.audit``)."""
-        return await self._run(self._plans.audit(run_id))
-
-    async def list_pending(
-        self,
-        *,
-        chart: str | None = None,
-        stage: str | None = None,
-        created_before: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> PendingPage:
-        """Page through the inbox (see ``Store.list_pending``)."""
-        plan = self._plans.list_pending(
-            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
-        )
-        return await self._run(plan)
-
-    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return paused runs with a due pause (see ``Store.list_due``)."""
-        return await self._run(self._plans.list_due(now, limit))
-
-    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
-        return await self._run(self._plans.list_stale(now, limit))
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread."""
