@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -43,10 +42,7 @@ from pausepoint.stores import Store
 from stores.support import (
     BACKENDS,
     DURABLE,
-    POSTGRES_URL,
-    REDIS_URL,
-    require_server,
-    with_query,
+    fresh_store_url,
 )
 
 CHILD = str(Path(runs_child.__file__))
@@ -64,30 +60,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A URL naming a fresh, empty store: own SQLite file, Redis prefix or Postgres schema."""
-    if backend == "memory":
-        yield "memory://"
-    elif backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'runs.db'}"
-    elif backend == "redis":
-        require_server(REDIS_URL, "PAUSEPOINT_TEST_REDIS_URL")
-        import redis
-
-        prefix = f"pptest-runs-{uuid.uuid4().hex}"
-        yield with_query(REDIS_URL, prefix=prefix)
-        with redis.Redis.from_url(REDIS_URL) as client:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-    else:
-        require_server(POSTGRES_URL, "PAUSEPOINT_TEST_POSTGRES_URL")
-        import psycopg
-
-        schema = f"pptest_runs_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        yield with_query(POSTGRES_URL, schema=schema)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_store_url(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

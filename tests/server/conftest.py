@@ -8,7 +8,6 @@ is down, failed under ``CI=true``).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,10 @@ import pytest
 from pausepoint import Runs, open_store
 from pausepoint.demo import charts as demo_charts
 from pausepoint.server import create_app
-from stores.support import BACKENDS, POSTGRES_URL, REDIS_URL, require_server, with_query
+from stores.support import (
+    BACKENDS,
+    fresh_store_url,
+)
 
 from .charts import CHARTS
 
@@ -37,31 +39,8 @@ def store_url(tmp_path: Path) -> str:
 @pytest.fixture(params=BACKENDS)
 def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store of every backend in turn."""
-    backend = request.param
-    if backend == "memory":
-        yield "memory://"
-    elif backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'runs.db'}"
-    elif backend == "redis":
-        require_server(REDIS_URL, "PAUSEPOINT_TEST_REDIS_URL")
-        import redis
-
-        prefix = f"pptest-{uuid.uuid4().hex}"
-        yield with_query(REDIS_URL, prefix=prefix)
-        with redis.Redis.from_url(REDIS_URL) as client:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-    else:
-        require_server(POSTGRES_URL, "PAUSEPOINT_TEST_POSTGRES_URL")
-        import psycopg
-
-        schema = f"pptest_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        yield with_query(POSTGRES_URL, schema=schema)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_store_url(str(request.param), tmp_path) as url:
+        yield url
 
 
 def all_charts() -> dict[str, Any]:

@@ -11,7 +11,6 @@ import os
 import pwd
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,14 +20,11 @@ from pausepoint.stores import Store, open_store
 
 from .support import (
     BACKENDS,
-    POSTGRES_URL,
-    REDIS_URL,
     OpenStore,
     PostgresServer,
     RedisServer,
+    fresh_store_url,
     require,
-    require_server,
-    with_query,
 )
 
 
@@ -40,30 +36,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A URL naming a fresh, empty store of ``backend``."""
-    if backend == "memory":
-        yield "memory://"
-    elif backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'runs.db'}"
-    elif backend == "redis":
-        require_server(REDIS_URL, "PAUSEPOINT_TEST_REDIS_URL")
-        import redis
-
-        prefix = f"pptest-{uuid.uuid4().hex}"
-        yield with_query(REDIS_URL, prefix=prefix)
-        with redis.Redis.from_url(REDIS_URL) as client:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-    else:
-        require_server(POSTGRES_URL, "PAUSEPOINT_TEST_POSTGRES_URL")
-        import psycopg
-
-        schema = f"pptest_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        yield with_query(POSTGRES_URL, schema=schema)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_store_url(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

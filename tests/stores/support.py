@@ -13,7 +13,9 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -70,6 +72,43 @@ def with_query(url: str, **params: str) -> str:
     """Return ``url`` with ``params`` added to its query string."""
     joiner = "&" if urlsplit(url).query else "?"
     return url + joiner + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+@contextlib.contextmanager
+def fresh_store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a fresh, empty store of ``backend`` and clean it up afterwards.
+
+    SQLite gets its own file, Redis its own key prefix, PostgreSQL its own
+    schema; an unreachable server skips (fails under ``CI=true``).
+    """
+    if backend == "memory":
+        yield "memory://"
+    elif backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'runs.db'}"
+    elif backend == "redis":
+        require_server(REDIS_URL, "PAUSEPOINT_TEST_REDIS_URL")
+        import redis
+
+        prefix = f"pptest-{uuid.uuid4().hex}"
+        try:
+            yield with_query(REDIS_URL, prefix=prefix)
+        finally:
+            with redis.Redis.from_url(REDIS_URL) as client:
+                keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+                if keys:
+                    client.delete(*keys)
+    else:
+        require_server(POSTGRES_URL, "PAUSEPOINT_TEST_POSTGRES_URL")
+        import psycopg
+
+        schema = f"pptest_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield with_query(POSTGRES_URL, schema=schema)
+        finally:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def schema_version(backend: str, url: str) -> int:
