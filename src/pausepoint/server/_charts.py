@@ -41,11 +41,13 @@ def describe_chart(name: str, flow: FlowChart) -> Chart:
 
 
 def stage_input_schema(name: str, flow: FlowChart, stage_id: str) -> dict[str, Any] | None:
-    """Return the input JSON Schema of a stage of a chart, if it declares one."""
-    for stage in describe_chart(name, flow).stages:
-        if stage.id == stage_id:
-            return stage.input_schema
-    return None
+    """Return the input JSON Schema of a stage of a chart, if it declares one.
+
+    ``stage_id`` may be a for-each item's path (``tools[0]/approve``): it names
+    the body's stage.
+    """
+    stage = flow.find_stage(stage_id)
+    return _schema_of(stage) if isinstance(stage, PausableStage) else None
 
 
 def _schema_of(stage: PausableStage) -> dict[str, Any] | None:

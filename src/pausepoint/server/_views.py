@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pausepoint.chart import FlowChart
 from pausepoint.runs import RunRecord, Runs
 from pausepoint.stores.base import PauseEntry
 
@@ -105,7 +107,7 @@ def run_view(
     snapshot = record.snapshot or {}
     path = _flatten(snapshot.get("execution_tree") or [])
     taken = {step.id for step in path if not step.is_loop}
-    paused = {p.stage_id for p in record.pauses}
+    paused = {_ITEM_INDEX.sub("", p.stage_id) for p in record.pauses}
     flow = runs.charts.get(record.chart)
     chart = describe_chart(record.chart, flow) if flow is not None else None
     chart_steps = [
@@ -129,7 +131,7 @@ def run_view(
         pauses.append(
             PauseView(
                 pause=pause,
-                stage_name=names.get(pause.stage_id, pause.stage_id),
+                stage_name=_stage_name(flow, names, pause.stage_id),
                 question=question,
                 facts=facts,
                 form=form_for(schema),
@@ -149,3 +151,14 @@ def run_view(
         "chart_steps": chart_steps,
         "mermaid": flow.to_mermaid(highlight=taken) if flow is not None else None,
     }
+
+
+_ITEM_INDEX = re.compile(r"\[\d+\]")
+
+
+def _stage_name(flow: FlowChart | None, names: Mapping[str, str], stage_id: str) -> str:
+    """The display name of a paused stage; for-each items name their body's stage."""
+    if stage_id in names:
+        return names[stage_id]
+    stage = flow.find_stage(stage_id) if flow is not None else None
+    return stage.name if stage is not None else stage_id
