@@ -1,8 +1,10 @@
-"""The benchmarks run: ``python -m bench --quick`` exits 0 and prints its S1 and S2 rows.
+"""The benchmarks run: ``python -m bench --quick`` exits 0 and prints every section's rows.
 
 Only that the suite runs is checked, never a figure: timings on a shared CI
 machine are noise. The second test hides LangGraph (the ``bench`` extra is not
-part of ``dev``) to pin that its rows then say how to install it.
+part of ``dev``) to pin that its rows then say how to install it. The rows on
+PostgreSQL and Redis (S2p, S3) show figures, or ``n/a (server unreachable)``
+when no server answers: either is accepted, a traceback is not.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"~?[\d,]+(?:\.\d+)?"
+UNREACHABLE = r"n/a \(server unreachable\)$"
 HIDE_LANGGRAPH = (
     "import runpy, sys; sys.modules['langgraph'] = None; "
     "runpy.run_module('bench', run_name='__main__', alter_sys=True)"
@@ -42,6 +45,27 @@ def _row(out: str, scenario: str, contender: str, cells: int) -> None:
     assert re.search(pattern, out, re.MULTILINE), f"no {scenario} row for {contender!r}:\n{out}"
 
 
+def _server_row(out: str, scenario: str, contender: str, cells: int) -> None:
+    """A row on PostgreSQL or Redis: figures, or n/a when the server does not answer."""
+    head = rf"^{scenario}\s+{re.escape(contender)}\s+"
+    if re.search(head + UNREACHABLE, out, re.MULTILINE) is None:
+        _row(out, scenario, contender, cells)
+
+
+def _durable_rows(out: str) -> None:
+    """S2p and S3: the floors and pausepoint on every store."""
+    for scenario, runs_cells in (("S2p", 2), ("S3", 5)):
+        floor_cells = 2 if scenario == "S2p" else 4  # the S3 floor resumes from one process only
+        _row(out, scenario, "sqlite3 insert / update + commit", cells=floor_cells)
+        _row(out, scenario, "pausepoint Runs, SQLite", cells=runs_cells)
+        _server_row(out, scenario, "psycopg insert / update (autocommit)", cells=floor_cells)
+        _server_row(out, scenario, "pausepoint Runs, PostgreSQL", cells=runs_cells)
+        _server_row(out, scenario, "pausepoint Runs, Redis", cells=runs_cells)
+    assert re.search(r"^S3\s+LangGraph \(any saver\)\s+n/a \(no inbox", out, re.MULTILINE), out
+    for target in ("≤ 1.5x the sqlite3 floor run→pause", "≥ 3,000 runs created/s"):
+        assert re.search(rf"{re.escape(target)}\s+\S+.*\s(met|NOT met|n/a)$", out, re.MULTILINE)
+
+
 def test_quick_bench_prints_every_scenario() -> None:
     out = _bench("-m", "bench")
     assert "pausepoint benchmarks (quick mode)" in out
@@ -51,6 +75,7 @@ def test_quick_bench_prints_every_scenario() -> None:
     _row(out, "S2", "pausepoint", cells=3)
     _row(out, "stage call", "asyncio.to_thread", cells=1)
     _row(out, "import", "import pausepoint", cells=2)
+    _durable_rows(out)
     try:
         import langgraph  # noqa: F401
     except ImportError:
@@ -58,6 +83,8 @@ def test_quick_bench_prints_every_scenario() -> None:
     else:
         _row(out, "S1", "LangGraph + InMemorySaver", cells=2)  # N=1000 is skipped in --quick
         _row(out, "S2", "LangGraph + InMemorySaver", cells=3)
+        _row(out, "S2p", "LangGraph + SqliteSaver", cells=2)
+        _server_row(out, "S2p", "LangGraph + PostgresSaver", cells=2)
 
 
 def test_quick_bench_without_langgraph_says_how_to_install_it() -> None:
@@ -68,5 +95,12 @@ def test_quick_bench_without_langgraph_says_how_to_install_it() -> None:
         re.MULTILINE,
     ), out
     assert re.search(r"^S2\s+LangGraph \+ InMemorySaver\s+n/a \(pip install", out, re.MULTILINE)
+    for saver in ("SqliteSaver", "PostgresSaver"):
+        assert re.search(
+            rf"^S2p\s+LangGraph \+ {saver}\s+n/a \(pip install 'pausepoint\[bench\]'\)$",
+            out,
+            re.MULTILINE,
+        ), out
     _row(out, "S1", "pausepoint (sync stages)", cells=3)
     _row(out, "S2", "pausepoint", cells=3)
+    _durable_rows(out)
