@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .builder import FlowChartBuilder, flow_chart
-    from .chart import FlowChart, OnTimeout, PausableHandler
+    from .chart import FlowChart, OnTimeout, PausableHandler, Retry
     from .checkpoint import Checkpoint
     from .errors import (
         ChartChangedError,
@@ -38,7 +38,10 @@ if TYPE_CHECKING:
         RunInputError,
         RunNotFoundError,
         RunNotPausedError,
+        RunOutputError,
+        RunTimeoutError,
         StageError,
+        StageTimeoutError,
         StalePauseError,
         StateError,
         StateKeyError,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
         VersionConflictError,
     )
     from .executor import FlowChartExecutor, Snapshot
+    from .rules import When, decide, select
     from .runs import RunRecord, Runs
     from .scope import Scope
     from .stores import open_store
@@ -61,7 +65,12 @@ _EXPORTS: dict[str, str] = {
     "FlowChart": "chart",
     "PausableHandler": "chart",
     "OnTimeout": "chart",
+    "Retry": "chart",
     "Scope": "scope",
+    # decisions
+    "When": "rules",
+    "decide": "rules",
+    "select": "rules",
     # running
     "FlowChartExecutor": "executor",
     "Checkpoint": "checkpoint",
@@ -77,6 +86,7 @@ _EXPORTS: dict[str, str] = {
             "PausepointError",
             "ChartError",
             "StageError",
+            "StageTimeoutError",
             "LoopLimitError",
             "StateError",
             "StateKeyError",
@@ -90,6 +100,8 @@ _EXPORTS: dict[str, str] = {
             "ChartChangedError",
             "ResumeTargetError",
             "RunInputError",
+            "RunOutputError",
+            "RunTimeoutError",
             "ResumeInputError",
             "ExecutorUsageError",
             "RunError",
@@ -125,17 +137,21 @@ __all__ = [
     "PausepointError",
     "ResumeInputError",
     "ResumeTargetError",
+    "Retry",
     "RunAlreadyClaimedError",
     "RunError",
     "RunExistsError",
     "RunInputError",
     "RunNotFoundError",
     "RunNotPausedError",
+    "RunOutputError",
     "RunRecord",
+    "RunTimeoutError",
     "Runs",
     "Scope",
     "Snapshot",
     "StageError",
+    "StageTimeoutError",
     "StalePauseError",
     "StateError",
     "StateKeyError",
@@ -143,8 +159,11 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "VersionConflictError",
+    "When",
+    "decide",
     "flow_chart",
     "open_store",
+    "select",
 ]
 
 

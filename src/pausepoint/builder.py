@@ -9,7 +9,8 @@
 
 Every mistake that can be seen without running the chart is a ``ChartError``
 raised here, naming the stage: duplicate ids, unknown loop targets, deciders
-without branches, defaults naming no branch, ids containing ``/``.
+without branches, defaults naming no branch, ids containing ``/``, bad retry
+policies or time limits, charts mounted more than ``MAX_NESTING`` levels deep.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .chart import (
     PATH_SEPARATOR,
     Branch,
+    Contract,
     Decider,
     FlowChart,
     ForEach,
@@ -31,6 +33,7 @@ from .chart import (
     OnTimeout,
     Parallel,
     PausableStage,
+    Retry,
     Selector,
     Step,
     Subflow,
@@ -47,6 +50,14 @@ __all__ = ["BranchBuilder", "FlowChartBuilder", "flow_chart"]
 DEFAULT_MAX_ITERATIONS = 1000
 """How often a loop may go back to its target unless ``loop_to`` says otherwise."""
 
+MAX_NESTING = 32
+"""How deep charts may be mounted in one another (subflows, subflow branches, for-each bodies).
+
+Each level costs the traversal a few Python frames (and the checkpoint a level
+of nested frames); the limit keeps every chart far from Python's recursion limit,
+so depth is refused at ``build()`` rather than found mid-run.
+"""
+
 Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 BranchT = TypeVar("BranchT", bound="BranchBuilder[Any]")
 
@@ -60,6 +71,9 @@ def flow_chart(
     input_schema: type[Any] | None = None,
     timeout: float | timedelta | None = None,
     on_timeout: OnTimeout | None = None,
+    retry: Retry | None = None,
+    retry_resume: bool = False,
+    time_limit: float | timedelta | None = None,
 ) -> FlowChartBuilder:
     """Start a chart with its first stage.
 
@@ -72,6 +86,9 @@ def flow_chart(
         input_schema: For a pausable first stage: the model its resume input must fit.
         timeout: For a pausable first stage: how long its pauses may wait.
         on_timeout: For a pausable first stage: what happens when they have waited too long.
+        retry: Try the stage again when it fails (see :class:`~pausepoint.Retry`).
+        retry_resume: For a pausable first stage: retry its ``resume`` too.
+        time_limit: How long the stage may run, in seconds (see ``add_function``).
 
     Returns:
         A builder; chain ``add_*`` calls and finish with ``build()``.
@@ -90,8 +107,13 @@ def flow_chart(
             input_schema=input_schema,
             timeout=timeout,
             on_timeout=on_timeout,
+            retry=retry,
+            retry_resume=retry_resume,
+            time_limit=time_limit,
         )
-    return builder.add_function(name, fn_or_handler, id, description)
+    return builder.add_function(
+        name, fn_or_handler, id, description, retry=retry, time_limit=time_limit
+    )
 
 
 class FlowChartBuilder:
@@ -105,10 +127,29 @@ class FlowChartBuilder:
     # -- stages -----------------------------------------------------------
 
     def add_function(
-        self, name: str, fn: Callable[[Scope], Any], id: str, description: str | None = None
+        self,
+        name: str,
+        fn: Callable[[Scope], Any],
+        id: str,
+        description: str | None = None,
+        *,
+        retry: Retry | None = None,
+        time_limit: float | timedelta | None = None,
     ) -> FlowChartBuilder:
-        """Append a plain stage; ``fn(scope)`` may be sync or async."""
-        self._append(_function_stage(name, fn, id, description))
+        """Append a plain stage; ``fn(scope)`` may be sync or async.
+
+        Args:
+            name: Display name.
+            fn: The stage function.
+            id: Stage id.
+            description: What the stage does.
+            retry: Try the stage again when it fails (see :class:`~pausepoint.Retry`).
+            time_limit: How long the stage may run, in seconds (or a timedelta),
+                before it fails with ``StageTimeoutError``. An async stage is
+                cancelled; a sync stage then runs in a worker thread, which is
+                abandoned (its later writes are dropped).
+        """
+        self._append(_function_stage(name, fn, id, description, retry, time_limit))
         return self
 
     def add_pausable_function(
@@ -121,6 +162,9 @@ class FlowChartBuilder:
         input_schema: type[Any] | None = None,
         timeout: float | timedelta | None = None,
         on_timeout: OnTimeout | None = None,
+        retry: Retry | None = None,
+        retry_resume: bool = False,
+        time_limit: float | timedelta | None = None,
     ) -> FlowChartBuilder:
         """Append a pausable stage.
 
@@ -133,12 +177,29 @@ class FlowChartBuilder:
             description: What the stage waits for.
             input_schema: A pydantic model (or any type pydantic validates) the
                 resume input must fit; ``resume`` then receives the validated value.
-            timeout: How long a pause may wait (seconds or timedelta) before
-                ``Runs.expire_due`` applies ``on_timeout``.
+            timeout: How long a pause may wait for its answer (seconds or
+                timedelta) before ``Runs.expire_due`` applies ``on_timeout``.
+                Not a limit on running: that is ``time_limit``.
             on_timeout: The policy for an overdue pause; default: cancel the run.
+            retry: Try ``execute`` again when it fails (see :class:`~pausepoint.Retry`).
+            retry_resume: Retry ``resume`` too. Off by default: ``resume``
+                applies a person's answer, and its side effects may not bear repeating.
+            time_limit: How long ``execute`` and ``resume`` may each run
+                (see ``add_function``).
         """
         self._append(
-            _pausable_stage(name, handler, id, description, input_schema, timeout, on_timeout)
+            _pausable_stage(
+                name,
+                handler,
+                id,
+                description,
+                input_schema,
+                timeout,
+                on_timeout,
+                retry=retry,
+                retry_resume=retry_resume,
+                time_limit=time_limit,
+            )
         )
         return self
 
@@ -216,22 +277,52 @@ class FlowChartBuilder:
         return self
 
     def add_decider_function(
-        self, name: str, fn: Callable[[Scope], Any], id: str, description: str | None = None
+        self,
+        name: str,
+        fn: Callable[[Scope], Any],
+        id: str,
+        description: str | None = None,
+        *,
+        retry: Retry | None = None,
+        time_limit: float | timedelta | None = None,
     ) -> BranchBuilder[Decider]:
-        """Append a decider: ``fn(scope)`` returns the key of the branch to take."""
-        return self._open(BranchBuilder(self, Decider, name, id, description, fn))
+        """Append a decider: ``fn(scope)`` returns the key of the branch to take.
+
+        Return :func:`pausepoint.decide` to have the narrative say why.
+        ``retry`` and ``time_limit`` apply to ``fn`` as in ``add_function``.
+        """
+        return self._open(
+            BranchBuilder(
+                self, Decider, name, id, description, fn, _Guard.of(id, retry, time_limit)
+            )
+        )
 
     def add_selector_function(
-        self, name: str, fn: Callable[[Scope], Any], id: str, description: str | None = None
+        self,
+        name: str,
+        fn: Callable[[Scope], Any],
+        id: str,
+        description: str | None = None,
+        *,
+        retry: Retry | None = None,
+        time_limit: float | timedelta | None = None,
     ) -> BranchBuilder[Selector]:
-        """Append a selector: ``fn(scope)`` returns the keys of the branches to run together."""
-        return self._open(BranchBuilder(self, Selector, name, id, description, fn))
+        """Append a selector: ``fn(scope)`` returns the keys of the branches to run together.
+
+        Return :func:`pausepoint.select` to have the narrative say why.
+        ``retry`` and ``time_limit`` apply to ``fn`` as in ``add_function``.
+        """
+        return self._open(
+            BranchBuilder(
+                self, Selector, name, id, description, fn, _Guard.of(id, retry, time_limit)
+            )
+        )
 
     def add_parallel(
         self, id: str, name: str, description: str | None = None
     ) -> BranchBuilder[Parallel]:
         """Append a fork whose branches all run concurrently and then join."""
-        return self._open(BranchBuilder(self, Parallel, name, id, description, None))
+        return self._open(BranchBuilder(self, Parallel, name, id, description, None, _Guard()))
 
     def loop_to(
         self, stage_id: str, *, max_iterations: int = DEFAULT_MAX_ITERATIONS
@@ -253,16 +344,32 @@ class FlowChartBuilder:
 
     # -- build ------------------------------------------------------------
 
-    def build(self, *, state: type[Any] | None = None, redact: Iterable[str] = ()) -> FlowChart:
+    def build(
+        self,
+        *,
+        state: type[Any] | None = None,
+        redact: Iterable[str] = (),
+        input: type[Any] | None = None,
+        output: type[Any] | None = None,
+    ) -> FlowChart:
         """Validate and freeze the chart.
 
         Args:
             state: A dataclass or pydantic model describing the state: defaults,
                 and exact types for datetime, Decimal, UUID, Enum, nested models.
             redact: State keys never shown in narrative, execution tree or snapshot.
+            input: A pydantic model the run input must fit: ``run`` validates the
+                input before any stage (``RunInputError``) and seeds the state
+                with the validated fields, defaults included.
+            output: A pydantic model the final state must fit: a run that
+                completes otherwise fails with ``RunOutputError``; the model
+                reads the fields it declares and ignores other keys (unless it
+                forbids extras). Neither model changes the fingerprint.
 
         Raises:
-            ChartError: The chart is empty, an id repeats, a loop target is unknown.
+            ChartError: The chart is empty, an id repeats, a loop target is
+                unknown, charts are nested deeper than ``MAX_NESTING``, or a
+                model is not one pydantic can validate.
         """
         self._check_closed()
         if not self._steps:
@@ -277,6 +384,12 @@ class FlowChartBuilder:
             _register_ids(step, ids)
             steps.append(step)
         frozen = tuple(steps)
+        nesting = _nesting_of(frozen)
+        if nesting > MAX_NESTING:
+            raise ChartError(
+                f"chart {self._name!r} mounts charts {nesting} levels deep (subflows, subflow "
+                f"branches, for-each bodies); the limit is {MAX_NESTING}: flatten the chart"
+            )
         try:
             codec = codec_for(state)
         except TypeError as exc:
@@ -287,6 +400,9 @@ class FlowChartBuilder:
             fingerprint=fingerprint_of(frozen),
             codec=codec,
             redact=frozenset(redact),
+            input_contract=_contract(self._name, "input", input),
+            output_contract=_contract(self._name, "output", output),
+            nesting=nesting,
         )
 
     # -- internals --------------------------------------------------------
@@ -349,6 +465,7 @@ class BranchBuilder(Generic[NodeT]):
         id: str,
         description: str | None,
         fn: Callable[..., Any] | None,
+        guard: _Guard,
     ) -> None:
         _check_id(id)
         if node_type is not Parallel:
@@ -359,6 +476,7 @@ class BranchBuilder(Generic[NodeT]):
         self._name = name
         self._description = description
         self._fn = fn
+        self._guard = guard
         self._branches: dict[str, Branch] = {}
         self._default: str | None = None
 
@@ -368,10 +486,20 @@ class BranchBuilder(Generic[NodeT]):
         return {Decider: "decider", Selector: "selector", Parallel: "parallel"}[self._type]
 
     def add_function_branch(
-        self, key: str, name: str, fn: Callable[[Scope], Any], description: str | None = None
+        self,
+        key: str,
+        name: str,
+        fn: Callable[[Scope], Any],
+        description: str | None = None,
+        *,
+        retry: Retry | None = None,
+        time_limit: float | timedelta | None = None,
     ) -> BranchBuilder[NodeT]:
-        """Add a branch that is a plain stage; ``key`` is also its stage id."""
-        return self._add(_function_stage(name, fn, key, description))
+        """Add a branch that is a plain stage; ``key`` is also its stage id.
+
+        ``retry`` and ``time_limit`` work as in ``FlowChartBuilder.add_function``.
+        """
+        return self._add(_function_stage(name, fn, key, description, retry, time_limit))
 
     def add_pausable_branch(
         self,
@@ -383,10 +511,27 @@ class BranchBuilder(Generic[NodeT]):
         input_schema: type[Any] | None = None,
         timeout: float | timedelta | None = None,
         on_timeout: OnTimeout | None = None,
+        retry: Retry | None = None,
+        retry_resume: bool = False,
+        time_limit: float | timedelta | None = None,
     ) -> BranchBuilder[NodeT]:
-        """Add a branch that is a pausable stage; ``key`` is also its stage id."""
+        """Add a branch that is a pausable stage; ``key`` is also its stage id.
+
+        The keywords work as in ``FlowChartBuilder.add_pausable_function``.
+        """
         return self._add(
-            _pausable_stage(name, handler, key, description, input_schema, timeout, on_timeout)
+            _pausable_stage(
+                name,
+                handler,
+                key,
+                description,
+                input_schema,
+                timeout,
+                on_timeout,
+                retry=retry,
+                retry_resume=retry_resume,
+                time_limit=time_limit,
+            )
         )
 
     def add_subflow_branch(
@@ -437,7 +582,12 @@ class BranchBuilder(Generic[NodeT]):
             assert self._fn is not None
             routed = Decider if self._type is Decider else Selector
             node = routed(
-                **common, fn=self._fn, is_async=is_async_callable(self._fn), default=self._default
+                **common,
+                fn=self._fn,
+                is_async=is_async_callable(self._fn),
+                default=self._default,
+                retry=self._guard.retry,
+                time_limit=self._guard.time_limit,
             )
         self._parent._close(node)
         return self._parent
@@ -450,6 +600,24 @@ class BranchBuilder(Generic[NodeT]):
             )
         self._branches[branch.id] = branch
         return self
+
+
+class _Guard:
+    """A stage's retry policy and time limit, checked."""
+
+    __slots__ = ("retry", "time_limit")
+
+    def __init__(self, retry: Retry | None = None, time_limit: float | None = None) -> None:
+        self.retry = retry
+        self.time_limit = time_limit
+
+    @classmethod
+    def of(cls, id: str, retry: Retry | None, time_limit: float | timedelta | None) -> _Guard:
+        if retry is not None and not isinstance(retry, Retry):
+            raise ChartError(
+                f"stage {id!r}: retry must be a pausepoint.Retry, not {retry!r}", stage_id=id
+            )
+        return cls(retry, _positive_seconds(time_limit, id, "time_limit"))
 
 
 class _PendingLoop:
@@ -492,11 +660,35 @@ def _check_callable(fn: Any, id: str, what: str) -> None:
         raise ChartError(f"{what} {id!r}: {fn!r} is not callable", stage_id=id)
 
 
-def _function_stage(name: str, fn: Any, id: str, description: str | None) -> FunctionStage:
+def _positive_seconds(value: float | timedelta | None, id: str, what: str) -> float | None:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
+        raise ChartError(
+            f"stage {id!r}: {what} must be a positive number of seconds, not {value!r}",
+            stage_id=id,
+        )
+    return seconds
+
+
+def _function_stage(
+    name: str,
+    fn: Any,
+    id: str,
+    description: str | None,
+    retry: Retry | None = None,
+    time_limit: float | timedelta | None = None,
+) -> FunctionStage:
     _check_id(id)
     _check_callable(fn, id, "stage")
+    guard = _Guard.of(id, retry, time_limit)
     return FunctionStage(
-        id=id, name=name, description=description, fn=fn, is_async=is_async_callable(fn)
+        id=id,
+        name=name,
+        description=description,
+        fn=fn,
+        is_async=is_async_callable(fn),
+        retry=guard.retry,
+        time_limit=guard.time_limit,
     )
 
 
@@ -508,6 +700,10 @@ def _pausable_stage(
     input_schema: type[Any] | None,
     timeout: float | timedelta | None = None,
     on_timeout: OnTimeout | None = None,
+    *,
+    retry: Retry | None = None,
+    retry_resume: bool = False,
+    time_limit: float | timedelta | None = None,
 ) -> PausableStage:
     _check_id(id)
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
@@ -515,6 +711,12 @@ def _pausable_stage(
         raise ChartError(f"pausable stage {id!r}: timeout must be positive", stage_id=id)
     if on_timeout is not None and seconds is None:
         raise ChartError(f"pausable stage {id!r}: on_timeout needs a timeout", stage_id=id)
+    guard = _Guard.of(id, retry, time_limit)
+    if retry_resume and retry is None:
+        raise ChartError(
+            f"pausable stage {id!r}: retry_resume=True needs a retry policy (retry=Retry(...))",
+            stage_id=id,
+        )
     if not _is_handler(handler):
         raise ChartError(
             f"pausable stage {id!r}: the handler needs callable execute(scope) and "
@@ -532,6 +734,9 @@ def _pausable_stage(
         input_schema=input_schema,
         timeout=seconds,
         on_timeout=on_timeout,
+        retry=guard.retry,
+        retry_resume=retry_resume,
+        time_limit=guard.time_limit,
     )
 
 
@@ -557,6 +762,36 @@ def _subflow(
         input_mapper=input_mapper,
         output_mapper=output_mapper,
     )
+
+
+def _nesting_of(steps: tuple[Step, ...]) -> int:
+    """How many levels of charts are mounted in a sequence (0: none)."""
+    deepest = 0
+    for step in steps:
+        mounted: list[FlowChart] = []
+        if isinstance(step, Subflow):
+            mounted.append(step.chart)
+        elif isinstance(step, ForEach):
+            mounted.append(step.body)
+        elif isinstance(step, Decider | Selector | Parallel):
+            mounted.extend(b.chart for b in step.branches.values() if isinstance(b, Subflow))
+        for chart in mounted:
+            deepest = max(deepest, chart.nesting + 1)
+    return deepest
+
+
+def _contract(chart: str, what: str, model: type[Any] | None) -> Contract | None:
+    """Build the pydantic adapter of a declared input or output model once, at build()."""
+    if model is None:
+        return None
+    from pydantic import PydanticSchemaGenerationError, TypeAdapter
+
+    try:
+        return Contract(model, TypeAdapter(model))
+    except (PydanticSchemaGenerationError, TypeError) as exc:
+        raise ChartError(
+            f"chart {chart!r}: {what}={model!r} is not a model pydantic can validate: {exc}"
+        ) from exc
 
 
 def _register_ids(node: Node, ids: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from ._json import canonical_json
+from .errors import ChartError
 
 if TYPE_CHECKING:
     from .scope import Scope
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Branch",
+    "Contract",
     "Decider",
     "FlowChart",
     "ForEach",
@@ -34,6 +36,7 @@ __all__ = [
     "Parallel",
     "PausableHandler",
     "PausableStage",
+    "Retry",
     "Selector",
     "Step",
     "Subflow",
@@ -110,21 +113,115 @@ class OnTimeout:
         return cls("cancel")
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How often a failing stage is tried, and how long to wait between tries.
+
+    ``Retry(attempts=3, backoff=0.5)`` tries three times, waiting 0.5 s, then
+    1 s. Each failed attempt is kept in the execution tree (``attempts``) and
+    told in the narrative; the writes of a failed attempt are undone before the
+    next one (in-place changes to containers excepted). When every attempt
+    fails, the last failure is the ``StageError``.
+
+    Attributes:
+        attempts: Tries in all, the first included (at least 1).
+        backoff: Seconds to wait after the first failure; each later wait is
+            ``factor`` times the one before, and none is longer than ``max_backoff``.
+        factor: How much each wait grows (at least 1).
+        max_backoff: The longest single wait, in seconds.
+        jitter: Wait a random time between 0 and the computed wait instead,
+            so many runs failing together do not retry together.
+        on: The exception types that are retried; any other fails the stage at
+            once. A stage that runs past its ``time_limit`` fails with ``TimeoutError``.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.0
+    factor: float = 2.0
+    max_backoff: float = 30.0
+    jitter: bool = False
+    on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.on, type):
+            object.__setattr__(self, "on", (self.on,))
+        problems = [
+            "attempts must be an int of at least 1"
+            if type(self.attempts) is not int or self.attempts < 1
+            else "",
+            "backoff and max_backoff must not be negative"
+            if self.backoff < 0 or self.max_backoff < 0
+            else "",
+            "factor must be at least 1" if self.factor < 1 else "",
+            "on must be exception types"
+            if not isinstance(self.on, tuple)
+            or not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.on)
+            else "",
+        ]
+        message = "; ".join(problem for problem in problems if problem)
+        if message:
+            raise ChartError(f"Retry: {message}")
+
+    def delay(self, failed: int) -> float:
+        """Return the seconds to wait after failed attempt number ``failed`` (1-based)."""
+        wait = min(self.max_backoff, self.backoff * self.factor ** (failed - 1))
+        if not self.jitter:
+            return wait
+        import random
+
+        return random.uniform(0.0, wait)
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """A chart's declared input or output model, with its pydantic adapter built once.
+
+    Attributes:
+        model: The pydantic model (or any type pydantic validates).
+        adapter: ``pydantic.TypeAdapter(model)``.
+    """
+
+    model: type[Any]
+    adapter: Any
+
+    def json_schema(self) -> dict[str, Any]:
+        """Return the model's JSON Schema."""
+        schema: dict[str, Any] = self.adapter.json_schema()
+        return schema
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FunctionStage:
-    """A plain stage."""
+    """A plain stage.
+
+    ``inline`` (computed) marks the executor's fast path: a sync stage with
+    neither a retry policy nor a time limit, called directly on the loop.
+    """
 
     id: str
     name: str
     description: str | None
     fn: Callable[..., Any]
     is_async: bool
+    retry: Retry | None = None
+    time_limit: float | None = None
+    inline: bool = field(init=False, default=False)
     kind: Literal["stage"] = "stage"
+
+    def __post_init__(self) -> None:
+        inline = not self.is_async and self.retry is None and self.time_limit is None
+        object.__setattr__(self, "inline", inline)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PausableStage:
-    """A stage that may pause the run for a human."""
+    """A stage that may pause the run for a human.
+
+    ``timeout`` is how long a *pause* may wait for its answer (applied by
+    ``Runs.expire_due``); ``time_limit`` is how long ``execute`` or ``resume``
+    may *run*. ``retry`` applies to ``execute``, and to ``resume`` as well when
+    ``retry_resume`` is set.
+    """
 
     id: str
     name: str
@@ -136,6 +233,9 @@ class PausableStage:
     input_schema: type[Any] | None = None
     timeout: float | None = None
     on_timeout: OnTimeout | None = None
+    retry: Retry | None = None
+    retry_resume: bool = False
+    time_limit: float | None = None
     kind: Literal["pausable"] = "pausable"
 
     def input_json_schema(self) -> dict[str, Any] | None:
@@ -181,6 +281,8 @@ class Decider:
     is_async: bool
     branches: Mapping[str, Branch]
     default: str | None = None
+    retry: Retry | None = None
+    time_limit: float | None = None
     kind: Literal["decider"] = "decider"
 
 
@@ -195,6 +297,8 @@ class Selector:
     is_async: bool
     branches: Mapping[str, Branch]
     default: str | None = None
+    retry: Retry | None = None
+    time_limit: float | None = None
     kind: Literal["selector"] = "selector"
 
 
@@ -266,6 +370,9 @@ class FlowChart:
             stage, branch, subflow or loop is added, removed or moved.
         codec: How state values are checked and encoded (from ``state=``).
         redact: State keys never shown in narrative, tree or snapshot.
+        input_contract: The declared input model (``build(input=...)``), if any.
+        output_contract: The declared output model (``build(output=...)``), if any.
+        nesting: How deep charts are mounted in this one (0: no subflow or for-each).
     """
 
     name: str
@@ -273,6 +380,17 @@ class FlowChart:
     fingerprint: str
     codec: StateCodec
     redact: frozenset[str] = field(default_factory=frozenset)
+    input_contract: Contract | None = None
+    output_contract: Contract | None = None
+    nesting: int = 0
+
+    def input_schema(self) -> dict[str, Any] | None:
+        """Return the JSON Schema of the run input the chart accepts, or ``None`` if undeclared."""
+        return None if self.input_contract is None else self.input_contract.json_schema()
+
+    def output_schema(self) -> dict[str, Any] | None:
+        """Return the JSON Schema of the output the chart returns, or ``None`` if undeclared."""
+        return None if self.output_contract is None else self.output_contract.json_schema()
 
     def stages(self) -> Iterator[tuple[str, Node]]:
         """Yield ``(path, node)`` for every stage, branches and subflow stages included."""

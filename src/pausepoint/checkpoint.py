@@ -308,6 +308,8 @@ _NODE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "round": int,
     "target": str,
     "seq": int,
+    "attempts": list,
+    "evidence": dict,
 }
 _STATUSES = frozenset({"running", "done", "paused", "resumed", "failed"})
 _KINDS = frozenset(
@@ -345,6 +347,10 @@ def _check_tree(nodes: list[Any], where: str) -> None:
                     f"checkpoint field '{here}.{name}' must hold strings", field=f"{here}.{name}"
                 )
         _check_phase(node, here)
+        if "attempts" in node:
+            _check_attempts(node["attempts"], f"{here}.attempts")
+        if "evidence" in node:
+            _check_evidence(node["evidence"], f"{here}.evidence")
         if "children" in node:
             _check_tree(node["children"], f"{here}.children")
 
@@ -371,6 +377,62 @@ def _check_phase(node: dict[str, Any], here: str) -> None:
         raise CheckpointFormatError(
             f"checkpoint field '{here}.resume' is malformed", field=f"{here}.resume"
         )
+
+
+def _fits(value: Any, fields: Mapping[str, type | tuple[type, ...]]) -> bool:
+    """Whether ``value`` is a dict whose listed fields have the listed types (bools apart)."""
+    return isinstance(value, dict) and all(
+        name in value
+        and isinstance(value[name], expected)
+        and (expected is bool or not isinstance(value[name], bool))
+        for name, expected in fields.items()
+    )
+
+
+_ATTEMPT: Mapping[str, type | tuple[type, ...]] = {
+    "phase": str,
+    "attempt": int,
+    "of": int,
+    "error": str,
+    "ms": (int, float),
+    "seq": int,
+}
+_CHECK: Mapping[str, type | tuple[type, ...]] = {"key": str, "op": str, "ok": bool}
+_MATCH: Mapping[str, type | tuple[type, ...]] = {"rule": int, "then": str, "checks": list}
+
+
+def _check_attempts(attempts: list[Any], where: str) -> None:
+    for index, attempt in enumerate(attempts):
+        retry_in = attempt.get("retry_in", 0) if isinstance(attempt, dict) else None
+        if (
+            not _fits(attempt, _ATTEMPT)
+            or not isinstance(retry_in, int | float)
+            or isinstance(retry_in, bool)
+        ):
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}[{index}]' is malformed", field=f"{where}[{index}]"
+            )
+
+
+def _check_evidence(evidence: dict[str, Any], where: str) -> None:
+    checks = evidence.get("checked", [])
+    matched = evidence.get("matched")
+    well_formed = (
+        isinstance(evidence.get("chose"), list)
+        and all(isinstance(key, str) for key in evidence["chose"])
+        and isinstance(evidence.get("default"), bool)
+        and isinstance(matched, list)
+        and isinstance(checks, list)
+        and all(
+            _fits(match, _MATCH) and isinstance(match.get("label", ""), str) for match in matched
+        )
+        and all(
+            _fits(check, _CHECK) and "expected" in check
+            for check in [*checks, *(c for m in matched for c in m["checks"])]
+        )
+    )
+    if not well_formed:
+        raise CheckpointFormatError(f"checkpoint field {where!r} is malformed", field=where)
 
 
 class _FrameChecker:

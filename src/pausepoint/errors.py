@@ -7,6 +7,7 @@ says what went wrong, where, and what to do next::
     PausepointError
     ├── ChartError                    the chart is wired wrong (raised by build())
     ├── StageError                    a stage raised; the original is chained
+    │   ├── StageTimeoutError         a stage ran past its time limit
     │   └── LoopLimitError            a loop ran past its iteration limit
     ├── StateError                    a bad read or write of the shared state
     │   ├── StateKeyError             read of a key never written (also AttributeError)
@@ -19,7 +20,9 @@ says what went wrong, where, and what to do next::
     │   └── ChartMismatchError        the checkpoint belongs to another chart
     │       └── ChartChangedError     the chart registered under a name changed (Runs)
     ├── ResumeTargetError             the answer names no pending pause, or several are pending
-    ├── RunInputError                 a run's input failed its declared model
+    ├── RunInputError                 a run's input failed the chart's input model
+    ├── RunOutputError                a finished run's state failed the chart's output model
+    ├── RunTimeoutError               a whole run or resume ran past its timeout
     ├── ResumeInputError              a resume input failed the stage's input schema
     ├── ExecutorUsageError            an executor used the wrong way (e.g. run_sync in a loop)
     ├── RunError                      a durable run cannot do what was asked
@@ -58,7 +61,10 @@ __all__ = [
     "RunInputError",
     "RunNotFoundError",
     "RunNotPausedError",
+    "RunOutputError",
+    "RunTimeoutError",
     "StageError",
+    "StageTimeoutError",
     "StalePauseError",
     "StateError",
     "StateKeyError",
@@ -99,6 +105,24 @@ class StageError(PausepointError):
         self.stage_id = stage_id
         self.stage_name = stage_name
         self.phase = phase
+
+
+class StageTimeoutError(StageError):
+    """A stage ran longer than its ``time_limit``.
+
+    An async stage is cancelled; a sync stage, which runs in a worker thread
+    when it has a time limit, is abandoned: its thread may still be running,
+    but its later writes no longer reach the state.
+
+    Attributes:
+        limit: The time limit, in seconds.
+    """
+
+    def __init__(
+        self, message: str, *, stage_id: str, stage_name: str, phase: str = "run", limit: float
+    ) -> None:
+        super().__init__(message, stage_id=stage_id, stage_name=stage_name, phase=phase)
+        self.limit = limit
 
 
 class LoopLimitError(StageError):
@@ -220,6 +244,33 @@ class RunInputError(_ValidationFailure):
     Attributes:
         errors: pydantic's error details (``loc``, ``msg``, ``type``).
     """
+
+
+class RunOutputError(_ValidationFailure):
+    """A run finished, but its final state does not fit the chart's declared output model.
+
+    The run's status is ``failed``; its state is kept for inspection.
+
+    Attributes:
+        errors: pydantic's error details (``loc``, ``msg``, ``type``).
+    """
+
+
+class RunTimeoutError(PausepointError):
+    """A whole ``run``, ``resume`` or ``continue_from`` took longer than its ``timeout``.
+
+    The stage in flight was cancelled at its next ``await`` (a sync stage
+    running inline finishes first); the run's status is ``failed``.
+
+    Attributes:
+        run_id: The run.
+        limit: The timeout, in seconds.
+    """
+
+    def __init__(self, message: str, *, run_id: str, limit: float) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.limit = limit
 
 
 class ResumeInputError(_ValidationFailure):

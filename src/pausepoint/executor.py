@@ -17,7 +17,16 @@ the stage in flight.
 
 Stage functions run on the event loop: sync stages are called inline (a
 thread hop costs more than a typical stage; see ``bench/``), so a sync stage
-that blocks on I/O blocks the loop: make such stages ``async``.
+that blocks on I/O blocks the loop: make such stages ``async``. A sync stage
+with a ``time_limit`` is the exception: it runs in a worker thread, so that
+it can be abandoned when it runs too long.
+
+Controls: a stage's ``retry`` policy and ``time_limit`` are applied by
+``_guarded``, which stages without either never enter (``FunctionStage.inline``
+keeps the plain sync stage on its fast path). :meth:`FlowChartExecutor.cancel`
+stops a run before its next stage; ``timeout=`` on ``run``/``resume`` bounds
+the whole call. A chart's ``input``/``output`` contracts are checked before the
+first stage and after the last.
 """
 
 from __future__ import annotations
@@ -57,19 +66,38 @@ from .errors import (
     ResumeInputError,
     ResumeTargetError,
     RunInputError,
+    RunOutputError,
+    RunTimeoutError,
     StageError,
+    StageTimeoutError,
     StateError,
 )
-from .scope import LoopControl, Scope, access_log
-from .trace import Metrics, TreeNode, last_seq, metrics_of, narrative_of, summarize_pause
+from .scope import LoopControl, Scope, access_log, detach, evidence_of
+from .trace import (
+    Attempt,
+    Evidence,
+    Metrics,
+    TreeNode,
+    last_seq,
+    metrics_of,
+    narrative_of,
+    summarize_pause,
+)
 
 if TYPE_CHECKING:
-    from .chart import Branch, Node
+    from .chart import Branch, Node, Retry
     from .state import StateCodec
 
-__all__ = ["ExecutorStatus", "FlowChartExecutor", "Snapshot"]
+__all__ = [
+    "ExecutorStatus",
+    "FlowChartExecutor",
+    "Snapshot",
+    "validate_resume_input",
+    "validate_run_input",
+    "validate_run_output",
+]
 
-ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed"]
+ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed", "cancelled"]
 
 ProgressCallback = Callable[["Checkpoint"], Awaitable[None]]
 """Called with a progress checkpoint after each stage (see the module docstring)."""
@@ -87,7 +115,7 @@ class Snapshot(TypedDict):
     Attributes:
         run_id: The run's id.
         chart_name: The chart's name.
-        status: ``paused``, ``completed``, ``failed`` (or ``idle``/``running``).
+        status: ``paused``, ``completed``, ``failed``, ``cancelled`` (or ``idle``/``running``).
         input: The input the run started with.
         shared_state: The current state.
         pauses: Pending pauses (empty unless paused).
@@ -164,6 +192,8 @@ class FlowChartExecutor:
         self._levels: list[tuple[Any, ...]] = []
         self._fork_depth = 0
         self._seq = 0  # orders events across the run and every resume (see trace.py)
+        self._cancel: tuple[str | None, str | None] | None = None  # (actor, reason) once asked
+        self._output: Any = None
 
     # -- public API -------------------------------------------------------
 
@@ -183,28 +213,38 @@ class FlowChartExecutor:
         return self._run_id
 
     async def run(
-        self, input: Mapping[str, Any] | None = None, *, run_id: str | None = None
+        self,
+        input: Mapping[str, Any] | Any | None = None,
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # also settles the tree: see RunTimeoutError
     ) -> ExecutorStatus:
         """Run the chart from its first stage.
 
         Args:
             input: Seeded into the shared state (each value checked like a write).
+                With an input model (``build(input=Model)``) it is validated
+                first, and may be an instance of the model.
             run_id: The run's id; a random one by default.
+            timeout: Seconds the whole call may take (``RunTimeoutError`` after).
 
         Returns:
-            ``"paused"`` (see :meth:`get_checkpoint`) or ``"completed"``.
+            ``"paused"`` (see :meth:`get_checkpoint`), ``"completed"``, or
+            ``"cancelled"`` when :meth:`cancel` stopped the run.
 
         Raises:
             StageError: A stage raised; the original exception is chained.
-            RunInputError: ``input`` is not a mapping.
+            RunInputError: ``input`` is not a mapping, or fails the input model.
+            RunOutputError: The run completed, but its state fails the output model.
+            RunTimeoutError: The run took longer than ``timeout``.
             StateError: An input value cannot live in the state.
         """
         self._begin()
-        if input is not None and not isinstance(input, Mapping):
+        try:
+            input = validate_run_input(self._chart, input)
+        except RunInputError:
             self._status = "idle"
-            raise RunInputError(
-                f"run input must be a mapping of state keys, not a {type(input).__name__}"
-            )
+            raise
         self._run_id = run_id or os.urandom(16).hex()
         self._started_at = time.time()
         self._state = {}
@@ -224,7 +264,7 @@ class FlowChartExecutor:
             raise StateError(
                 f"run input {exc}", key=getattr(exc, "key", "input"), stage_id="input"
             ) from None
-        return await self._traverse(None)
+        return await self._traverse(None, timeout)
 
     async def resume(
         self,
@@ -233,6 +273,7 @@ class FlowChartExecutor:
         *,
         stage_id: str | None = None,
         answers: Mapping[str, Any] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # also settles the tree: see RunTimeoutError
     ) -> ExecutorStatus:
         """Resume a paused run from its checkpoint, in this or any other process.
 
@@ -241,9 +282,11 @@ class FlowChartExecutor:
         several at once with ``answers={stage_id: input}``; the others stay
         pending in the next checkpoint. ``checkpoint`` itself is never changed:
         if the resume fails, the same checkpoint can be resumed again.
+        ``timeout`` bounds the whole call, as in :meth:`run`.
 
         Returns:
-            ``"paused"`` (at the next pause, or pauses still pending) or ``"completed"``.
+            ``"paused"`` (at the next pause, or pauses still pending),
+            ``"completed"`` or ``"cancelled"``.
 
         Raises:
             CheckpointError: The checkpoint is malformed, from another chart,
@@ -251,6 +294,8 @@ class FlowChartExecutor:
             ResumeTargetError: The answer names no pending pause, or several are pending.
             ResumeInputError: The input fails the stage's ``input_schema``.
             StageError: ``resume`` or a later stage raised.
+            RunOutputError: The run completed, but its state fails the output model.
+            RunTimeoutError: The resume took longer than ``timeout``.
         """
         self._begin()
         try:
@@ -261,16 +306,21 @@ class FlowChartExecutor:
         except BaseException:
             self._status = "idle"
             raise
-        return await self._traverse(continuation)
+        return await self._traverse(continuation, timeout)
 
-    async def continue_from(self, checkpoint: Checkpoint | Mapping[str, Any]) -> ExecutorStatus:
+    async def continue_from(
+        self,
+        checkpoint: Checkpoint | Mapping[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  # also settles the tree: see RunTimeoutError
+    ) -> ExecutorStatus:
         """Carry on from a progress checkpoint (``status == "running"``) with its next stage.
 
         Used to finish a run whose process died: the stages recorded as done
-        do not run again.
+        do not run again. ``timeout`` bounds the whole call, as in :meth:`run`.
 
         Returns:
-            ``"paused"`` or ``"completed"``.
+            ``"paused"``, ``"completed"`` or ``"cancelled"``.
 
         Raises:
             CheckpointError: The checkpoint is malformed, from another chart, or tampered with.
@@ -284,7 +334,35 @@ class FlowChartExecutor:
         except BaseException:
             self._status = "idle"
             raise
-        return await self._traverse(continuation)
+        return await self._traverse(continuation, timeout)
+
+    def cancel(self, reason: str | None = None, *, actor: str | None = None) -> bool:
+        """Ask the running run to stop before its next stage; call it from another task.
+
+        The stage in flight finishes (give it a ``time_limit`` to bound it);
+        the state keeps what finished stages wrote; ``run``/``resume`` then
+        return ``"cancelled"``, and the narrative says who stopped it and why.
+        A cancelled run has no checkpoint: it cannot be resumed.
+
+        Args:
+            reason: Why, for the narrative.
+            actor: Who, for the narrative.
+
+        Returns:
+            Whether a run was running to be cancelled.
+        """
+        if self._status != "running":
+            return False
+        self._cancel = (actor, reason)
+        return True
+
+    def get_output(self) -> Any:
+        """Return the completed run's output, validated by the chart's output model.
+
+        ``None`` unless the chart declares ``build(output=Model)`` and the last
+        run or resume completed.
+        """
+        return self._output if self._status == "completed" else None
 
     def _load(self, checkpoint: Mapping[str, Any], copies: dict[str, Any]) -> Frame:
         """Take over a validated checkpoint's copies; return its continuation."""
@@ -300,10 +378,16 @@ class FlowChartExecutor:
         return continuation
 
     def run_sync(
-        self, input: Mapping[str, Any] | None = None, *, run_id: str | None = None
+        self,
+        input: Mapping[str, Any] | Any | None = None,
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
     ) -> ExecutorStatus:
         """Run ``run`` on a fresh event loop, for code that has none."""
-        return run_until_complete(self.run(input, run_id=run_id), "await executor.run(...)")
+        return run_until_complete(
+            self.run(input, run_id=run_id, timeout=timeout), "await executor.run(...)"
+        )
 
     def resume_sync(
         self,
@@ -312,10 +396,11 @@ class FlowChartExecutor:
         *,
         stage_id: str | None = None,
         answers: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> ExecutorStatus:
         """Run ``resume`` on a fresh event loop, for code that has none."""
         return run_until_complete(
-            self.resume(checkpoint, input, stage_id=stage_id, answers=answers),
+            self.resume(checkpoint, input, stage_id=stage_id, answers=answers, timeout=timeout),
             "await executor.resume(...)",
         )
 
@@ -405,6 +490,8 @@ class FlowChartExecutor:
         self._status = "running"
         self._continuation = None
         self._error = None
+        self._cancel = None
+        self._output = None
         self._control = LoopControl()
         self._levels = []
         self._fork_depth = 0
@@ -481,10 +568,16 @@ class FlowChartExecutor:
 
     # -- traversal --------------------------------------------------------
 
-    async def _traverse(self, continuation: Frame | None) -> ExecutorStatus:
+    async def _traverse(self, continuation: Frame | None, limit: float | None) -> ExecutorStatus:
         env = _Env(self._state, self._chart.codec, "")
+        work = self._sequence(self._chart.steps, env, self._tree, continuation)
         try:
-            frame = await self._sequence(self._chart.steps, env, self._tree, continuation)
+            frame = await (work if limit is None else self._bounded(work, limit))
+            if frame is None and self._chart.output_contract is not None:
+                self._output = validate_run_output(self._chart, self._state)
+        except _Cancelled as stop:
+            self._stopped(stop)
+            return "cancelled"
         except PausepointError as exc:
             self._status = "failed"
             self._error = exc
@@ -499,6 +592,50 @@ class FlowChartExecutor:
         self._paused_at = time.time()
         self._status = "paused"
         return "paused"
+
+    async def _bounded(self, work: Coroutine[Any, Any, Frame | None], limit: float) -> Frame | None:
+        """Await the traversal, cancelling it at its next ``await`` once ``limit`` seconds pass."""
+        import asyncio
+
+        timeout = asyncio.timeout(limit)
+        try:
+            async with timeout:
+                return await work
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            _settle(self._tree, "failed", f"the run timed out after {limit:g} s")
+            raise RunTimeoutError(
+                f"run {self._run_id!r} of chart {self._chart.name!r} took longer than its "
+                f"timeout of {limit:g} s; the stage in flight was cancelled",
+                run_id=self._run_id,
+                limit=limit,
+            ) from None
+
+    def _stopped(self, stop: _Cancelled) -> None:
+        """Finish a cancelled run: mark what was in flight, say where it stopped and why."""
+        _settle(self._tree, "cancelled")
+        actor, reason = self._cancel or (None, None)
+        record: TreeNode = {
+            "id": stop.path,
+            "name": stop.name,
+            "kind": "cancel",
+            "status": "done",
+            "seq": self._tick(),
+        }
+        if actor is not None:
+            record["actor"] = actor
+        if reason is not None:
+            record["reason"] = reason
+        self._tree.append(record)
+        self._status = "cancelled"
+
+    @staticmethod
+    def _cancelled_at(step: Step, env: _Env) -> _Cancelled:
+        """The signal that stops a cancelled run before ``step``."""
+        if isinstance(step, LoopBack):
+            return _Cancelled(env.prefix + step.target, step.target_name)
+        return _Cancelled(env.prefix + step.id, step.name)
 
     async def _sequence(
         self, steps: tuple[Step, ...], env: _Env, tree: list[TreeNode], frame: Frame | None
@@ -523,6 +660,8 @@ class FlowChartExecutor:
         end = len(steps)
         while index < end:
             step = steps[index]
+            if self._cancel is not None:
+                raise self._cancelled_at(step, env)
             if type(step) is LoopBack:
                 index = self._loop_back(step, index, loops, env, tree)
                 continue
@@ -559,6 +698,8 @@ class FlowChartExecutor:
             while position[0] < len(steps):
                 index = position[0]
                 step = steps[index]
+                if pending_frame is None and self._cancel is not None:
+                    raise self._cancelled_at(step, env)
                 if type(step) is LoopBack:
                     position[0] = self._loop_back(step, index, position[1], env, tree)
                     continue
@@ -672,20 +813,119 @@ class FlowChartExecutor:
             record["breaks_loop"] = True
         return result
 
+    async def _call_guarded(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        record: TreeNode,
+        env: _Env,
+        path: str,
+        phase: str,
+        retry: Retry | None,
+        limit: float | None,
+    ) -> tuple[Any, Scope]:
+        """``_call`` under a retry policy and a time limit; return the result and its scope.
+
+        Callers take this path only for a node that has either control, so the
+        others pay nothing for them.
+        """
+        result, scope, started = await self._guarded(
+            fn, is_async, record, env, path, phase, retry, limit
+        )
+        _finish(record, scope, started)
+        if self._control.requested:
+            record["breaks_loop"] = True
+        return result, scope
+
+    async def _guarded(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        record: TreeNode,
+        env: _Env,
+        path: str,
+        phase: str,
+        retry: Retry | None,
+        limit: float | None,
+        *args: Any,
+    ) -> tuple[Any, Scope, float]:
+        """Call a user function under its retry policy and time limit.
+
+        Each failed attempt goes into ``record["attempts"]``; a retried one's
+        writes are undone (from a shallow copy of the state taken before it)
+        and its ``break_loop()`` forgotten. The last failure, or one ``retry.on``
+        does not cover, is raised as the ``StageError``.
+
+        Returns:
+            The result, the scope of the attempt that succeeded, and when it started.
+        """
+        attempts = 1 if retry is None else retry.attempts
+        attempt = 1
+        while True:
+            scope = self._scope(env, path)
+            before = dict(env.state) if attempt < attempts else None
+            breaking = self._control.requested
+            started = _perf()
+            try:
+                return await _call_limited(fn, is_async, scope, limit, args), scope, started
+            except Exception as exc:
+                if retry is None:
+                    raise self._failure(record, scope, started, exc, phase) from exc
+                if before is None or not isinstance(exc, retry.on):
+                    self._attempt_failed(record, phase, attempt, attempts, exc, started, None)
+                    raise self._failure(record, scope, started, exc, phase) from exc
+                delay = retry.delay(attempt)
+                _undo(env.state, before, access_log(scope)[1])
+                self._control.requested = breaking
+                self._attempt_failed(record, phase, attempt, attempts, exc, started, delay)
+            import asyncio
+
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _attempt_failed(
+        self,
+        record: TreeNode,
+        phase: str,
+        attempt: int,
+        attempts: int,
+        exc: Exception,
+        started: float,
+        retry_in: float | None,
+    ) -> None:
+        entry: Attempt = {
+            "phase": phase,
+            "attempt": attempt,
+            "of": attempts,
+            "error": _describe(exc),
+            "ms": (_perf() - started) * 1000.0,
+            "seq": self._tick(),
+        }
+        if retry_in is not None:
+            entry["retry_in"] = retry_in
+        record.setdefault("attempts", []).append(entry)
+
     @staticmethod
     def _failure(
         record: TreeNode, scope: Scope, started: float, exc: Exception, phase: str
     ) -> StageError:
         """Record a stage's failure in the tree; return the error to raise from ``exc``."""
-        _finish(record, scope, started)
+        if phase != "resume":  # the record's reads and writes are execute's
+            _finish(record, scope, started)
         record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["error"] = _describe(exc)
         where = f" in {phase}" if phase != "run" else ""
+        facts: dict[str, Any] = {
+            "stage_id": record["id"],
+            "stage_name": record["name"],
+            "phase": phase,
+        }
+        if isinstance(exc, _TimedOut):
+            return StageTimeoutError(
+                f"stage {record['id']!r} ({record['name']}){where} {exc}", limit=exc.limit, **facts
+            )
         return StageError(
-            f"stage {record['id']!r} ({record['name']}) raised{where}: {type(exc).__name__}: {exc}",
-            stage_id=record["id"],
-            stage_name=record["name"],
-            phase=phase,
+            f"stage {record['id']!r} ({record['name']}) raised{where}: {_describe(exc)}", **facts
         )
 
     async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
@@ -698,8 +938,13 @@ class FlowChartExecutor:
             "seq": self._tick(),
         }
         tree.append(record)
-        if node.is_async:
-            await self._call(node.fn, True, record, self._scope(env, path), "run")
+        if not node.inline:
+            if node.retry is None and node.time_limit is None:
+                await self._call(node.fn, True, record, self._scope(env, path), "run")
+            else:
+                await self._call_guarded(
+                    node.fn, node.is_async, record, env, path, "run", node.retry, node.time_limit
+                )
             record["status"] = "done"
             return
         # the common case, without a coroutine per call: a sync stage called inline
@@ -731,9 +976,20 @@ class FlowChartExecutor:
         }
         position = len(tree)
         tree.append(record)
-        data = await self._call(
-            node.execute, node.execute_is_async, record, self._scope(env, path), "execute"
-        )
+        if node.retry is None and node.time_limit is None:
+            scope = self._scope(env, path)
+            data = await self._call(node.execute, node.execute_is_async, record, scope, "execute")
+        else:
+            data, _ = await self._call_guarded(
+                node.execute,
+                node.execute_is_async,
+                record,
+                env,
+                path,
+                "execute",
+                node.retry,
+                node.time_limit,
+            )
         if data is None:
             record["status"] = "done"
             return None
@@ -777,22 +1033,28 @@ class FlowChartExecutor:
             self._pauses.append(self._previous_pauses[path])
             return frame
         record = tree[frame["t"]]
-        scope = self._scope(env, path)
         resumed_at = time.time()
-        started = _perf()
-        try:
-            result = node.resume(scope, answer)
-            if node.resume_is_async or hasattr(result, "__await__"):
-                await result
-        except Exception as exc:
-            record["status"] = "failed"
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            raise StageError(
-                f"stage {path!r} ({node.name}) raised in resume: {type(exc).__name__}: {exc}",
-                stage_id=path,
-                stage_name=node.name,
-                phase="resume",
-            ) from exc
+        if node.retry_resume or node.time_limit is not None:
+            _, scope, started = await self._guarded(
+                node.resume,
+                node.resume_is_async,
+                record,
+                env,
+                path,
+                "resume",
+                node.retry if node.retry_resume else None,
+                node.time_limit,
+                answer,
+            )
+        else:
+            scope = self._scope(env, path)
+            started = _perf()
+            try:
+                result = node.resume(scope, answer)
+                if node.resume_is_async or hasattr(result, "__await__"):
+                    await result
+            except Exception as exc:
+                raise self._failure(record, scope, started, exc, "resume") from exc
         record["status"] = "resumed"
         record["resume"] = {
             "at": resumed_at,
@@ -822,7 +1084,7 @@ class FlowChartExecutor:
             }
             position = len(tree)
             tree.append(record)
-            key = await self._call(node.fn, node.is_async, record, self._scope(env, path), "run")
+            key, scope = await self._route(node, record, env, path)
             if not isinstance(key, str) or key not in node.branches:
                 if node.default is None:
                     record["status"] = "failed"
@@ -835,6 +1097,7 @@ class FlowChartExecutor:
                     )
                 key = node.default
             record["chose"] = [key]
+            self._keep_evidence(record, scope)
             child_frame = None
         else:
             position = frame["t"]
@@ -874,12 +1137,10 @@ class FlowChartExecutor:
             position = len(tree)
             tree.append(record)
             if isinstance(node, Selector):
-                keys = self._selected(
-                    node,
-                    record,
-                    await self._call(node.fn, node.is_async, record, self._scope(env, path), "run"),
-                )
+                returned, scope = await self._route(node, record, env, path)
+                keys = self._selected(node, record, returned)
                 record["chose"] = keys
+                self._keep_evidence(record, scope)
             else:
                 keys = list(node.branches)
             branches = [(key, node.branches[key], None) for key in keys]
@@ -906,6 +1167,24 @@ class FlowChartExecutor:
             return None
         record["status"] = "paused"
         return {"t": position, "branches": pending}
+
+    async def _route(
+        self, node: Decider | Selector, record: TreeNode, env: _Env, path: str
+    ) -> tuple[Any, Scope]:
+        """Call a decider's or selector's function; return what it chose and its scope."""
+        if node.retry is None and node.time_limit is None:
+            scope = self._scope(env, path)
+            return await self._call(node.fn, node.is_async, record, scope, "run"), scope
+        return await self._call_guarded(
+            node.fn, node.is_async, record, env, path, "run", node.retry, node.time_limit
+        )
+
+    def _keep_evidence(self, record: TreeNode, scope: Scope) -> None:
+        """Put what ``decide``/``select`` recorded on the scope in the tree, if it chose these branches."""
+        evidence = evidence_of(scope)
+        if evidence is None or evidence.get("chose") != record.get("chose"):
+            return  # no rules used, or the function returned something else than they chose
+        record["evidence"] = _redacted_evidence(evidence, self._chart.redact)
 
     @staticmethod
     def _selected(node: Selector, record: TreeNode, returned: Any) -> list[str]:
@@ -1177,27 +1456,181 @@ def validate_resume_input(node: PausableStage, path: str, answer: Any) -> Any:
     try:
         return TypeAdapter(node.input_schema).validate_python(answer)
     except ValidationError as exc:
-        details = exc.errors(include_url=False, include_context=False)
-        summary = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
-            for error in details
-        )
+        summary, errors = _validation_details(exc)
         raise ResumeInputError(
-            f"resume input for stage {path!r} does not fit {getattr(node.input_schema, '__name__', 'its schema')}: {summary}",
+            f"resume input for stage {path!r} does not fit {_model_name(node.input_schema)}: {summary}",
             stage_id=path,
-            errors=json_copy(_jsonable_errors(details)),
+            errors=errors,
         ) from None
 
 
-def _jsonable_errors(details: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "loc": [part if isinstance(part, int | str) else str(part) for part in error["loc"]],
-            "msg": error["msg"],
-            "type": error["type"],
-        }
+def validate_run_input(chart: FlowChart, input: Any) -> dict[str, Any]:
+    """Check a run's input: a mapping, that fits the chart's input model if it declares one.
+
+    Returns:
+        What to seed the state with: the validated model's fields as JSON,
+        defaults included; without a model, the mapping as given.
+
+    Raises:
+        RunInputError: Not a mapping, or not fitting the model (with pydantic's
+            details, each naming its field).
+    """
+    contract = chart.input_contract
+    if contract is None:
+        if input is not None and not isinstance(input, Mapping):
+            raise RunInputError(
+                f"run input must be a mapping of state keys, not a {type(input).__name__}"
+            )
+        return dict(input or {})
+    from pydantic import ValidationError
+
+    name = _model_name(contract.model)
+    try:
+        value = contract.adapter.validate_python({} if input is None else input)
+    except ValidationError as exc:
+        summary, errors = _validation_details(exc)
+        raise RunInputError(
+            f"run input of chart {chart.name!r} does not fit {name}: {summary}", errors=errors
+        ) from None
+    seed = contract.adapter.dump_python(value, mode="json")
+    if not isinstance(seed, dict):
+        raise RunInputError(f"input model {name} of chart {chart.name!r} is not a mapping of keys")
+    return seed
+
+
+def validate_run_output(chart: FlowChart, state: Mapping[str, Any]) -> Any:
+    """Check a completed run's state against the chart's output model; return the output.
+
+    Raises:
+        RunOutputError: The state does not fit, with pydantic's details naming each field.
+    """
+    contract = chart.output_contract
+    assert contract is not None
+    from pydantic import ValidationError
+
+    try:
+        return contract.adapter.validate_python(dict(state))
+    except ValidationError as exc:
+        summary, errors = _validation_details(exc)
+        raise RunOutputError(
+            f"run of chart {chart.name!r} completed, but its state does not fit the output "
+            f"model {_model_name(contract.model)}: {summary}",
+            errors=errors,
+        ) from None
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "__name__", "its schema"))
+
+
+def _validation_details(exc: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Return a one-line summary naming each bad field, and the details as JSON."""
+    details = exc.errors(include_url=False, include_context=False)
+    summary = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
         for error in details
-    ]
+    )
+    errors: list[dict[str, Any]] = json_copy(
+        [
+            {
+                "loc": [
+                    part if isinstance(part, int | str) else str(part) for part in error["loc"]
+                ],
+                "msg": error["msg"],
+                "type": error["type"],
+            }
+            for error in details
+        ]
+    )
+    return summary, errors
+
+
+class _Cancelled(BaseException):
+    """Unwinds a cancelled run to ``_traverse``; never leaves the executor.
+
+    A ``BaseException``, so that no ``except Exception`` on the way takes it for a failure.
+    """
+
+    def __init__(self, path: str, name: str) -> None:
+        super().__init__(path)
+        self.path = path
+        self.name = name
+
+
+class _TimedOut(TimeoutError):
+    """A stage attempt ran past its time limit (a ``TimeoutError``, for ``Retry(on=...)``)."""
+
+    def __init__(self, limit: float, *, abandoned: bool) -> None:
+        what = (
+            "was abandoned in its worker thread (its later writes are dropped)"
+            if abandoned
+            else "was cancelled"
+        )
+        super().__init__(f"ran past its time limit of {limit:g} s and {what}")
+        self.limit = limit
+
+
+async def _call_limited(
+    fn: Callable[..., Any], is_async: bool, scope: Scope, limit: float | None, args: tuple[Any, ...]
+) -> Any:
+    """Call a user function; with a limit, cancel it (async) or abandon its thread (sync)."""
+    if limit is None:
+        result = fn(scope, *args)
+        if is_async or hasattr(result, "__await__"):
+            result = await result
+        return result
+    import asyncio
+
+    timeout = asyncio.timeout(limit)
+    try:
+        async with timeout:
+            if is_async:
+                return await fn(scope, *args)
+            result = await asyncio.to_thread(fn, scope, *args)
+            return (await result) if hasattr(result, "__await__") else result
+    except TimeoutError:
+        if not timeout.expired():
+            raise  # the function's own TimeoutError
+        if not is_async:
+            detach(scope)
+        raise _TimedOut(limit, abandoned=not is_async) from None
+    except asyncio.CancelledError:
+        if not is_async:  # the whole run was cancelled around a thread that goes on
+            detach(scope)
+        raise
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, _TimedOut) else f"{type(exc).__name__}: {exc}"
+
+
+def _undo(state: dict[str, Any], before: Mapping[str, Any], writes: list[str]) -> None:
+    """Put back the keys a failed attempt wrote, as they were before it."""
+    for key in writes:
+        if key in before:
+            state[key] = before[key]
+        else:
+            state.pop(key, None)
+
+
+def _settle(tree: list[TreeNode], status: Literal["failed", "cancelled"], error: str = "") -> None:
+    """Give every node still ``running`` its final status (a run timed out or was cancelled)."""
+    for node in tree:
+        if node["status"] == "running":
+            node["status"] = status
+            if error and "children" not in node:
+                node["error"] = error
+        _settle(node.get("children") or [], status, error)
+
+
+def _redacted_evidence(evidence: Evidence, redact: frozenset[str]) -> Evidence:
+    copy: Evidence = json_copy(evidence)
+    if redact:
+        checks = [*copy.get("checked", []), *(c for m in copy["matched"] for c in m["checks"])]
+        for check in checks:
+            if check["key"] in redact and "value" in check:
+                check["value"] = _REDACTED
+    return copy
 
 
 def _finish(record: TreeNode, scope: Scope, started: float) -> None:

@@ -17,6 +17,11 @@ a store:
 * **Deadlines.** A pausable stage declared with ``timeout=`` gives its pauses a
   deadline; :meth:`Runs.expire_due` applies the stage's ``on_timeout`` policy
   once, even when several sweepers run at once.
+* **Cancelling a running run.** :meth:`Runs.cancel` of a running run records a
+  cancel request on its record (one compare-and-set). The process running it
+  finds the request when its next progress or heartbeat write loses that
+  compare-and-set, stops the executor before the next stage, and records the
+  run ``cancelled`` with who asked and why.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from .errors import (
     StoreError,
     VersionConflictError,
 )
-from .executor import FlowChartExecutor, validate_resume_input
+from .executor import FlowChartExecutor, validate_resume_input, validate_run_input
 from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun
 
 __all__ = ["CompatibilityRule", "RunRecord", "Runs", "unchanged_from_pause"]
@@ -196,13 +201,14 @@ class Runs:
         Raises:
             RunExistsError: ``run_id`` is taken.
             RunError: No chart is registered under ``chart``.
+            RunInputError: ``input`` fails the chart's input model (no run is created).
 
         A failing stage does not raise: it gives a ``failed`` record.
         """
         flow = self._chart(chart)
+        seed = json_copy(validate_run_input(flow, input), "input")
         run_id = run_id or os.urandom(16).hex()
         now = time.time()
-        seed = json_copy(dict(input or {}), "input")
         record = await self.store.create(
             StoredRun(
                 run_id=run_id,
@@ -436,27 +442,76 @@ class Runs:
 
     async def _outcome_of(self, record: StoredRun) -> RunRecord:
         """The first resume's outcome: wait while it is still running (bounded by the lease)."""
-        deadline = time.time() + self.lease_seconds
+        return await self._record(await self._while_running(record, self.lease_seconds))
+
+    async def _while_running(self, record: StoredRun, seconds: float) -> StoredRun:
+        """Wait up to ``seconds`` for a running run to stop running; return its latest record."""
+        deadline = time.time() + seconds
         while record.status == "running" and time.time() < deadline:
             await asyncio.sleep(0.02)
             record = await self.store.get(record.run_id)
-        return await self._record(record)
+        return record
 
     # -- cancelling and deadlines --------------------------------------------
 
     async def cancel(
-        self, run_id: str, actor: str | None = None, reason: str | None = None
+        self,
+        run_id: str,
+        actor: str | None = None,
+        reason: str | None = None,
+        *,
+        wait: float | None = None,
     ) -> RunRecord:
-        """Cancel a paused run; its pauses leave the inbox.
+        """Cancel a run: a paused one at once, a running one before its next stage.
+
+        A paused run is cancelled at once; its pauses leave the inbox. For a
+        running run, in this process or any other, a cancel request is
+        recorded (audit ``cancel_requested``); the process running it notices
+        at its next stage boundary (at the latest by its next heartbeat,
+        every third of the lease), stops, and records the run ``cancelled``:
+        the state keeps what finished stages wrote, and the audit's
+        ``cancelled`` event names ``actor`` and ``reason``. The stage in flight
+        finishes first. A run that pauses before noticing is cancelled as a paused one.
+
+        Args:
+            run_id: The run.
+            actor: Who cancels (recorded in the audit).
+            reason: Why.
+            wait: How long to wait for a running run to stop, in seconds
+                (default: the lease). The record is returned as it then
+                stands: still ``running`` if the stage in flight takes longer;
+                the request stays, and the run stops when it reaches the next stage.
 
         Raises:
             RunNotFoundError: No run has that id.
-            RunNotPausedError: The run is running or finished.
+            RunNotPausedError: The run is finished, or finished before the
+                request took effect.
         """
         record = await self.store.get(run_id)
+        while record.status == "running" and "cancel" not in record.meta:
+            request = {"actor": actor, "reason": reason, "at": time.time()}
+            try:
+                record = await self.store.replace(
+                    dataclasses.replace(record, meta={**record.meta, "cancel": request}),
+                    expected_version=record.version,
+                    events=[_event("cancel_requested", actor, {"reason": reason})],
+                )
+            except VersionConflictError:  # it wrote its progress meanwhile: ask again
+                record = await self.store.get(run_id)
+        if record.status == "running":
+            record = await self._while_running(record, self.lease_seconds if wait is None else wait)
+            if record.status in ("running", "cancelled"):
+                return await self._record(record)
+            if record.status != "paused":
+                raise RunNotPausedError(
+                    f"run {run_id!r} {record.status} before the cancel request took effect",
+                    run_id=run_id,
+                    status=record.status,
+                )
         if record.status != "paused":
             raise RunNotPausedError(
-                f"run {run_id!r} is {record.status}; only a paused run can be cancelled",
+                f"run {run_id!r} is {record.status}; only a paused run can be cancelled "
+                "(or a running one, before its next stage)",
                 run_id=run_id,
                 status=record.status,
             )
@@ -562,6 +617,21 @@ class Runs:
             flow = self.charts.get(record.chart)
             if flow is None:
                 continue
+            if "cancel" in record.meta:  # its process died before it could honour the request
+                with contextlib.suppress(VersionConflictError):
+                    await self.store.replace(
+                        dataclasses.replace(
+                            record,
+                            status="cancelled",
+                            pauses=(),
+                            lease_owner=None,
+                            updated_at=time.time(),
+                        ),
+                        expected_version=record.version,
+                        events=[_cancelled_event(record.meta["cancel"], record.lease_owner)],
+                    )
+                    recovered.append(record.run_id)
+                continue
             try:
                 claimed = await self.store.replace(
                     dataclasses.replace(
@@ -599,13 +669,24 @@ class Runs:
         flow: FlowChart,
         step: Callable[[FlowChartExecutor], Awaitable[str]],
     ) -> RunRecord:
-        """Run ``step`` on a fresh executor, keeping progress and lease in the store."""
-        holder = _Claim(self.store, record, self.lease_seconds)
+        """Run ``step`` on a fresh executor, keeping progress and lease in the store.
+
+        A cancel request found on the record while it runs (see :meth:`cancel`)
+        stops the executor before its next stage.
+        """
 
         async def on_progress(checkpoint: Checkpoint) -> None:
             await holder.write(checkpoint=dict(checkpoint), events=[])
 
         executor = FlowChartExecutor(flow, signing_key=self._signing_key, on_progress=on_progress)
+        holder = _Claim(
+            self.store,
+            record,
+            self.lease_seconds,
+            on_cancel=lambda request: executor.cancel(
+                request.get("reason"), actor=request.get("actor")
+            ),
+        )
         heartbeat = asyncio.create_task(holder.heartbeat())
         try:
             await step(executor)
@@ -617,12 +698,14 @@ class Runs:
             # A stage raised, or the stored checkpoint cannot be resumed. The
             # record keeps the checkpoint it started from, for inspection.
             heartbeat.cancel()
-            final = await holder.finish(
-                status="failed",
-                pauses=(),
-                snapshot=dict(executor.get_snapshot()),
-                error=str(exc),
-                events=[
+            failure: tuple[dict[str, Any], list[AuditEvent]] = (
+                {
+                    "status": "failed",
+                    "pauses": (),
+                    "snapshot": dict(executor.get_snapshot()),
+                    "error": str(exc),
+                },
+                [
                     _event(
                         "failed",
                         None,
@@ -630,32 +713,53 @@ class Runs:
                     )
                 ],
             )
+            final = await holder.finish(lambda: failure)
             return await self._record(final)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        known = {pause.pause_id for pause in record.pauses}
+        final = await holder.finish(lambda: self._outcome(executor, flow, holder, known))
+        return await self._record(final)
+
+    def _outcome(
+        self, executor: FlowChartExecutor, flow: FlowChart, holder: _Claim, known: set[str]
+    ) -> tuple[dict[str, Any], list[AuditEvent]]:
+        """The record's changes and audit events for how the executor ended.
+
+        Asked again if a cancel request turns up while the outcome is written:
+        a run that paused is then cancelled instead.
+        """
         snapshot = dict(executor.get_snapshot())
         checkpoint = executor.get_checkpoint()
-        if checkpoint is None:
-            final = await holder.finish(
-                status="completed",
-                checkpoint=None,
-                pauses=(),
-                snapshot=snapshot,
-                error=None,
-                events=[_event("completed", None, {})],
+        if executor.status == "cancelled" or (holder.cancel is not None and checkpoint):
+            snapshot.update(status="cancelled", pauses=[])
+            return (
+                {"status": "cancelled", "pauses": (), "snapshot": snapshot, "error": None},
+                [_cancelled_event(holder.cancel or {}, self._owner)],
             )
-            return await self._record(final)
+        if checkpoint is None:
+            return (
+                {
+                    "status": "completed",
+                    "checkpoint": None,
+                    "pauses": (),
+                    "snapshot": snapshot,
+                    "error": None,
+                },
+                [_event("completed", None, {})],
+            )
         pauses = tuple(self._pause_entry(flow, pause) for pause in checkpoint["pauses"])
-        known = {pause.pause_id for pause in record.pauses}
-        final = await holder.finish(
-            status="paused",
-            checkpoint=dict(checkpoint),
-            pauses=pauses,
-            snapshot=snapshot,
-            error=None,
-            events=[
+        return (
+            {
+                "status": "paused",
+                "checkpoint": dict(checkpoint),
+                "pauses": pauses,
+                "snapshot": snapshot,
+                "error": None,
+            },
+            [
                 _event(
                     "paused",
                     None,
@@ -665,7 +769,6 @@ class Runs:
                 if p.pause_id not in known
             ],
         )
-        return await self._record(final)
 
     @staticmethod
     def _pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
@@ -710,36 +813,78 @@ class _Claim:
 
     Every write is a compare-and-set on the version this holder last wrote, so
     if another process took the run over (our lease lapsed), our next write
-    fails and the run is left to it.
+    fails and the run is left to it. The one change another process may make
+    to a claimed run is a cancel request (``Runs.cancel``): the holder adopts
+    it, hands it to ``on_cancel`` and writes again.
     """
 
-    def __init__(self, store: Store, record: StoredRun, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        record: StoredRun,
+        lease_seconds: float,
+        on_cancel: Callable[[Mapping[str, Any]], object],
+    ) -> None:
         self.store = store
         self.record = record
         self.lease_seconds = lease_seconds
         self.lock = asyncio.Lock()
+        self.on_cancel = on_cancel
+        self.cancel: Mapping[str, Any] | None = None
 
     async def write(self, *, events: Sequence[AuditEvent], **changes: Any) -> StoredRun:
-        async with self.lock:
-            now = time.time()
-            try:
-                self.record = await self.store.replace(
-                    dataclasses.replace(
-                        self.record, updated_at=now, lease_until=now + self.lease_seconds, **changes
-                    ),
-                    expected_version=self.record.version,
-                    events=events,
-                )
-            except VersionConflictError:
-                raise RunAlreadyClaimedError(
-                    f"run {self.record.run_id!r} was taken over by another process "
-                    "(its lease lapsed); this process stops working on it",
-                    run_id=self.record.run_id,
-                ) from None
-            return self.record
+        return await self._write(lambda: (changes, list(events)))
 
-    async def finish(self, *, events: Sequence[AuditEvent], **changes: Any) -> StoredRun:
-        return await self.write(events=events, lease_owner=None, **changes)
+    async def finish(
+        self, outcome: Callable[[], tuple[dict[str, Any], list[AuditEvent]]]
+    ) -> StoredRun:
+        """Write the run's outcome and release the lease; ``outcome`` is asked again after a cancel."""
+
+        def released() -> tuple[dict[str, Any], list[AuditEvent]]:
+            changes, events = outcome()
+            return {**changes, "lease_owner": None}, events
+
+        return await self._write(released)
+
+    async def _write(
+        self, change: Callable[[], tuple[dict[str, Any], list[AuditEvent]]]
+    ) -> StoredRun:
+        async with self.lock:
+            while True:
+                changes, events = change()
+                now = time.time()
+                try:
+                    self.record = await self.store.replace(
+                        dataclasses.replace(
+                            self.record,
+                            updated_at=now,
+                            lease_until=now + self.lease_seconds,
+                            **changes,
+                        ),
+                        expected_version=self.record.version,
+                        events=events,
+                    )
+                    return self.record
+                except VersionConflictError:
+                    latest = await self.store.get(self.record.run_id)
+                    if not self._asked_to_cancel(latest):
+                        raise RunAlreadyClaimedError(
+                            f"run {self.record.run_id!r} was taken over by another process "
+                            "(its lease lapsed); this process stops working on it",
+                            run_id=self.record.run_id,
+                        ) from None
+                self.record = latest
+                self.cancel = latest.meta["cancel"]
+                self.on_cancel(self.cancel)
+
+    def _asked_to_cancel(self, latest: StoredRun) -> bool:
+        """Whether the record changed only by a cancel request, still held by us."""
+        return (
+            self.cancel is None
+            and latest.status == "running"
+            and latest.lease_owner == self.record.lease_owner
+            and isinstance(latest.meta.get("cancel"), Mapping)
+        )
 
     async def heartbeat(self) -> None:
         while True:
@@ -750,6 +895,15 @@ class _Claim:
 
 def _event(kind: Any, actor: str | None, data: Mapping[str, Any]) -> AuditEvent:
     return AuditEvent(kind=kind, at=time.time(), actor=actor, data=dict(data))
+
+
+def _cancelled_event(request: Mapping[str, Any], by: str | None) -> AuditEvent:
+    """The audit of a running run stopped by a cancel request: who asked, why, who stopped it."""
+    return _event(
+        "cancelled",
+        request.get("actor"),
+        {"reason": request.get("reason"), "while": "running", "stopped_by": by},
+    )
 
 
 def _redact(value: Any, flow: FlowChart) -> Any:

@@ -19,8 +19,17 @@ from .errors import StateError
 
 if TYPE_CHECKING:
     from .state import StateCodec
+    from .trace import Evidence
 
-__all__ = ["RESERVED_NAMES", "LoopControl", "Scope", "access_log"]
+__all__ = [
+    "RESERVED_NAMES",
+    "LoopControl",
+    "Scope",
+    "access_log",
+    "detach",
+    "evidence_of",
+    "set_evidence",
+]
 
 
 class LoopControl:
@@ -54,7 +63,7 @@ class Scope:
         run_id: str,
         run_input: dict[str, Any],
     ) -> None:
-        _set_ctx(self, [state, codec, stage_id, [], [], control, run_id, run_input])
+        _set_ctx(self, [state, codec, stage_id, [], [], control, run_id, run_input, None])
 
     def __getattribute__(self, key: str) -> Any:
         # State keys are looked up first-hand rather than through __getattr__:
@@ -174,7 +183,7 @@ class Scope:
 
 RESERVED_NAMES = frozenset({"break_loop", "get", "to_dict", "run_id", "stage_id", "run_input"})
 
-_STATE, _CODEC, _STAGE, _READS, _WRITES, _CONTROL, _RUN_ID, _RUN_INPUT = range(8)
+_STATE, _CODEC, _STAGE, _READS, _WRITES, _CONTROL, _RUN_ID, _RUN_INPUT, _EVIDENCE = range(9)
 _PLAIN = frozenset({str, int, bool, type(None)})  # JSON as they are; floats go through the check
 _own = object.__getattribute__
 _set_ctx = Scope._ctx.__set__  # type: ignore[attr-defined]  # the slot's own setter
@@ -184,3 +193,26 @@ def access_log(scope: Scope) -> tuple[list[str], list[str]]:
     """Return the keys a scope read and wrote so far, in order (with repeats)."""
     ctx = _own(scope, "_ctx")
     return ctx[_READS], ctx[_WRITES]
+
+
+def set_evidence(scope: Scope, evidence: Evidence) -> None:
+    """Keep why a decider or selector chose, for the executor to put in the tree."""
+    _own(scope, "_ctx")[_EVIDENCE] = evidence
+
+
+def evidence_of(scope: Scope) -> Evidence | None:
+    """Return what :func:`set_evidence` kept on this scope, if anything."""
+    evidence: Evidence | None = _own(scope, "_ctx")[_EVIDENCE]
+    return evidence
+
+
+def detach(scope: Scope) -> None:
+    """Cut an abandoned stage's scope off the state: its later writes go nowhere.
+
+    Used when a sync stage outlives its time limit in a worker thread that
+    cannot be stopped. Containers it already read stay shared.
+    """
+    ctx = _own(scope, "_ctx")
+    ctx[_STATE] = {}
+    ctx[_READS] = []
+    ctx[_WRITES] = []

@@ -10,11 +10,16 @@ small dict and makes them identical in every process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
+    "Attempt",
+    "Check",
+    "Evidence",
     "Metrics",
+    "RuleMatch",
     "StageMetrics",
     "TreeNode",
     "last_seq",
@@ -23,7 +28,7 @@ __all__ = [
     "summarize_pause",
 ]
 
-NodeStatus = Literal["running", "done", "paused", "resumed", "failed"]
+NodeStatus = Literal["running", "done", "paused", "resumed", "failed", "cancelled"]
 
 
 class PauseInfo(TypedDict):
@@ -46,8 +51,73 @@ class ResumeInfo(TypedDict):
     seq: NotRequired[int]
 
 
+class Attempt(TypedDict):
+    """A failed attempt of a stage with a retry policy.
+
+    Attributes:
+        phase: ``run``, ``execute`` or ``resume``.
+        attempt: Which attempt failed (1-based).
+        of: How many attempts the policy allows.
+        error: ``Type: message`` of the failure.
+        ms: How long the attempt ran.
+        seq: When it failed, in the run's event order.
+        retry_in: Seconds waited before the next attempt; absent on the last failure.
+    """
+
+    phase: str
+    attempt: int
+    of: int
+    error: str
+    ms: float
+    seq: int
+    retry_in: NotRequired[float]
+
+
+class Check(TypedDict):
+    """One condition a decision rule looked at: ``key op expected``, and the value found.
+
+    ``value`` is absent when the key was never written (the check then fails).
+    """
+
+    key: str
+    op: str
+    expected: Any
+    value: NotRequired[Any]
+    ok: bool
+
+
+class RuleMatch(TypedDict):
+    """A rule that matched: its position, its label, the branch it names, its checks."""
+
+    rule: int
+    then: str
+    label: NotRequired[str]
+    checks: list[Check]
+
+
+class Evidence(TypedDict):
+    """Why a decider or selector chose, as :func:`pausepoint.decide` recorded it.
+
+    Attributes:
+        chose: The branch keys chosen.
+        matched: The rules that matched (the first one for ``decide``).
+        default: Whether no rule matched and the default was taken.
+        checked: With ``default``: the checks that failed, one per rule.
+    """
+
+    chose: list[str]
+    matched: list[RuleMatch]
+    default: bool
+    checked: NotRequired[list[Check]]
+
+
 class TreeNode(TypedDict):
-    """One stage in the execution tree (JSON)."""
+    """One stage in the execution tree (JSON).
+
+    ``attempts`` lists the failed attempts of a stage with a retry policy;
+    ``evidence`` says why a decider or selector chose; a ``cancel`` node
+    (``actor``, ``reason``) marks where a cancelled run stopped.
+    """
 
     id: str
     name: str
@@ -65,6 +135,10 @@ class TreeNode(TypedDict):
     target: NotRequired[str]
     breaks_loop: NotRequired[bool]
     seq: NotRequired[int]
+    attempts: NotRequired[list[Attempt]]
+    evidence: NotRequired[Evidence]
+    actor: NotRequired[str]
+    reason: NotRequired[str]
 
 
 class StageMetrics(TypedDict):
@@ -85,6 +159,7 @@ class Metrics(TypedDict):
     resume_count: int
     paused_seconds: float
     loop_rounds: int
+    retries: int
 
 
 _QUESTION_KEYS = ("question", "message", "prompt", "reason", "title")
@@ -135,11 +210,13 @@ def last_seq(tree: Iterable[TreeNode]) -> int:
     highest = 0
     for node in tree:
         pause, resume = node.get("pause"), node.get("resume")
+        attempts = node.get("attempts")
         highest = max(
             highest,
             node.get("seq", 0),
             pause.get("seq", 0) if pause else 0,
             resume.get("seq", 0) if resume else 0,
+            attempts[-1]["seq"] if attempts else 0,
             last_seq(node.get("children") or ()),
         )
     return highest
@@ -157,6 +234,11 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
     if kind == "loop":
         say(f"Looped back to {name} (round {node.get('round', 0)}).")
         return
+    if kind == "cancel":
+        by = f" by {node['actor']}" if "actor" in node else ""
+        why = f": {node['reason']}" if "reason" in node else ""
+        say(f"Cancelled{by} before {name}{why}.")
+        return
     if kind == "item":  # a for-each item: its stages tell its story
         for child in node.get("children") or []:
             _narrate(child, out)
@@ -171,20 +253,41 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
         elif node["status"] == "failed" and "error" in node:
             say(f"{name} failed: {node['error']}.", last_seq([node]))
         return
+    attempts = node.get("attempts") or []
+    ran_at = at  # a stage that was retried tells its outcome after its failed attempts
+    for attempt in attempts:
+        if "retry_in" in attempt:
+            phase = f" in {attempt['phase']}" if attempt["phase"] == "resume" else ""
+            say(
+                f"{name} failed (attempt {attempt['attempt']} of {attempt['of']}){phase}: "
+                f"{attempt['error']}; retrying.",
+                attempt["seq"],
+            )
+            if attempt["phase"] != "resume":
+                ran_at = attempt["seq"]
     if kind == "subflow":
         say(f"{name} started (subflow).")
     elif writes:
-        say(f"{name} wrote {_keys(writes)}.")
+        say(f"{name} wrote {_keys(writes)}.", ran_at)
     elif kind == "stage" and node["status"] == "done":
-        say(f"{name} ran.")
+        say(f"{name} ran.", ran_at)
     if kind in ("decider", "selector"):
         chose = node.get("chose")
-        if chose is not None:
+        evidence = node.get("evidence")
+        if evidence is not None:
+            say(_explain(name, evidence), ran_at)
+        elif chose is not None:
             if kind == "decider":
-                say(f'{name} chose branch "{chose[0]}".' if chose else f"{name} chose no branch.")
+                say(
+                    f'{name} chose branch "{chose[0]}".' if chose else f"{name} chose no branch.",
+                    ran_at,
+                )
             else:
                 picked = ", ".join(f'"{key}"' for key in chose)
-                say(f"{name} chose branches {picked}." if chose else f"{name} chose no branch.")
+                say(
+                    f"{name} chose branches {picked}." if chose else f"{name} chose no branch.",
+                    ran_at,
+                )
     elif kind == "parallel":
         say(f"{name} ran {len(node.get('children') or [])} branches in parallel.")
     pause = node.get("pause")
@@ -199,16 +302,61 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
         if resume["writes"]:
             say(f"{name} wrote {_keys(resume['writes'])}.", resumed)
     if kind == "pausable" and pause is None and node["status"] == "done" and not writes:
-        say(f"{name} continued without pausing.")
+        say(f"{name} continued without pausing.", ran_at)
     for child in node.get("children") or []:
         _narrate(child, out)
     last = last_seq([node])  # endings come after everything the node did
     if kind == "subflow" and node["status"] == "done":
         say(f"{name} finished (subflow).", last)
     if node["status"] == "failed" and "error" in node:
-        say(f"{name} failed: {node['error']}.", last)
+        final = attempts[-1] if attempts and "retry_in" not in attempts[-1] else None
+        counted = f" (attempt {final['attempt']} of {final['of']})" if final else ""
+        say(f"{name} failed{counted}: {node['error']}.", last)
     if node.get("breaks_loop"):
         say(f"{name} ended the loop.", last)
+
+
+_SYMBOLS = {
+    "gt": ">",
+    "ge": ">=",
+    "lt": "<",
+    "le": "<=",
+    "eq": "==",
+    "ne": "!=",
+    "in": "in",
+    "contains": "contains",
+}
+
+
+def _explain(name: str, evidence: Evidence) -> str:
+    """Say why a decision chose, e.g. ``Route chose "high": Large amount — amount 900 > 500.``."""
+    chose = ", ".join(f'"{key}"' for key in evidence["chose"]) or "no branch"
+    if evidence["default"]:
+        failed = "; ".join(_check(check) for check in evidence.get("checked", []))
+        return f"{name} chose {chose} by default: no rule matched" + (
+            f" ({failed})." if failed else "."
+        )
+    reasons = []
+    for match in evidence["matched"]:
+        checks = " and ".join(_check(check) for check in match["checks"])
+        label = match.get("label")
+        reasons.append(f"{label} — {checks}" if label and checks else label or checks)
+    because = "; ".join(reason for reason in reasons if reason)
+    return f"{name} chose {chose}" + (f": {because}." if because else ".")
+
+
+def _check(check: Check) -> str:
+    symbol = _SYMBOLS.get(check["op"], check["op"])
+    expected = _show(check["expected"])
+    if "value" not in check:
+        return f"{check['key']} is not set"
+    shown = f"{check['key']} {_show(check['value'])}"
+    return f"{shown} {symbol} {expected}" if check["ok"] else f"{shown} is not {symbol} {expected}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def metrics_of(tree: Iterable[TreeNode]) -> Metrics:
@@ -221,6 +369,7 @@ def metrics_of(tree: Iterable[TreeNode]) -> Metrics:
         "resume_count": 0,
         "paused_seconds": 0.0,
         "loop_rounds": 0,
+        "retries": 0,
     }
     _measure(tree, metrics)
     return metrics
@@ -231,6 +380,9 @@ def _measure(tree: Iterable[TreeNode], metrics: Metrics) -> None:
         if node["kind"] == "loop":
             metrics["loop_rounds"] += 1
             continue
+        if node["kind"] == "cancel":
+            continue
+        metrics["retries"] += sum(1 for a in node.get("attempts") or () if "retry_in" in a)
         ms = node.get("ms", 0.0)
         resume = node.get("resume")
         if resume is not None:

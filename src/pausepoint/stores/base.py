@@ -60,6 +60,7 @@ AuditKind = Literal[
     "recovered",
     "completed",
     "failed",
+    "cancel_requested",
     "cancelled",
     "expired",
 ]
