@@ -186,6 +186,11 @@ def _quote(text: str, limit: int = 200) -> str:
     return '"' + (text if len(text) <= limit else text[: limit - 1] + "…") + '"'
 
 
+def _count(number: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("ch") else "s")
+    return f"{number} {noun if number == 1 else plural}"
+
+
 def _keys(keys: Iterable[str]) -> str:
     return ", ".join(keys)
 
@@ -245,11 +250,14 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
         return
     if kind == "foreach":
         items = node.get("children") or []
-        say(f"{name} ran for {len(items)} items.")
+        say(f"{name} ran for {_count(len(items), 'item')}.")
         for child in items:
             _narrate(child, out)
         if node["status"] == "done":
-            say(f"{name} collected {len(items)} results into {_keys(writes)}.", last_seq([node]))
+            say(
+                f"{name} collected {_count(len(items), 'result')} into {_keys(writes)}.",
+                last_seq([node]),
+            )
         elif node["status"] == "failed" and "error" in node:
             say(f"{name} failed: {node['error']}.", last_seq([node]))
         return
@@ -289,7 +297,7 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
                     ran_at,
                 )
     elif kind == "parallel":
-        say(f"{name} ran {len(node.get('children') or [])} branches in parallel.")
+        say(f"{name} ran {_count(len(node.get('children') or []), 'branch')} in parallel.")
     pause = node.get("pause")
     if pause is not None:
         summary = pause["summary"]
