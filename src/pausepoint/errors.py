@@ -76,7 +76,16 @@ __all__ = [
 
 
 class PausepointError(Exception):
-    """Base of every error raised by pausepoint."""
+    """Base of every error raised by pausepoint.
+
+    Errors pickle with their facts (``run_id``, ``stage_id`` ...), so they keep
+    their class and attributes when a worker process hands them on (Celery's
+    prefork pool does): the keyword-only arguments of the subclasses would
+    otherwise make the default exception pickling fail or lose them.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), self.args, dict(vars(self))))
 
 
 class ChartError(PausepointError):
@@ -360,3 +369,12 @@ class VersionConflictError(StoreError):
         super().__init__(message)
         self.run_id = run_id
         self.expected = expected
+
+
+def _rebuild_error(
+    cls: type[PausepointError], args: tuple[Any, ...], state: dict[str, Any]
+) -> PausepointError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
