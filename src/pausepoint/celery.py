@@ -76,20 +76,15 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
-from pausepoint.chart import FlowChart, PausableStage
+from pausepoint.chart import FlowChart
 from pausepoint.errors import (
-    ChartChangedError,
-    CheckpointError,
-    ResumeInputError,
-    ResumeTargetError,
     RunAlreadyClaimedError,
-    RunError,
     RunExistsError,
     RunNotPausedError,
     StalePauseError,
     StoreUnavailableError,
 )
-from pausepoint.executor import validate_resume_input, validate_run_input
+from pausepoint.executor import validate_run_input
 from pausepoint.runs import RunRecord, Runs
 from pausepoint.stores import open_store
 
@@ -560,7 +555,14 @@ class CeleryDispatcher:
                 given: the pre-check refused the answer; nothing was sent.
         """
         if self.runs is not None:
-            await _precheck(self.runs, run_id, input, actor, pause_id, stage_id, idempotency_key)
+            await self.runs.check_resume(
+                run_id,
+                input,
+                actor=actor,
+                pause_id=pause_id,
+                stage_id=stage_id,
+                idempotency_key=idempotency_key,
+            )
         kwargs = {
             "run_id": run_id,
             "input": input.model_dump(mode="json") if hasattr(input, "model_dump") else input,
@@ -574,41 +576,6 @@ class CeleryDispatcher:
     def _send(self, name: str, kwargs: dict[str, Any]) -> str:
         result = self.app.send_task(name, kwargs=kwargs)
         return str(result.id)
-
-
-async def _precheck(
-    runs: Runs,
-    run_id: str,
-    input: Any,
-    actor: str | None,
-    pause_id: str | None,
-    stage_id: str | None,
-    idempotency_key: str | None,
-) -> None:
-    """Refuse, as ``Runs.resume`` would, an answer the worker is sure to refuse.
-
-    Uses the checks ``Runs.resume`` runs before it claims (same messages, same
-    audit entry); the claim itself is left to the worker.
-    """
-    record = await runs.store.get(run_id)
-    if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
-        return  # a retry of an answer already given: the task reports its outcome
-    try:
-        flow = runs._chart(record.chart)  # same package: the very checks Runs runs
-        pause = runs._pause_to_answer(record, pause_id, stage_id)
-        runs._check_fingerprint(record, flow)
-        node = flow.find_stage(pause.stage_id)
-        assert isinstance(node, PausableStage)
-        validate_resume_input(node, pause.stage_id, input)
-    except (
-        RunError,
-        ResumeTargetError,
-        ResumeInputError,
-        ChartChangedError,
-        CheckpointError,
-    ) as exc:
-        await runs._refuse(record, actor, exc)
-        raise
 
 
 # -- ``celery -A pausepoint.celery``: an app from the environment ---------------------

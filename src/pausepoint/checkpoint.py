@@ -318,41 +318,69 @@ _KINDS = frozenset(
 
 
 def _check_tree(nodes: list[Any], where: str) -> None:
+    # Runs on every resume over the whole tree: the common case checks types
+    # without building a field path; _explain_node builds one only for the error.
     for index, node in enumerate(nodes):
-        here = f"{where}[{index}]"
-        if not isinstance(node, dict):
-            raise CheckpointFormatError(f"checkpoint field {here!r} must be a dict", field=here)
-        for name in ("id", "name", "kind", "status"):
-            if not isinstance(node.get(name), str):
-                raise CheckpointFormatError(
-                    f"checkpoint field '{here}.{name}' must be a str, found {_describe(node.get(name))}",
-                    field=f"{here}.{name}",
+        if (
+            type(node) is not dict
+            or type(node.get("id")) is not str
+            or type(node.get("name")) is not str
+            or type(node.get("kind")) is not str
+            or type(node.get("status")) is not str
+            or node["kind"] not in _KINDS
+            or node["status"] not in _STATUSES
+        ):
+            _explain_node(node, f"{where}[{index}]")
+        for name, value in node.items():
+            expected = _NODE_FIELDS.get(name)
+            if expected is not None and (
+                not isinstance(value, expected)
+                or type(value) is bool
+                or (
+                    name in _STRING_LISTS
+                    and isinstance(value, list)
+                    and not all(type(item) is str for item in value)
                 )
-        if node["kind"] not in _KINDS or node["status"] not in _STATUSES:
-            raise CheckpointFormatError(
-                f"checkpoint field {here!r}: unknown kind {node['kind']!r} or status {node['status']!r}",
-                field=here,
-            )
-        for name, expected_type in _NODE_FIELDS.items():
-            if name in node and (
-                not isinstance(node[name], expected_type) or isinstance(node[name], bool)
             ):
-                raise CheckpointFormatError(
-                    f"checkpoint field '{here}.{name}' must be {_type_name(expected_type)}",
-                    field=f"{here}.{name}",
-                )
-        for name in ("reads", "writes", "chose"):
-            if name in node and not all(isinstance(item, str) for item in node[name]):
-                raise CheckpointFormatError(
-                    f"checkpoint field '{here}.{name}' must hold strings", field=f"{here}.{name}"
-                )
-        _check_phase(node, here)
+                _explain_field(name, expected, f"{where}[{index}]")
+        if "pause" in node or "resume" in node:
+            _check_phase(node, f"{where}[{index}]")
         if "attempts" in node:
-            _check_attempts(node["attempts"], f"{here}.attempts")
+            _check_attempts(node["attempts"], f"{where}[{index}].attempts")
         if "evidence" in node:
-            _check_evidence(node["evidence"], f"{here}.evidence")
+            _check_evidence(node["evidence"], f"{where}[{index}].evidence")
         if "children" in node:
-            _check_tree(node["children"], f"{here}.children")
+            _check_tree(node["children"], f"{where}[{index}].children")
+
+
+_STRING_LISTS = frozenset({"reads", "writes", "chose"})
+
+
+def _explain_node(node: Any, here: str) -> None:
+    """Raise the error for a tree node that is not a dict or lacks its identity."""
+    if not isinstance(node, dict):
+        raise CheckpointFormatError(f"checkpoint field {here!r} must be a dict", field=here)
+    for name in ("id", "name", "kind", "status"):
+        if not isinstance(node.get(name), str):
+            raise CheckpointFormatError(
+                f"checkpoint field '{here}.{name}' must be a str, found {_describe(node.get(name))}",
+                field=f"{here}.{name}",
+            )
+    raise CheckpointFormatError(
+        f"checkpoint field {here!r}: unknown kind {node['kind']!r} or status {node['status']!r}",
+        field=here,
+    )
+
+
+def _explain_field(name: str, expected: type | tuple[type, ...], here: str) -> None:
+    """Raise the error for an ill-typed field of a tree node."""
+    if name in _STRING_LISTS:
+        raise CheckpointFormatError(
+            f"checkpoint field '{here}.{name}' must be a list of strings", field=f"{here}.{name}"
+        )
+    raise CheckpointFormatError(
+        f"checkpoint field '{here}.{name}' must be {_type_name(expected)}", field=f"{here}.{name}"
+    )
 
 
 def _check_phase(node: dict[str, Any], here: str) -> None:

@@ -284,18 +284,9 @@ class Runs:
         record = await self.store.get(run_id)
         if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
             return await self._outcome_of(record)
-        flow = self._chart(record.chart)
-        try:
-            pause = self._pause_to_answer(record, pause_id, stage_id)
-            self._check_fingerprint(record, flow)
-            prepared = self._prepare(record, flow)
-            node = flow.find_stage(pause.stage_id)
-            assert isinstance(node, PausableStage)
-            validate_resume_input(node, pause.stage_id, input)
-        except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
-            if expired is None:
-                await self._refuse(record, actor, exc)
-            raise
+        flow, pause, prepared = await self._vet(
+            record, input, actor, pause_id, stage_id, audit=expired is None
+        )
         answer = (
             json_copy(input) if not hasattr(input, "model_dump") else input.model_dump(mode="json")
         )
@@ -366,6 +357,62 @@ class Runs:
                 found=record.fingerprint,
             ) from exc
         return checkpoint
+
+    async def check_resume(
+        self,
+        run_id: str,
+        input: Any,
+        *,
+        actor: str | None = None,
+        pause_id: str | None = None,
+        stage_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Refuse now, as :meth:`resume` would, an answer that cannot be applied.
+
+        Runs every check ``resume`` runs before it claims the run (the same
+        errors, the same ``resume_refused`` audit entry) and claims nothing:
+        for a caller that hands the resume to a worker and wants the refusal
+        synchronously. The worker's claim stays the authority.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            RunAlreadyClaimedError: Another resume holds or finished the run.
+            RunNotPausedError: The run was cancelled, expired or failed.
+            StalePauseError: ``pause_id`` is not a pending pause.
+            ResumeTargetError: Several pauses are pending and none was named.
+            ResumeInputError: The input fails the stage's schema.
+            ChartChangedError: The chart changed since the run paused.
+        """
+        record = await self.store.get(run_id)
+        if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
+            return  # a retry of an answer already given: resume reports its outcome
+        await self._vet(record, input, actor, pause_id, stage_id, audit=True)
+
+    async def _vet(
+        self,
+        record: StoredRun,
+        input: Any,
+        actor: str | None,
+        pause_id: str | None,
+        stage_id: str | None,
+        *,
+        audit: bool,
+    ) -> tuple[FlowChart, PauseEntry, dict[str, Any]]:
+        """The checks before a claim; return the chart, the pause and the checkpoint to resume."""
+        flow = self._chart(record.chart)
+        try:
+            pause = self._pause_to_answer(record, pause_id, stage_id)
+            self._check_fingerprint(record, flow)
+            prepared = self._prepare(record, flow)
+            node = flow.find_stage(pause.stage_id)
+            assert isinstance(node, PausableStage)
+            validate_resume_input(node, pause.stage_id, input)
+        except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
+            if audit:
+                await self._refuse(record, actor, exc)
+            raise
+        return flow, pause, prepared
 
     def _pause_to_answer(
         self, record: StoredRun, pause_id: str | None, stage_id: str | None

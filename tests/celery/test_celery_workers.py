@@ -269,3 +269,47 @@ async def test_task_results_are_json_run_id_and_status(
         with redis.Redis.from_url(backend) as client:
             client.delete(*(f"celery-task-meta-{task_id}" for task_id in ids))
         app.close()
+
+
+@pytest.mark.parametrize(BROKER_STORE, [combo("redis", "postgres")])
+async def test_the_http_service_hands_resumes_to_the_workers(
+    workers: Any, app: Any, runs: Runs, side_log: SideLog
+) -> None:
+    """create_app(dispatcher=...): 202 "resuming" at once, a refused answer 422, a worker finishes."""
+    import httpx
+
+    from pausepoint.server import create_app
+
+    start_workers([workers("w1")])
+    dispatcher = pp_celery.CeleryDispatcher(app, runs=runs)
+    web = create_app(runs, {"tok": "kim"}, dispatcher=dispatcher)
+    run_id = await dispatcher.start("approval", {"side_log": str(side_log.path)})
+    await wait_until(lambda: all_in(runs, [run_id], "paused"), 20, "the run to pause")
+    pause = (await runs.get(run_id)).pause
+    assert pause is not None
+
+    transport = httpx.ASGITransport(app=web)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        auth = {"Authorization": "Bearer tok"}
+        refused = await client.post(
+            f"/api/runs/{run_id}/resume", json={"input": {"approved": "maybe"}}, headers=auth
+        )
+        assert refused.status_code == 422
+        queued = await client.post(
+            f"/api/runs/{run_id}/resume",
+            json={"input": {"approved": True}, "pause_id": pause.id},
+            headers=auth,
+        )
+        assert queued.status_code == 202
+        assert queued.json()["status"] == "resuming"
+        assert queued.json()["run_id"] == run_id
+        await wait_until(lambda: all_in(runs, [run_id], "completed"), 20, "the worker to finish")
+        again = await client.post(
+            f"/api/runs/{run_id}/resume",
+            json={"input": {"approved": True}, "pause_id": pause.id},
+            headers=auth,
+        )
+        assert again.status_code == 409
+    record = await runs.get(run_id)
+    assert [e.actor for e in record.audit if e.kind == "resumed"] == ["kim"]
+    assert_once_each(side_log, [run_id], ("receive", "approve:ask", *celery_charts.AFTER_PAUSE))

@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         "pausepoint.server needs the server extra: pip install 'pausepoint[server]'"
     ) from exc
 
+from ._api import ResumeDispatcher, ResumeQueued
 from ._app import create_app
 
-__all__ = ["create_app"]
+__all__ = ["ResumeDispatcher", "ResumeQueued", "create_app"]

@@ -5,10 +5,12 @@ signatures at runtime, and ``Actor`` is local to :func:`api_router`.
 """
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from pausepoint.errors import ResumeTargetError, RunAlreadyClaimedError, StalePauseError
 from pausepoint.runs import Runs
@@ -29,11 +31,46 @@ from ._models import (
 )
 from ._outcome import closing_event
 
-__all__ = ["api_router"]
+__all__ = ["ResumeDispatcher", "ResumeQueued", "api_router"]
 
 
-def api_router(runs: Runs, tokens: Mapping[str, str]) -> APIRouter:
-    """Return the API's routes, serving ``runs``; writes need a token from ``tokens``."""
+class ResumeDispatcher(Protocol):
+    """Hands a resume to workers and returns at once (``pausepoint.celery.CeleryDispatcher``).
+
+    It must refuse, synchronously, what ``Runs.resume`` would refuse before
+    claiming (``Runs.check_resume``), and return an id for the queued work.
+    """
+
+    async def resume(
+        self,
+        run_id: str,
+        input: Any,
+        actor: str | None = None,
+        pause_id: str | None = None,
+        idempotency_key: str | None = None,
+        *,
+        stage_id: str | None = None,
+    ) -> str:
+        """Queue the resume; return the queued task's id."""
+        ...
+
+
+class ResumeQueued(BaseModel):
+    """A resume handed to a worker; read the run later for its outcome."""
+
+    run_id: str
+    status: Literal["resuming"] = "resuming"
+    task_id: str = Field(description="The queued task, as the workers' broker knows it.")
+
+
+def api_router(
+    runs: Runs, tokens: Mapping[str, str], dispatcher: ResumeDispatcher | None = None
+) -> APIRouter:
+    """Return the API's routes, serving ``runs``; writes need a token from ``tokens``.
+
+    With a ``dispatcher``, an answer is checked here and its resume handed to
+    the workers: 202 with the run ``resuming``.
+    """
     router = APIRouter(prefix="/api")
     bearer = HTTPBearer(
         auto_error=False, description="A token the service maps to an actor (who answers)."
@@ -108,7 +145,11 @@ def api_router(runs: Runs, tokens: Mapping[str, str]) -> APIRouter:
         "/runs/{run_id}/resume",
         tags=["runs"],
         summary="Answer a pause",
-        responses=responses(401, 404, 409, 422, 503),
+        response_model=Run,
+        responses={
+            **responses(401, 404, 409, 422, 503),
+            202: {"model": ResumeQueued, "description": "Handed to a worker (with workers)."},
+        },
     )
     async def resume_run(
         run_id: str,
@@ -122,14 +163,27 @@ def api_router(runs: Runs, tokens: Mapping[str, str]) -> APIRouter:
                 description="Retrying with the same key returns the first outcome.",
             ),
         ] = None,
-    ) -> Run:
+    ) -> Run | JSONResponse:
         """Answer a pause exactly once and drive the run to its next pause or its end.
 
         The answer is validated against the stage's input schema first (422,
         the run stays paused). A pause answered already, or a run another
-        resume holds, gives 409 with `details.answered_by`.
+        resume holds, gives 409 with `details.answered_by`. A service with
+        workers checks the answer, queues the resume and answers 202 at once:
+        read the run for its outcome.
         """
         try:
+            if dispatcher is not None:
+                task_id = await dispatcher.resume(
+                    run_id,
+                    body.input,
+                    actor,
+                    body.pause_id,
+                    idempotency_key,
+                    stage_id=body.stage_id,
+                )
+                queued = ResumeQueued(run_id=run_id, task_id=task_id)
+                return JSONResponse(queued.model_dump(), status_code=202)
             record = await runs.resume(
                 run_id,
                 body.input,

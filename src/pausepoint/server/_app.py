@@ -17,7 +17,7 @@ from pausepoint._json import NotJSONError
 from pausepoint.errors import PausepointError
 from pausepoint.runs import Runs
 
-from ._api import api_router
+from ._api import ResumeDispatcher, api_router
 from ._auth import SessionSigner
 from ._errors import ApiError, error_of
 from ._pages import pages_router
@@ -41,6 +41,7 @@ def create_app(
     tokens: Mapping[str, str] | None = None,
     *,
     session_secret: str | None = None,
+    dispatcher: ResumeDispatcher | None = None,
 ) -> FastAPI:
     """Return the ASGI app serving ``runs``: the JSON API and the review pages.
 
@@ -53,6 +54,9 @@ def create_app(
         session_secret: Key signing the review page's session cookies. Give
             every process serving the same site the same one; without it a
             random key is made, and sessions end when the process does.
+        dispatcher: Hand API resumes to workers instead of running them here
+            (e.g. ``pausepoint.celery.CeleryDispatcher(app, runs=runs)``): the
+            answer is checked, queued, and answered 202 with the run ``resuming``.
 
     Returns:
         The FastAPI app; serve it with ``uvicorn`` or any ASGI server.
@@ -71,7 +75,7 @@ def create_app(
             {"name": "charts", "description": "The registered charts."},
         ],
     )
-    app.include_router(api_router(runs, tokens))
+    app.include_router(api_router(runs, tokens, dispatcher))
     app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for kind in (PausepointError, NotJSONError, ApiError, RequestValidationError, HTTPException):
