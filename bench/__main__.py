@@ -25,7 +25,7 @@ from typing import Any
 
 import pausepoint
 
-from . import durable, inbox, lg, overhead, plain, pp, servers
+from . import durable, foreach, inbox, lg, overhead, plain, pp, servers
 from .harness import FULL, QUICK, Case, Sample, Settings, measure
 from .inbox import CREATED, FIRST_PAGE, ONE_CHART, SEQUENTIAL
 from .scenarios import CHAIN_SIZES
@@ -212,6 +212,11 @@ class Bench:
             "LangGraph: one super-step per stage, recursion_limit = N + 10, default durability "
             "('async': checkpoints written by a background thread); 'no checkpointer' cannot pause",
         ]
+
+    def s4(self) -> None:
+        for column, per_second, sample in foreach.rows(self.settings):
+            self.figures.append(Figure("S4", foreach.CONTENDER, column, per_second, "/s", sample))
+        self.notes["S4"] = list(foreach.NOTES)
 
     def s2(self) -> None:
         contenders: list[tuple[str, Any, dict[str, Any], str | None]] = [
@@ -448,6 +453,7 @@ SECTIONS = {
     "S2": "S2  refund chart receive → approve (pause) → process, in memory: median µs, bytes",
     "S2p": "S2p the refund chart persisted, every step committed to a store: median µs",
     "S3": "S3  10,000 paused runs in one store (300 in --quick): rates per second, times in ms",
+    "S4": "S4  for-each of 100 items, 30 of them pausing: items per second, median",
     "import": "import time, ms (best of several fresh interpreters)",
     "stage call": "a sync stage called from the event loop: µs per call, median",
 }
@@ -559,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.s2()
     bench.s2p()
     bench.s3()
+    bench.s4()
     bench.thread_hop()
     bench.imports()
     info = machine()
