@@ -73,6 +73,7 @@ def test_quick_bench_prints_every_scenario() -> None:
         _row(out, "S1", contender, cells=3)
     _row(out, "S2", "plain Python", cells=3)
     _row(out, "S2", "pausepoint", cells=3)
+    _row(out, "S4", "pausepoint", cells=3)
     _row(out, "stage call", "asyncio.to_thread", cells=1)
     _row(out, "import", "import pausepoint", cells=2)
     _durable_rows(out)
