@@ -1061,3 +1061,38 @@ async def test_break_loop_inside_subflow_without_loop_breaks_the_parent_loop(
     await executor.run()
     assert executor.status == "completed"
     assert calls == ["head", "stop", "rest", "tail", "head", "stop", "rest", "after"]
+
+
+async def test_narrate_adds_sentences_in_both_phases_and_survives_a_fresh_executor() -> None:
+    """scope.narrate(text) shows as 'Stage: text' in execute and resume, across processes' JSON."""
+    import json as _json
+
+    def first(scope: Any) -> None:
+        scope.x = 1
+        scope.narrate("looked at the order")
+
+    def ask(scope: Any) -> dict[str, str]:
+        scope.narrate("needs a manager")
+        return {"question": "ok?"}
+
+    def answered(scope: Any, answer: Any) -> None:
+        scope.narrate(f"manager said {answer!r}")
+
+    chart = (
+        flow_chart("First", first, "first")
+        .add_pausable_function("Ask", PausableHandler(ask, answered), "ask")
+        .build()
+    )
+    executor = FlowChartExecutor(chart)
+    await executor.run()
+    checkpoint = _json.loads(_json.dumps(executor.get_checkpoint()))
+    fresh = FlowChartExecutor(chart)
+    await fresh.resume(checkpoint, "yes")
+    assert fresh.get_narrative() == [
+        "First wrote x.",
+        "First: looked at the order",
+        "Ask: needs a manager",
+        'Ask paused: "ok?"',
+        "Ask resumed by input {}.",
+        "Ask: manager said 'yes'",
+    ]

@@ -648,6 +648,9 @@ class Traversal:
             "ms": (_perf() - started) * 1000.0,
             "seq": self._tick(),
         }
+        notes = access_log(scope)[2]
+        if notes:
+            record["resume"]["notes"] = notes
         if frame.get("brk") or self._control.requested:
             self._control.requested = True
             record["breaks_loop"] = True
@@ -1116,10 +1119,12 @@ def _redacted_evidence(evidence: Evidence, redact: frozenset[str]) -> Evidence:
 
 
 def _finish(record: TreeNode, scope: Scope, started: float) -> None:
-    reads, writes = access_log(scope)
+    reads, writes, notes = access_log(scope)
     record["reads"] = _unique(reads)
     record["writes"] = _unique(writes)
     record["ms"] = (_perf() - started) * 1000.0
+    if notes:
+        record["notes"] = notes
 
 
 def _unique(keys: list[str]) -> list[str]:

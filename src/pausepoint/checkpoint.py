@@ -308,6 +308,7 @@ _NODE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "round": int,
     "target": str,
     "seq": int,
+    "notes": list,
     "attempts": list,
     "evidence": dict,
 }
@@ -353,7 +354,7 @@ def _check_tree(nodes: list[Any], where: str) -> None:
             _check_tree(node["children"], f"{where}[{index}].children")
 
 
-_STRING_LISTS = frozenset({"reads", "writes", "chose"})
+_STRING_LISTS = frozenset({"reads", "writes", "chose", "notes"})
 
 
 def _explain_node(node: Any, here: str) -> None:

@@ -63,7 +63,7 @@ class Scope:
         run_id: str,
         run_input: dict[str, Any],
     ) -> None:
-        _set_ctx(self, [state, codec, stage_id, [], [], control, run_id, run_input, None])
+        _set_ctx(self, [state, codec, stage_id, [], [], control, run_id, run_input, None, None])
 
     def __getattribute__(self, key: str) -> Any:
         # State keys are looked up first-hand rather than through __getattr__:
@@ -159,6 +159,17 @@ class Scope:
         """Return a shallow copy of the whole state (not logged as reads)."""
         return dict(_own(self, "_ctx")[_STATE])
 
+    def narrate(self, text: str) -> None:
+        """Add a sentence of your own to the narrative, as ``Stage: text``.
+
+        For what the reads and writes cannot say: what a model answered, which
+        tool was called with what. Shown as given: keep secrets out of it.
+        """
+        ctx = _own(self, "_ctx")
+        if ctx[_NOTES] is None:
+            ctx[_NOTES] = []
+        ctx[_NOTES].append(str(text))
+
     def break_loop(self) -> None:
         """Leave the enclosing loop once this stage has finished; its writes are kept."""
         _own(self, "_ctx")[_CONTROL].requested = True
@@ -181,18 +192,22 @@ class Scope:
         return dict(_own(self, "_ctx")[_RUN_INPUT])
 
 
-RESERVED_NAMES = frozenset({"break_loop", "get", "to_dict", "run_id", "stage_id", "run_input"})
+RESERVED_NAMES = frozenset(
+    {"break_loop", "get", "narrate", "to_dict", "run_id", "stage_id", "run_input"}
+)
 
-_STATE, _CODEC, _STAGE, _READS, _WRITES, _CONTROL, _RUN_ID, _RUN_INPUT, _EVIDENCE = range(9)
+_STATE, _CODEC, _STAGE, _READS, _WRITES, _CONTROL, _RUN_ID, _RUN_INPUT, _EVIDENCE, _NOTES = range(
+    10
+)
 _PLAIN = frozenset({str, int, bool, type(None)})  # JSON as they are; floats go through the check
 _own = object.__getattribute__
 _set_ctx = Scope._ctx.__set__  # type: ignore[attr-defined]  # the slot's own setter
 
 
-def access_log(scope: Scope) -> tuple[list[str], list[str]]:
-    """Return the keys a scope read and wrote so far, in order (with repeats)."""
+def access_log(scope: Scope) -> tuple[list[str], list[str], list[str] | None]:
+    """Return the keys a scope read and wrote so far (with repeats), and its notes."""
     ctx = _own(scope, "_ctx")
-    return ctx[_READS], ctx[_WRITES]
+    return ctx[_READS], ctx[_WRITES], ctx[_NOTES]
 
 
 def set_evidence(scope: Scope, evidence: Evidence) -> None:

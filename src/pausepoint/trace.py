@@ -49,6 +49,7 @@ class ResumeInfo(TypedDict):
     writes: list[str]
     ms: float
     seq: NotRequired[int]
+    notes: NotRequired[list[str]]
 
 
 class Attempt(TypedDict):
@@ -135,6 +136,7 @@ class TreeNode(TypedDict):
     target: NotRequired[str]
     breaks_loop: NotRequired[bool]
     seq: NotRequired[int]
+    notes: NotRequired[list[str]]
     attempts: NotRequired[list[Attempt]]
     evidence: NotRequired[Evidence]
     actor: NotRequired[str]
@@ -279,6 +281,8 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
         say(f"{name} wrote {_keys(writes)}.", ran_at)
     elif kind == "stage" and node["status"] == "done":
         say(f"{name} ran.", ran_at)
+    for note in node.get("notes") or ():
+        say(f"{name}: {note}", ran_at)
     if kind in ("decider", "selector"):
         chose = node.get("chose")
         evidence = node.get("evidence")
@@ -309,6 +313,8 @@ def _narrate(node: TreeNode, out: list[tuple[int, int, str]]) -> None:
         say(f"{name} resumed by input {{{_keys(resume['input_keys'])}}}.", resumed)
         if resume["writes"]:
             say(f"{name} wrote {_keys(resume['writes'])}.", resumed)
+        for note in resume.get("notes") or ():
+            say(f"{name}: {note}", resumed)
     if kind == "pausable" and pause is None and node["status"] == "done" and not writes:
         say(f"{name} continued without pausing.", ran_at)
     for child in node.get("children") or []:

@@ -131,6 +131,13 @@ async def test_ask_human_pauses_with_the_question_and_the_answer_is_the_tool_res
     narrative = resumed.get_narrative()
     assert 'Ask human paused: "Which colour should the bike be?"' in narrative
     assert "Ask human resumed by input {answer}." in narrative
+    # the reasoning chain, in the engine's own narrative, in the order it happened
+    said = narrative.index('Model: "I need to know the colour first."')
+    called = narrative.index('Model: calls ask_human(question="Which colour should the bike be?")')
+    asked = narrative.index('Ask human paused: "Which colour should the bike be?"')
+    answered = narrative.index('Ask human: the person answered "green"')
+    final = narrative.index('Model: "Painting the bike green."')
+    assert said < called < asked < answered < final
     assert transcript(state["messages"]) == [
         "User: Paint my bike",
         "Model: I need to know the colour first.",

@@ -223,6 +223,11 @@ class _Loop:
         turn: int = scope.turn + 1
         reply = await self.model.complete(messages, self.specs)
         calls = _numbered(reply.tool_calls, turn)
+        if reply.content:
+            scope.narrate(f'"{_short(reply.content)}"')
+        for call in calls:
+            shown = call.arguments if isinstance(call.arguments, Mapping) else {}
+            scope.narrate(f"calls {_signature(call.name, shown)}")
         messages.append(AssistantMessage(reply.content, calls).to_message())
         scope.turn = turn
         if not calls:
@@ -323,6 +328,7 @@ class _Loop:
             content = f"Error: {error}"
         else:
             content = await self._invoke(self.tools[call["name"]], scope.args)
+        scope.narrate(f"{call['name']} returned {_short(content)}")
         scope.result = _tool_message(call["id"], content)
 
     def ask(self, scope: Scope) -> dict[str, Any]:
@@ -337,6 +343,7 @@ class _Loop:
 
     def answered(self, scope: Scope, answer: HumanAnswer) -> None:
         """The person's answer becomes the tool's result."""
+        scope.narrate(f'the person answered "{_short(answer.answer)}"')
         scope.result = _tool_message(scope.item["id"], answer.answer)
 
     def propose(self, scope: Scope) -> dict[str, Any]:
@@ -371,6 +378,7 @@ class _Loop:
         else:
             result = await self._invoke(found, scope.args)
             content = f"A human approved this call.{note} Result: {result}"
+        scope.narrate(f"the person chose {decision.decision}: {_short(content)}")
         scope.result = _tool_message(call["id"], content)
 
     @staticmethod
@@ -417,6 +425,12 @@ def _numbered(calls: Sequence[ToolCall], turn: int) -> list[ToolCall]:
 
 def _tool_message(call_id: str, content: str) -> Message:
     return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def _short(text: str, limit: int = 100) -> str:
+    """One line of at most ``limit`` characters, for the narrative."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _signature(name: str, args: Mapping[str, Any], limit: int = 200) -> str:
