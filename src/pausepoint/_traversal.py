@@ -8,22 +8,21 @@ finished before the pause are never entered again; a paused stage whose answer
 arrived runs ``resume``; one still unanswered returns its frame unchanged, so a
 fork keeps all its pending pauses and joins only when every branch is done.
 
-:class:`Traversal` holds the walk; :class:`~pausepoint.executor.FlowChartExecutor`
-adds the public API and the run's bookkeeping on top. Nothing here is public.
+:class:`Traversal` holds the walk over sequences, loops, branches, forks,
+subflows and for-each items; calling one stage is :mod:`pausepoint._stages`'
+part, and :class:`~pausepoint.executor.FlowChartExecutor` adds the public API on
+top. Nothing here is public.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._json import NotJSONError, json_copy
 from .chart import (
     PATH_SEPARATOR,
     Decider,
-    FlowChart,
     ForEach,
     FunctionStage,
     LoopBack,
@@ -33,124 +32,36 @@ from .chart import (
     Step,
     Subflow,
 )
-from .checkpoint import (
-    FORMAT_VERSION,
-    Checkpoint,
-    PendingPause,
-    sign_checkpoint,
-)
 from .errors import (
-    CheckpointFormatError,
     LoopLimitError,
     PausepointError,
     RunTimeoutError,
     StageError,
-    StageTimeoutError,
 )
-from .scope import LoopControl, Scope, access_log, detach, evidence_of
+from .scope import LoopControl, Scope
 from .trace import (
-    Attempt,
-    Evidence,
     TreeNode,
-    summarize_pause,
 )
 
 if TYPE_CHECKING:
-    from .chart import Branch, Node, Retry
-    from .state import StateCodec
+    from .chart import Branch, Node
 
+from ._stages import (
+    ExecutorStatus,
+    Frame,
+    StageRunner,
+    _Cancelled,
+    _Env,
+)
 from .contracts import validate_run_output
 
-__all__ = ["ExecutorStatus", "Frame", "ProgressCallback", "Traversal"]
-
-ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed", "cancelled"]
-
-ProgressCallback = Callable[["Checkpoint"], Awaitable[None]]
-"""Called with a progress checkpoint after each stage (see the executor's docstring)."""
-
-Frame = dict[str, Any]
+__all__ = ["Traversal"]
 
 _perf = time.perf_counter
-_MISSING: Any = object()
-_REDACTED = "***"
 
 
-class _Env:
-    """The state a sequence reads and writes, and the path prefix of its stages."""
-
-    __slots__ = ("codec", "prefix", "state")
-
-    def __init__(self, state: dict[str, Any], codec: StateCodec, prefix: str) -> None:
-        self.state = state
-        self.codec = codec
-        self.prefix = prefix
-
-
-class Traversal:
-    """The walk itself; the attributes are set up by ``FlowChartExecutor``."""
-
-    _chart: FlowChart
-    _status: ExecutorStatus
-    _run_id: str
-    _input: dict[str, Any]
-    _state: dict[str, Any]
-    _tree: list[TreeNode]
-    _continuation: Frame | None
-    _pauses: list[PendingPause]
-    _previous_pauses: dict[str, PendingPause]
-    _answers: dict[str, Any]
-    _control: LoopControl
-    _started_at: float
-    _paused_at: float
-    _error: PausepointError | None
-    _on_progress: ProgressCallback | None
-    _levels: list[tuple[Any, ...]]
-    _fork_depth: int
-    _seq: int
-    _cancel: tuple[str | None, str | None] | None
-    _output: Any
-    _signing_key: str | bytes | None
-
-    def _checkpoint(self, status: Literal["paused", "running"], continuation: Frame) -> Checkpoint:
-        first = self._pauses[0] if self._pauses else None
-        checkpoint: Checkpoint = {
-            "format_version": FORMAT_VERSION,
-            "chart_name": self._chart.name,
-            "chart_fingerprint": self._chart.fingerprint,
-            "run_id": self._run_id,
-            "status": status,
-            "input": json_copy(self._input),
-            "shared_state": self._chart.codec.encode(self._state),
-            "paused_stage_id": first["stage_id"] if first else "",
-            "pause_data": json_copy(first["data"]) if first else None,
-            "pauses": json_copy(self._pauses),
-            "execution_tree": json_copy(self._tree),
-            "continuation": json_copy(continuation),
-            "started_at": self._started_at,
-            "paused_at": self._paused_at,
-        }
-        if self._signing_key is not None:
-            checkpoint["signature"] = sign_checkpoint(checkpoint, self._signing_key)
-        return checkpoint
-
-    @staticmethod
-    def _decode_state(data: Mapping[str, Any], field: str, codec: StateCodec) -> dict[str, Any]:
-        try:
-            return codec.decode(data)
-        except (ValueError, TypeError) as exc:
-            where = field  # pydantic's message names the type, not the key: find the key
-            for key, value in data.items():
-                try:
-                    codec.decode({key: value})
-                except (ValueError, TypeError):
-                    where = f"{field}.{key}"
-                    break
-            raise CheckpointFormatError(
-                f"checkpoint field {where!r} does not fit the chart's state type: {exc}",
-                field=field,
-            ) from None
-
-    # -- traversal --------------------------------------------------------
+class Traversal(StageRunner):
+    """The walk itself, over the stage calls of :class:`StageRunner`."""
 
     async def _traverse(self, continuation: Frame | None, limit: float | None) -> ExecutorStatus:
         env = _Env(self._state, self._chart.codec, "")
@@ -368,294 +279,6 @@ class Traversal:
     async def _stage_as_node(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
         await self._stage(node, env, tree)
 
-    def _tick(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _scope(self, env: _Env, path: str) -> Scope:
-        return Scope(env.state, env.codec, path, self._control, self._run_id, self._input)
-
-    async def _call(
-        self,
-        fn: Callable[..., Any],
-        is_async: bool,
-        record: TreeNode,
-        scope: Scope,
-        phase: str,
-        *args: Any,
-    ) -> Any:
-        """Call a user function, recording reads, writes and time; wrap what it raises."""
-        started = _perf()
-        try:
-            result = fn(scope, *args)
-            if is_async or hasattr(result, "__await__"):
-                result = await result
-        except Exception as exc:
-            raise self._failure(record, scope, started, exc, phase) from exc
-        _finish(record, scope, started)
-        if self._control.requested:
-            record["breaks_loop"] = True
-        return result
-
-    async def _call_guarded(
-        self,
-        fn: Callable[..., Any],
-        is_async: bool,
-        record: TreeNode,
-        env: _Env,
-        path: str,
-        phase: str,
-        retry: Retry | None,
-        limit: float | None,
-    ) -> tuple[Any, Scope]:
-        """``_call`` under a retry policy and a time limit; return the result and its scope.
-
-        Callers take this path only for a node that has either control, so the
-        others pay nothing for them.
-        """
-        result, scope, started = await self._guarded(
-            fn, is_async, record, env, path, phase, retry, limit
-        )
-        _finish(record, scope, started)
-        if self._control.requested:
-            record["breaks_loop"] = True
-        return result, scope
-
-    async def _guarded(
-        self,
-        fn: Callable[..., Any],
-        is_async: bool,
-        record: TreeNode,
-        env: _Env,
-        path: str,
-        phase: str,
-        retry: Retry | None,
-        limit: float | None,
-        *args: Any,
-    ) -> tuple[Any, Scope, float]:
-        """Call a user function under its retry policy and time limit.
-
-        Each failed attempt goes into ``record["attempts"]``; a retried one's
-        writes are undone (from a shallow copy of the state taken before it)
-        and its ``break_loop()`` forgotten. The last failure, or one ``retry.on``
-        does not cover, is raised as the ``StageError``.
-
-        Returns:
-            The result, the scope of the attempt that succeeded, and when it started.
-        """
-        attempts = 1 if retry is None else retry.attempts
-        attempt = 1
-        while True:
-            scope = self._scope(env, path)
-            before = dict(env.state) if attempt < attempts else None
-            breaking = self._control.requested
-            started = _perf()
-            try:
-                return await _call_limited(fn, is_async, scope, limit, args), scope, started
-            except Exception as exc:
-                if retry is None:
-                    raise self._failure(record, scope, started, exc, phase) from exc
-                if before is None or not isinstance(exc, retry.on):
-                    self._attempt_failed(record, phase, attempt, attempts, exc, started, None)
-                    raise self._failure(record, scope, started, exc, phase) from exc
-                delay = retry.delay(attempt)
-                _undo(env.state, before, access_log(scope)[1])
-                self._control.requested = breaking
-                self._attempt_failed(record, phase, attempt, attempts, exc, started, delay)
-            import asyncio
-
-            await asyncio.sleep(delay)
-            attempt += 1
-
-    def _attempt_failed(
-        self,
-        record: TreeNode,
-        phase: str,
-        attempt: int,
-        attempts: int,
-        exc: Exception,
-        started: float,
-        retry_in: float | None,
-    ) -> None:
-        entry: Attempt = {
-            "phase": phase,
-            "attempt": attempt,
-            "of": attempts,
-            "error": _describe(exc),
-            "ms": (_perf() - started) * 1000.0,
-            "seq": self._tick(),
-        }
-        if retry_in is not None:
-            entry["retry_in"] = retry_in
-        record.setdefault("attempts", []).append(entry)
-
-    @staticmethod
-    def _failure(
-        record: TreeNode, scope: Scope, started: float, exc: Exception, phase: str
-    ) -> StageError:
-        """Record a stage's failure in the tree; return the error to raise from ``exc``."""
-        if phase != "resume":  # the record's reads and writes are execute's
-            _finish(record, scope, started)
-        record["status"] = "failed"
-        record["error"] = _describe(exc)
-        where = f" in {phase}" if phase != "run" else ""
-        facts: dict[str, Any] = {
-            "stage_id": record["id"],
-            "stage_name": record["name"],
-            "phase": phase,
-        }
-        if isinstance(exc, _TimedOut):
-            return StageTimeoutError(
-                f"stage {record['id']!r} ({record['name']}){where} {exc}", limit=exc.limit, **facts
-            )
-        return StageError(
-            f"stage {record['id']!r} ({record['name']}) raised{where}: {_describe(exc)}", **facts
-        )
-
-    async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
-        path = env.prefix + node.id
-        record: TreeNode = {
-            "id": path,
-            "name": node.name,
-            "kind": "stage",
-            "status": "running",
-            "seq": self._tick(),
-        }
-        tree.append(record)
-        if not node.inline:
-            if node.retry is None and node.time_limit is None:
-                await self._call(node.fn, True, record, self._scope(env, path), "run")
-            else:
-                await self._call_guarded(
-                    node.fn, node.is_async, record, env, path, "run", node.retry, node.time_limit
-                )
-            record["status"] = "done"
-            return
-        # the common case, without a coroutine per call: a sync stage called inline
-        scope = Scope(env.state, env.codec, path, self._control, self._run_id, self._input)
-        started = _perf()
-        try:
-            result = node.fn(scope)
-        except Exception as exc:
-            raise self._failure(record, scope, started, exc, "run") from exc
-        if result is not None and hasattr(result, "__await__"):
-            await self._call(lambda _: result, True, record, scope, "run")
-        _finish(record, scope, started)
-        if self._control.requested:
-            record["breaks_loop"] = True
-        record["status"] = "done"
-
-    async def _pausable(
-        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
-        path = env.prefix + node.id
-        if frame is not None:
-            return await self._resume_pausable(node, env, tree, frame, path)
-        record: TreeNode = {
-            "id": path,
-            "name": node.name,
-            "kind": "pausable",
-            "status": "running",
-            "seq": self._tick(),
-        }
-        position = len(tree)
-        tree.append(record)
-        if node.retry is None and node.time_limit is None:
-            scope = self._scope(env, path)
-            data = await self._call(node.execute, node.execute_is_async, record, scope, "execute")
-        else:
-            data, _ = await self._call_guarded(
-                node.execute,
-                node.execute_is_async,
-                record,
-                env,
-                path,
-                "execute",
-                node.retry,
-                node.time_limit,
-            )
-        if data is None:
-            record["status"] = "done"
-            return None
-        if hasattr(data, "model_dump"):
-            data = data.model_dump(mode="json")
-        try:
-            data = json_copy(data, "pause data")
-        except NotJSONError as exc:
-            record["status"] = "failed"
-            record["error"] = str(exc)
-            raise StageError(
-                f"stage {path!r} ({node.name}) paused with data that is not JSON: {exc}",
-                stage_id=path,
-                stage_name=node.name,
-                phase="execute",
-            ) from exc
-        pause_id = os.urandom(12).hex()
-        now = time.time()
-        record["status"] = "paused"
-        record["pause"] = {
-            "pause_id": pause_id,
-            "at": now,
-            "summary": summarize_pause(data, self._chart.redact),
-            "seq": self._tick(),
-        }
-        self._pauses.append(
-            {"pause_id": pause_id, "stage_id": path, "data": data, "paused_at": now}
-        )
-        paused: Frame = {"t": position, "stage_id": path, "pause_id": pause_id}
-        if self._control.requested:
-            self._control.requested = False
-            paused["brk"] = True  # takes effect once resume has run
-            record.pop("breaks_loop", None)
-        return paused
-
-    async def _resume_pausable(
-        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame, path: str
-    ) -> Frame | None:
-        answer = self._answers.pop(path, _MISSING)
-        if answer is _MISSING:
-            self._pauses.append(self._previous_pauses[path])
-            return frame
-        record = tree[frame["t"]]
-        resumed_at = time.time()
-        if node.retry_resume or node.time_limit is not None:
-            _, scope, started = await self._guarded(
-                node.resume,
-                node.resume_is_async,
-                record,
-                env,
-                path,
-                "resume",
-                node.retry if node.retry_resume else None,
-                node.time_limit,
-                answer,
-            )
-        else:
-            scope = self._scope(env, path)
-            started = _perf()
-            try:
-                result = node.resume(scope, answer)
-                if node.resume_is_async or hasattr(result, "__await__"):
-                    await result
-            except Exception as exc:
-                raise self._failure(record, scope, started, exc, "resume") from exc
-        record["status"] = "resumed"
-        record["resume"] = {
-            "at": resumed_at,
-            "input_keys": _input_keys(answer),
-            "reads": _unique(access_log(scope)[0]),
-            "writes": _unique(access_log(scope)[1]),
-            "ms": (_perf() - started) * 1000.0,
-            "seq": self._tick(),
-        }
-        notes = access_log(scope)[2]
-        if notes:
-            record["resume"]["notes"] = notes
-        if frame.get("brk") or self._control.requested:
-            self._control.requested = True
-            record["breaks_loop"] = True
-        return None
-
     async def _decider(
         self, node: Decider, env: _Env, tree: list[TreeNode], frame: Frame | None
     ) -> Frame | None:
@@ -765,13 +388,6 @@ class Traversal:
         return await self._call_guarded(
             node.fn, node.is_async, record, env, path, "run", node.retry, node.time_limit
         )
-
-    def _keep_evidence(self, record: TreeNode, scope: Scope) -> None:
-        """Put what ``decide``/``select`` recorded on the scope in the tree, if it chose these branches."""
-        evidence = evidence_of(scope)
-        if evidence is None or evidence.get("chose") != record.get("chose"):
-            return  # no rules used, or the function returned something else than they chose
-        record["evidence"] = _redacted_evidence(evidence, self._chart.redact)
 
     @staticmethod
     def _selected(node: Selector, record: TreeNode, returned: Any) -> list[str]:
@@ -1030,74 +646,6 @@ async def _gather(work: list[Coroutine[Any, Any, T]]) -> list[T]:
     return results  # type: ignore[return-value]  # exceptions were raised above
 
 
-class _Cancelled(BaseException):
-    """Unwinds a cancelled run to ``_traverse``; never leaves the executor.
-
-    A ``BaseException``, so that no ``except Exception`` on the way takes it for a failure.
-    """
-
-    def __init__(self, path: str, name: str) -> None:
-        super().__init__(path)
-        self.path = path
-        self.name = name
-
-
-class _TimedOut(TimeoutError):
-    """A stage attempt ran past its time limit (a ``TimeoutError``, for ``Retry(on=...)``)."""
-
-    def __init__(self, limit: float, *, abandoned: bool) -> None:
-        what = (
-            "was abandoned in its worker thread (its later writes are dropped)"
-            if abandoned
-            else "was cancelled"
-        )
-        super().__init__(f"ran past its time limit of {limit:g} s and {what}")
-        self.limit = limit
-
-
-async def _call_limited(
-    fn: Callable[..., Any], is_async: bool, scope: Scope, limit: float | None, args: tuple[Any, ...]
-) -> Any:
-    """Call a user function; with a limit, cancel it (async) or abandon its thread (sync)."""
-    if limit is None:
-        result = fn(scope, *args)
-        if is_async or hasattr(result, "__await__"):
-            result = await result
-        return result
-    import asyncio
-
-    timeout = asyncio.timeout(limit)
-    try:
-        async with timeout:
-            if is_async:
-                return await fn(scope, *args)
-            result = await asyncio.to_thread(fn, scope, *args)
-            return (await result) if hasattr(result, "__await__") else result
-    except TimeoutError:
-        if not timeout.expired():
-            raise  # the function's own TimeoutError
-        if not is_async:
-            detach(scope)
-        raise _TimedOut(limit, abandoned=not is_async) from None
-    except asyncio.CancelledError:
-        if not is_async:  # the whole run was cancelled around a thread that goes on
-            detach(scope)
-        raise
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, _TimedOut) else f"{type(exc).__name__}: {exc}"
-
-
-def _undo(state: dict[str, Any], before: Mapping[str, Any], writes: list[str]) -> None:
-    """Put back the keys a failed attempt wrote, as they were before it."""
-    for key in writes:
-        if key in before:
-            state[key] = before[key]
-        else:
-            state.pop(key, None)
-
-
 def _settle(tree: list[TreeNode], status: Literal["failed", "cancelled"], error: str = "") -> None:
     """Give every node still ``running`` its final status (a run timed out or was cancelled)."""
     for node in tree:
@@ -1106,38 +654,6 @@ def _settle(tree: list[TreeNode], status: Literal["failed", "cancelled"], error:
             if error and "children" not in node:
                 node["error"] = error
         _settle(node.get("children") or [], status, error)
-
-
-def _redacted_evidence(evidence: Evidence, redact: frozenset[str]) -> Evidence:
-    copy: Evidence = json_copy(evidence)
-    if redact:
-        checks = [*copy.get("checked", []), *(c for m in copy["matched"] for c in m["checks"])]
-        for check in checks:
-            if check["key"] in redact and "value" in check:
-                check["value"] = _REDACTED
-    return copy
-
-
-def _finish(record: TreeNode, scope: Scope, started: float) -> None:
-    reads, writes, notes = access_log(scope)
-    record["reads"] = _unique(reads)
-    record["writes"] = _unique(writes)
-    record["ms"] = (_perf() - started) * 1000.0
-    if notes:
-        record["notes"] = notes
-
-
-def _unique(keys: list[str]) -> list[str]:
-    return list(dict.fromkeys(keys)) if len(keys) > 1 else keys
-
-
-def _input_keys(answer: Any) -> list[str]:
-    if isinstance(answer, Mapping):
-        return [str(key) for key in answer]
-    fields = getattr(type(answer), "model_fields", None)
-    if isinstance(fields, dict):
-        return list(fields)
-    return []
 
 
 def _next_index(steps: tuple[Step, ...], index: int, control: LoopControl) -> int:
@@ -1167,13 +683,3 @@ def _sequence_frame(index: int, loops: dict[int, int], pending: Frame) -> Frame:
     if loops:
         frame["loops"] = {str(position): count for position, count in loops.items()}
     return frame
-
-
-def _redacted(value: Any, redact: frozenset[str]) -> Any:
-    if not redact:
-        return value
-    if isinstance(value, dict):
-        return {k: _REDACTED if k in redact else _redacted(v, redact) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item, redact) for item in value]
-    return value

@@ -37,15 +37,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._json import NotJSONError, json_copy
+from ._stages import _MISSING, ExecutorStatus, Frame, ProgressCallback, _redacted
 from ._sync import run_until_complete
-from ._traversal import (
-    _MISSING,
-    ExecutorStatus,
-    Frame,
-    ProgressCallback,
-    Traversal,
-    _redacted,
-)
+from ._traversal import Traversal
 from .chart import (
     FlowChart,
     PausableStage,
