@@ -819,3 +819,56 @@ async def test_failing_stage_after_resume_fails_the_run(runs: Runs, side_log: Pa
     assert (await runs.pending()).items == ()
     assert await runs.recover() == []  # a failed run holds no lease
     assert effects(side_log, rec.run_id)["explode"] == 1
+
+
+async def test_unchanged_from_pause_lets_a_run_follow_a_change_before_its_pause() -> None:
+    """A stage added before the pause is accepted (and the run resumes there); one after is refused."""
+    from pausepoint import ChartChangedError, PausableHandler, flow_chart
+    from pausepoint.compat import unchanged_from_pause
+
+    ran: list[str] = []
+
+    def receive(scope: Any) -> None:
+        scope.x = 1
+        ran.append("receive")
+
+    def extra(scope: Any) -> None:
+        ran.append("extra")
+
+    def process(scope: Any) -> None:
+        ran.append("process")
+
+    gate = PausableHandler(lambda s: {"question": "ok?"}, lambda s, a: ran.append("resume"))
+    v1 = (
+        flow_chart("R", receive, "receive")
+        .add_pausable_function("Gate", gate, "gate")
+        .add_function("P", process, "process")
+        .build()
+    )
+    before = (
+        flow_chart("R", receive, "receive")
+        .add_function("X", extra, "extra")
+        .add_pausable_function("Gate", gate, "gate")
+        .add_function("P", process, "process")
+        .build()
+    )
+    after = (
+        flow_chart("R", receive, "receive")
+        .add_pausable_function("Gate", gate, "gate")
+        .add_function("X", extra, "extra")
+        .add_function("P", process, "process")
+        .build()
+    )
+    store = open_store("memory://")
+    record = await Runs(store, {"c": v1}).start("c")
+    with pytest.raises(ChartChangedError):
+        await Runs(store, {"c": after}, compatibility=unchanged_from_pause).resume(
+            record.run_id, {}
+        )
+    assert (await store.get(record.run_id)).status == "paused"
+    ran.clear()
+    done = await Runs(store, {"c": before}, compatibility=unchanged_from_pause).resume(
+        record.run_id, {}
+    )
+    assert done.status == "completed"
+    assert ran == ["resume", "process"]  # nothing before the pause runs, the new stage neither

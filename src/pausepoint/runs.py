@@ -32,18 +32,19 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ._claim import Claim, cancelled_event, event, redact
 from ._json import json_copy
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import Checkpoint, validate_checkpoint
+from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
 from .errors import (
     ChartChangedError,
     CheckpointError,
-    CheckpointSignatureError,
     PausepointError,
     ResumeInputError,
     ResumeTargetError,
@@ -94,10 +95,6 @@ class RunRecord:
     created_at: float
     updated_at: float
     version: int
-
-
-CompatibilityRule = Callable[[StoredRun, FlowChart], bool]
-"""Decides whether a run paused under an older fingerprint may resume on ``chart``."""
 
 
 class Runs:
@@ -221,7 +218,7 @@ class Runs:
                 lease_until=now + self.lease_seconds,
                 meta={"input": seed, "structure": structure_of(flow.steps)},
             ),
-            [_event("started", actor, {"input": _redact(seed, flow)})],
+            [event("started", actor, {"input": redact(seed, flow)})],
         )
         return await self._drive(record, flow, lambda ex: ex.run(seed, run_id=run_id))
 
@@ -308,13 +305,13 @@ class Runs:
                 expected_version=record.version,
                 events=[
                     *([expired] if expired is not None else []),
-                    _event(
+                    event(
                         "resumed",
                         actor,
                         {
                             "stage_id": pause.stage_id,
                             "pause_id": pause.pause_id,
-                            "input": _redact(answer, flow),
+                            "input": redact(answer, flow),
                         },
                     ),
                 ],
@@ -344,7 +341,7 @@ class Runs:
             CheckpointError: The stored checkpoint is damaged or tampered with.
         """
         assert record.checkpoint is not None
-        checkpoint = _refingerprint(record.checkpoint, flow, self._signing_key, record.meta)
+        checkpoint = checkpoint_for_chart(record.checkpoint, flow, self._signing_key, record.meta)
         try:
             validate_checkpoint(checkpoint, flow, self._signing_key)
         except CheckpointError as exc:
@@ -479,7 +476,7 @@ class Runs:
             await self.store.append_audit(
                 record.run_id,
                 [
-                    _event(
+                    event(
                         "resume_refused",
                         actor,
                         {"error": type(error).__name__, "reason": str(error)},
@@ -541,7 +538,7 @@ class Runs:
                 record = await self.store.replace(
                     dataclasses.replace(record, meta={**record.meta, "cancel": request}),
                     expected_version=record.version,
-                    events=[_event("cancel_requested", actor, {"reason": reason})],
+                    events=[event("cancel_requested", actor, {"reason": reason})],
                 )
             except VersionConflictError:  # it wrote its progress meanwhile: ask again
                 record = await self.store.get(run_id)
@@ -566,7 +563,7 @@ class Runs:
             updated = await self.store.replace(
                 dataclasses.replace(record, status="cancelled", updated_at=time.time(), pauses=()),
                 expected_version=record.version,
-                events=[_event("cancelled", actor, {"reason": reason})],
+                events=[event("cancelled", actor, {"reason": reason})],
             )
         except VersionConflictError:
             raise RunAlreadyClaimedError(
@@ -627,7 +624,7 @@ class Runs:
                 policy.input,
                 actor=SYSTEM_ACTOR,
                 pause_id=pause.pause_id,
-                expired=_event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"}),
+                expired=event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"}),
             )
             return
         failing = policy is not None and policy.action == "fail"
@@ -641,7 +638,7 @@ class Runs:
             ),
             expected_version=record.version,
             events=[
-                _event(
+                event(
                     "expired", SYSTEM_ACTOR, {**detail, "policy": "fail" if failing else "cancel"}
                 )
             ],
@@ -675,7 +672,7 @@ class Runs:
                             updated_at=time.time(),
                         ),
                         expected_version=record.version,
-                        events=[_cancelled_event(record.meta["cancel"], record.lease_owner)],
+                        events=[cancelled_event(record.meta["cancel"], record.lease_owner)],
                     )
                     recovered.append(record.run_id)
                 continue
@@ -687,7 +684,7 @@ class Runs:
                         lease_until=time.time() + self.lease_seconds,
                     ),
                     expected_version=record.version,
-                    events=[_event("recovered", SYSTEM_ACTOR, {"from": record.lease_owner})],
+                    events=[event("recovered", SYSTEM_ACTOR, {"from": record.lease_owner})],
                 )
             except VersionConflictError:
                 continue
@@ -702,7 +699,7 @@ class Runs:
         if checkpoint is None:
             seed = record.meta.get("input", {})
             return lambda ex: ex.run(seed, run_id=record.run_id)
-        fresh = _refingerprint(checkpoint, flow, self._signing_key, record.meta)
+        fresh = checkpoint_for_chart(checkpoint, flow, self._signing_key, record.meta)
         if checkpoint.get("status") == "running":
             return lambda ex: ex.continue_from(fresh)
         answer = record.meta["answer"]
@@ -726,7 +723,7 @@ class Runs:
             await holder.write(checkpoint=dict(checkpoint), events=[])
 
         executor = FlowChartExecutor(flow, signing_key=self._signing_key, on_progress=on_progress)
-        holder = _Claim(
+        holder = Claim(
             self.store,
             record,
             self.lease_seconds,
@@ -753,7 +750,7 @@ class Runs:
                     "error": str(exc),
                 },
                 [
-                    _event(
+                    event(
                         "failed",
                         None,
                         {"stage_id": getattr(exc, "stage_id", None), "error": str(exc)},
@@ -771,7 +768,7 @@ class Runs:
         return await self._record(final)
 
     def _outcome(
-        self, executor: FlowChartExecutor, flow: FlowChart, holder: _Claim, known: set[str]
+        self, executor: FlowChartExecutor, flow: FlowChart, holder: Claim, known: set[str]
     ) -> tuple[dict[str, Any], list[AuditEvent]]:
         """The record's changes and audit events for how the executor ended.
 
@@ -784,7 +781,7 @@ class Runs:
             snapshot.update(status="cancelled", pauses=[])
             return (
                 {"status": "cancelled", "pauses": (), "snapshot": snapshot, "error": None},
-                [_cancelled_event(holder.cancel or {}, self._owner)],
+                [cancelled_event(holder.cancel or {}, self._owner)],
             )
         if checkpoint is None:
             return (
@@ -795,7 +792,7 @@ class Runs:
                     "snapshot": snapshot,
                     "error": None,
                 },
-                [_event("completed", None, {})],
+                [event("completed", None, {})],
             )
         pauses = tuple(self._pause_entry(flow, pause) for pause in checkpoint["pauses"])
         return (
@@ -807,10 +804,10 @@ class Runs:
                 "error": None,
             },
             [
-                _event(
+                event(
                     "paused",
                     None,
-                    {"stage_id": p.stage_id, "pause_id": p.pause_id, "data": _redact(p.data, flow)},
+                    {"stage_id": p.stage_id, "pause_id": p.pause_id, "data": redact(p.data, flow)},
                 )
                 for p in pauses
                 if p.pause_id not in known
@@ -853,182 +850,3 @@ class Runs:
                 f"no chart is registered as {name!r}; registered: {', '.join(sorted(self.charts)) or 'none'}",
                 run_id="",
             ) from None
-
-
-class _Claim:
-    """Holds a claimed run: writes progress, renews the lease, writes the outcome.
-
-    Every write is a compare-and-set on the version this holder last wrote, so
-    if another process took the run over (our lease lapsed), our next write
-    fails and the run is left to it. The one change another process may make
-    to a claimed run is a cancel request (``Runs.cancel``): the holder adopts
-    it, hands it to ``on_cancel`` and writes again.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        record: StoredRun,
-        lease_seconds: float,
-        on_cancel: Callable[[Mapping[str, Any]], object],
-    ) -> None:
-        self.store = store
-        self.record = record
-        self.lease_seconds = lease_seconds
-        self.lock = asyncio.Lock()
-        self.on_cancel = on_cancel
-        self.cancel: Mapping[str, Any] | None = None
-
-    async def write(self, *, events: Sequence[AuditEvent], **changes: Any) -> StoredRun:
-        return await self._write(lambda: (changes, list(events)))
-
-    async def finish(
-        self, outcome: Callable[[], tuple[dict[str, Any], list[AuditEvent]]]
-    ) -> StoredRun:
-        """Write the run's outcome and release the lease; ``outcome`` is asked again after a cancel."""
-
-        def released() -> tuple[dict[str, Any], list[AuditEvent]]:
-            changes, events = outcome()
-            return {**changes, "lease_owner": None}, events
-
-        return await self._write(released)
-
-    async def _write(
-        self, change: Callable[[], tuple[dict[str, Any], list[AuditEvent]]]
-    ) -> StoredRun:
-        async with self.lock:
-            while True:
-                changes, events = change()
-                now = time.time()
-                try:
-                    self.record = await self.store.replace(
-                        dataclasses.replace(
-                            self.record,
-                            updated_at=now,
-                            lease_until=now + self.lease_seconds,
-                            **changes,
-                        ),
-                        expected_version=self.record.version,
-                        events=events,
-                    )
-                    return self.record
-                except VersionConflictError:
-                    latest = await self.store.get(self.record.run_id)
-                    if not self._asked_to_cancel(latest):
-                        raise RunAlreadyClaimedError(
-                            f"run {self.record.run_id!r} was taken over by another process "
-                            "(its lease lapsed); this process stops working on it",
-                            run_id=self.record.run_id,
-                        ) from None
-                self.record = latest
-                self.cancel = latest.meta["cancel"]
-                self.on_cancel(self.cancel)
-
-    def _asked_to_cancel(self, latest: StoredRun) -> bool:
-        """Whether the record changed only by a cancel request, still held by us."""
-        return (
-            self.cancel is None
-            and latest.status == "running"
-            and latest.lease_owner == self.record.lease_owner
-            and isinstance(latest.meta.get("cancel"), Mapping)
-        )
-
-    async def heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            with contextlib.suppress(PausepointError):
-                await self.write(events=[])
-
-
-def _event(kind: Any, actor: str | None, data: Mapping[str, Any]) -> AuditEvent:
-    return AuditEvent(kind=kind, at=time.time(), actor=actor, data=dict(data))
-
-
-def _cancelled_event(request: Mapping[str, Any], by: str | None) -> AuditEvent:
-    """The audit of a running run stopped by a cancel request: who asked, why, who stopped it."""
-    return _event(
-        "cancelled",
-        request.get("actor"),
-        {"reason": request.get("reason"), "while": "running", "stopped_by": by},
-    )
-
-
-def _redact(value: Any, flow: FlowChart) -> Any:
-    if not flow.redact:
-        return value
-    if isinstance(value, dict):
-        return {k: "***" if k in flow.redact else _redact(v, flow) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(item, flow) for item in value]
-    return value
-
-
-def unchanged_from_pause(record: StoredRun, chart: FlowChart) -> bool:
-    """A compatibility rule: accept a changed chart if every paused stage and all after it are unchanged.
-
-    Compares, by structure (ids, kinds, edges), the top-level steps from the
-    one holding each pause to the end, in the chart the run started with and
-    in ``chart``. Stages before the pause may be added, removed or changed.
-    Use it as ``Runs(store, charts, compatibility=unchanged_from_pause)``.
-    """
-    old = record.meta.get("structure")
-    if not isinstance(old, list) or not record.pauses:
-        return False
-    new = structure_of(chart.steps)
-    for pause in record.pauses:
-        top = pause.stage_id.split("/", 1)[0]
-        old_index = _index_of(old, top)
-        new_index = _index_of(new, top)
-        if old_index is None or new_index is None or old[old_index:] != new[new_index:]:
-            return False
-    return True
-
-
-def _index_of(structure: list[Any], stage_id: str) -> int | None:
-    for index, entry in enumerate(structure):
-        if isinstance(entry, dict) and entry.get("id") == stage_id:
-            return index
-    return None
-
-
-def _refingerprint(
-    checkpoint: Mapping[str, Any],
-    flow: FlowChart,
-    signing_key: str | bytes | None,
-    meta: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Return the checkpoint as the current chart reads it.
-
-    The fingerprint was already checked (or the change accepted by the
-    compatibility rule). When stages were added or removed before the pause,
-    the top-level position in the continuation is moved to where the same
-    stage now stands; the executor still validates everything else against
-    the current chart.
-    """
-    if checkpoint.get("chart_fingerprint") == flow.fingerprint:
-        return dict(checkpoint)
-    import hmac
-
-    from .checkpoint import sign_checkpoint
-
-    if signing_key is not None and not hmac.compare_digest(
-        str(checkpoint.get("signature")), sign_checkpoint(checkpoint, signing_key)
-    ):
-        raise CheckpointSignatureError(
-            "stored checkpoint signature does not match its content", field="signature"
-        )
-    updated = {k: v for k, v in checkpoint.items() if k != "signature"}
-    updated["chart_fingerprint"] = flow.fingerprint
-    old = meta.get("structure")
-    continuation = updated.get("continuation")
-    if isinstance(old, list) and isinstance(continuation, dict) and not continuation.get("loops"):
-        index = continuation.get("i")
-        entry = old[index] if isinstance(index, int) and 0 <= index < len(old) else None
-        moved = (
-            _index_of(structure_of(flow.steps), entry["id"]) if isinstance(entry, dict) else None
-        )
-        if moved is not None:
-            updated["continuation"] = {**continuation, "i": moved}
-    if signing_key is not None:
-        updated["signature"] = sign_checkpoint(updated, signing_key)
-    return updated
