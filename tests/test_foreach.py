@@ -8,7 +8,6 @@ tests count them across resumes and processes.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import sys
 from collections import Counter
@@ -20,6 +19,7 @@ import pytest
 
 import controls_child
 from _charts import Log, checkpoint_of, resume_fresh, run_fresh
+from _processes import release_together
 from controls_child import answer_for, batch, batch_items, item_of
 from pausepoint import (
     FlowChartExecutor,
@@ -245,11 +245,6 @@ async def runs(store_url: str) -> AsyncIterator[Runs]:
         yield opened
 
 
-async def _line(stream: asyncio.StreamReader, seconds: float = 60.0) -> str:
-    async with asyncio.timeout(seconds):
-        return (await stream.readline()).decode().strip()
-
-
 async def test_runs_inbox_and_answers_from_two_processes(
     runs: Runs, store_url: str, tmp_path: Path
 ) -> None:
@@ -284,23 +279,7 @@ async def test_runs_inbox_and_answers_from_two_processes(
         )
         for name, stage_ids in halves.items()
     ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert await _line(child.stdout) == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-        reports = []
-        for child in children:
-            assert child.stdout is not None
-            reports.append(json.loads(await _line(child.stdout, seconds=240)))
-    finally:
-        for child in children:
-            if child.returncode is None and child.stdin is not None:
-                child.stdin.close()
-            await child.wait()
+    reports = await release_together(children, seconds=240)
     assert [child.returncode for child in children] == [0, 0]
     assert [sorted(report["answered"]) for report in reports] == [
         sorted(halves["p0"]),

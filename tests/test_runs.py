@@ -10,7 +10,6 @@ are ``runs_child.py``. Stages record side effects in a file (see
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 import runs_child
+from _processes import release_together
 from pausepoint import (
     ChartChangedError,
     ChartMismatchError,
@@ -111,12 +111,6 @@ def events(record: RunRecord, kind: str) -> list[Any]:
 
 async def start(runs: Runs, side_log: Path, chart: str = "approval", **input: Any) -> RunRecord:
     return await runs.start(chart, {"side_log": str(side_log), **input}, actor="api")
-
-
-async def wait_for_line(stream: asyncio.StreamReader, seconds: float = 30.0) -> str:
-    async with asyncio.timeout(seconds):
-        line = await stream.readline()
-    return line.decode().strip()
 
 
 # -- 1. start, inbox, resume, snapshot, audit -----------------------------------
@@ -396,23 +390,7 @@ async def test_race_across_processes_completes_every_run_exactly_once(
         )
         for n, order in enumerate(orders)
     ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert await wait_for_line(child.stdout) == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-        reports = []
-        for child in children:
-            assert child.stdout is not None
-            reports.append(json.loads(await wait_for_line(child.stdout, seconds=60)))
-    finally:
-        for child in children:
-            if child.returncode is None and child.stdin is not None:
-                child.stdin.close()
-            await child.wait()
+    reports = await release_together(children, seconds=60)
     assert [child.returncode for child in children] == [0, 0, 0, 0]
 
     wins = Counter(run_id for report in reports for run_id in report["won"])
@@ -735,23 +713,7 @@ async def test_expire_due_from_two_processes_acts_once_per_run(
         )
         for _ in range(2)
     ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert await wait_for_line(child.stdout) == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-        acted = []
-        for child in children:
-            assert child.stdout is not None
-            acted.append(json.loads(await wait_for_line(child.stdout)))
-    finally:
-        for child in children:
-            if child.returncode is None and child.stdin is not None:
-                child.stdin.close()
-            await child.wait()
+    acted = await release_together(children)
     assert [child.returncode for child in children] == [0, 0]
     assert Counter(run_id for ids in acted for run_id in ids) == Counter(
         r.run_id for r in resumed + failed
