@@ -1,11 +1,30 @@
-"""Child processes that wait at a starting line, for the multi-process race tests."""
+"""Child processes: examples run as a user runs them, and racers released together."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, cwd: Path, *args: str) -> str:
+    """Run ``examples/<name>`` in a fresh interpreter from ``cwd``; return what it printed."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 async def read_line(stream: asyncio.StreamReader, seconds: float = 60.0) -> str:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "refund_approval.py"
+from _processes import run_example
 
 
 def _run(tmp_path: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_example("refund_approval.py", tmp_path, *args)
 
 
 def test_demo_pauses_in_one_process_and_completes_in_another(tmp_path: Path) -> None:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agent_refund.py"
+from _processes import run_example
 
 
 def run(tmp_path: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_example("agent_refund.py", tmp_path, *args)
 
 
 def test_the_demo_pauses_in_one_process_and_finishes_in_another(tmp_path: Path) -> None:
