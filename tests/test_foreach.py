@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +23,9 @@ from _charts import Log, checkpoint_of, resume_fresh, run_fresh
 from _processes import release_together
 from controls_child import answer_for, batch, batch_items, item_of
 from pausepoint import (
+    CheckpointFormatError,
     FlowChartExecutor,
+    PausableHandler,
     Runs,
     Scope,
     StageError,
@@ -228,6 +231,90 @@ async def test_several_items_answered_in_one_resume(tmp_path: Path) -> None:
     assert executor.status == "completed"
     assert len(executor.get_state()["results"]) == 100
     assert set(side_effects(side_log, "b2").values()) == {1}
+
+
+# -- keyed items ------------------------------------------------------------------------
+
+
+def keyed(key: Any) -> Any:
+    """Orders whose items are named by their ``sku``; ``ask`` pauses when an item says so."""
+
+    def ask(scope: Scope) -> Any:
+        return {"question": f"Ship {scope.item['sku']}?"} if scope.item.get("ask") else None
+
+    def answered(scope: Scope, answer: Any) -> None:
+        scope.result = f"{scope.item['sku']}:{answer['ok']}"
+
+    def done(scope: Scope) -> None:
+        scope.result = scope.get("result") or scope.item["sku"]
+
+    body = (
+        flow_chart("Ask", PausableHandler(ask, answered), "ask")
+        .add_function("Done", done, "done")
+        .build()
+    )
+    return (
+        flow_chart("Load", Log().stage("load"), "load")
+        .add_for_each("lines", "items", body, "Lines", key=key, results_key="results")
+        .build()
+    )
+
+
+ORDER = [{"sku": "A-1", "ask": True}, {"sku": "B-2"}, {"sku": "C.3", "ask": True}]
+
+
+@pytest.mark.parametrize("key", ["sku", lambda item: item["sku"]], ids=["field", "function"])
+async def test_keyed_items_pause_under_their_key_and_resume_in_any_order(key: Any) -> None:
+    """With ``key=``, item paths use the key; answers by path in reverse order; results keep item order."""
+    chart = keyed(key)
+    executor = await run_fresh(chart, {"items": ORDER})
+    checkpoint = checkpoint_of(executor)
+    assert [p["stage_id"] for p in checkpoint["pauses"]] == ["lines[A-1]/ask", "lines[C.3]/ask"]
+    tree = checkpoint["execution_tree"][1]["children"]
+    assert [node["id"] for node in tree] == ["lines[A-1]", "lines[B-2]", "lines[C.3]"]
+    assert chart.find_stage("lines[C.3]/ask") is chart.find_stage("lines/ask")
+    executor = await resume_fresh(chart, checkpoint, {"ok": "yes"}, stage_id="lines[C.3]/ask")
+    checkpoint = checkpoint_of(executor)
+    assert [p["stage_id"] for p in checkpoint["pauses"]] == ["lines[A-1]/ask"]
+    executor = await resume_fresh(chart, checkpoint, {"ok": "no"}, stage_id="lines[A-1]/ask")
+    assert executor.status == "completed"
+    assert executor.get_state()["results"] == ["A-1:no", "B-2", "C.3:yes"]
+
+
+def test_keyed_and_positional_for_each_have_different_fingerprints() -> None:
+    """Keys change stage paths, so a checkpoint of one never resumes on the other."""
+    assert keyed("sku").fingerprint != keyed(None).fingerprint
+    assert keyed("sku").fingerprint == keyed(lambda item: item["sku"]).fingerprint
+
+
+@pytest.mark.parametrize(
+    ("items", "problem"),
+    [
+        ([{"sku": "A"}, {"sku": "A"}], "item 1: its key 'A' is item 0's key too"),
+        ([{"sku": "A"}, {"sku": "a/b"}], "item 1: its key 'a/b' is not 1 to 100 of"),
+        ([{"sku": ""}], "item 0: its key '' is not 1 to 100 of"),
+        ([{"sku": "A"}, {"name": "x"}], "item 1: its key function raised KeyError"),
+    ],
+    ids=["duplicate", "slash", "empty", "missing"],
+)
+async def test_bad_item_keys_fail_the_for_each_naming_the_item(
+    items: list[Any], problem: str
+) -> None:
+    """A duplicate, unusable or missing key is a StageError naming the for-each and the item."""
+    executor = FlowChartExecutor(keyed("sku"))
+    with pytest.raises(StageError, match=re.escape(f"for-each 'lines' (Lines): {problem}")) as info:
+        await executor.run({"items": items})
+    assert info.value.stage_id == "lines"
+    assert executor.get_snapshot()["execution_tree"][1]["status"] == "failed"
+
+
+async def test_a_keyed_item_path_that_was_tampered_with_is_refused() -> None:
+    """A checkpoint whose item record no longer names an item of the for-each is malformed."""
+    chart = keyed("sku")
+    checkpoint = checkpoint_of(await run_fresh(chart, {"items": ORDER}))
+    checkpoint["execution_tree"][1]["children"][0]["id"] = "other[A-1]"
+    with pytest.raises(CheckpointFormatError, match=r"does not point at item 0 of 'lines'"):
+        await resume_fresh(chart, checkpoint, {"ok": "yes"}, stage_id="lines[A-1]/ask")
 
 
 # -- through Runs, from two processes ------------------------------------------------------

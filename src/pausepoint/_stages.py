@@ -251,7 +251,7 @@ class StageRunner:
             "attempt": attempt,
             "of": attempts,
             "error": _describe(exc),
-            "ms": (_perf() - started) * 1000.0,
+            "ms": _ms_since(started),
             "seq": self._tick(),
         }
         if retry_in is not None:
@@ -414,7 +414,7 @@ class StageRunner:
             "input_keys": _input_keys(answer),
             "reads": _unique(access_log(scope)[0]),
             "writes": _unique(access_log(scope)[1]),
-            "ms": (_perf() - started) * 1000.0,
+            "ms": _ms_since(started),
             "seq": self._tick(),
         }
         notes = access_log(scope)[2]
@@ -513,11 +513,18 @@ def _redacted_evidence(evidence: Evidence, redact: frozenset[str]) -> Evidence:
 
 def _finish(record: TreeNode, scope: Scope, started: float) -> None:
     reads, writes, notes = access_log(scope)
-    record["reads"] = _unique(reads)
-    record["writes"] = _unique(writes)
-    record["ms"] = (_perf() - started) * 1000.0
+    if reads:
+        record["reads"] = _unique(reads)
+    if writes:
+        record["writes"] = _unique(writes)
+    record["ms"] = _ms_since(started)
     if notes:
         record["notes"] = notes
+
+
+def _ms_since(started: float) -> float:
+    """Milliseconds since ``started``, to the microsecond: finer digits are noise in a trace."""
+    return round((_perf() - started) * 1000.0, 3)
 
 
 def _unique(keys: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .chart import (
+    ITEM_KEY,
     PATH_SEPARATOR,
     Decider,
     ForEach,
@@ -416,7 +417,7 @@ class Traversal(StageRunner):
         """
         path = env.prefix + node.id
         codec = node.body.codec
-        work: list[tuple[int, TreeNode, dict[str, Any], Frame | None]] = []
+        work: list[tuple[int, str, TreeNode, dict[str, Any], Frame | None]] = []
         if frame is None:
             record: TreeNode = {
                 "id": path,
@@ -442,8 +443,9 @@ class Traversal(StageRunner):
             done: dict[str, Any] = {}
             total = len(items)
             children = record["children"]
+            labels = _item_labels(node, items, record, path)
             for index, item in enumerate(items):
-                item_path = f"{path}[{index}]"
+                item_path = f"{path}[{labels[index]}]"
                 item_record: TreeNode = {
                     "id": item_path,
                     "name": f"{node.name} #{index}",
@@ -457,7 +459,7 @@ class Traversal(StageRunner):
                     "item": codec.check("item", item, item_path),
                     "index": index,
                 }
-                work.append((index, item_record, state, None))
+                work.append((index, item_path, item_record, state, None))
         else:
             position = frame["t"]
             record = tree[position]
@@ -465,16 +467,21 @@ class Traversal(StageRunner):
             done = dict(frame["done"])
             total = frame["total"]
             for key, item_frame in frame["items"].items():
-                index = int(key)
-                state = self._decode_state(item_frame["state"], f"{path}[{index}] state", codec)
-                work.append((index, children[item_frame["t"]], state, item_frame["seq"]))
+                item_record = children[item_frame["t"]]
+                item_path = item_record["id"]
+                state = self._decode_state(item_frame["state"], f"{item_path} state", codec)
+                work.append((int(key), item_path, item_record, state, item_frame["seq"]))
         limit = _Limit(node.concurrency)
 
         async def run_item(
-            index: int, item_record: TreeNode, state: dict[str, Any], seq: Frame | None
+            index: int,
+            item_path: str,
+            item_record: TreeNode,
+            state: dict[str, Any],
+            seq: Frame | None,
         ) -> tuple[int, Frame | None, Any]:
             async with limit:
-                inner = _Env(state, codec, f"{path}[{index}]{PATH_SEPARATOR}")
+                inner = _Env(state, codec, item_path + PATH_SEPARATOR)
                 pending = await self._child(
                     item_record,
                     self._sequence(node.body.steps, inner, item_record["children"], seq),
@@ -683,3 +690,35 @@ def _sequence_frame(index: int, loops: dict[int, int], pending: Frame) -> Frame:
     if loops:
         frame["loops"] = {str(position): count for position, count in loops.items()}
     return frame
+
+
+def _item_labels(node: ForEach, items: list[Any], record: TreeNode, path: str) -> list[str]:
+    """Name each item in stage paths: its position, or its key when the for-each has one."""
+    if node.key is None:
+        return [str(index) for index in range(len(items))]
+    labels: list[str] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        try:
+            label = node.key(item)
+        except Exception as exc:
+            problem = f"its key function raised {type(exc).__name__}: {exc}"
+        else:
+            if not isinstance(label, str) or not ITEM_KEY.fullmatch(label):
+                problem = (
+                    f"its key {label!r} is not 1 to 100 of the characters A-Z a-z 0-9 _ . : @ + -"
+                )
+            elif label in seen:
+                problem = f"its key {label!r} is item {seen[label]}'s key too"
+            else:
+                seen[label] = index
+                labels.append(label)
+                continue
+        record["status"] = "failed"
+        record["error"] = f"item {index}: {problem}"
+        raise StageError(
+            f"for-each {path!r} ({node.name}): item {index}: {problem}",
+            stage_id=path,
+            stage_name=node.name,
+        )
+    return labels

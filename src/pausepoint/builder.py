@@ -212,6 +212,7 @@ class FlowChartBuilder:
         *,
         concurrency: int | None = None,
         results_key: str | None = None,
+        key: str | Callable[[Any], str] | None = None,
         description: str | None = None,
     ) -> FlowChartBuilder:
         """Run a body once per item of the list in ``scope[items_key]``, concurrently.
@@ -219,8 +220,8 @@ class FlowChartBuilder:
         Each item runs on its own state, seeded with ``item`` and ``index``;
         what it leaves under ``result`` is collected, in item order, into
         ``results_key`` (default: ``id``). Items may pause, each with its own
-        pause (stage path ``{id}[n]/{stage}``); the for-each joins when every
-        item is done.
+        pause (stage path ``{id}[n]/{stage}``, or ``{id}[<key>]/{stage}`` with
+        ``key``); the for-each joins when every item is done.
 
         Args:
             id: Stage id.
@@ -230,9 +231,20 @@ class FlowChartBuilder:
             name: Display name.
             concurrency: At most this many items run at once (default: all).
             results_key: Where the collected results go.
+            key: Name items in stage paths by a key instead of their position: a
+                field of each (dict) item, or a function of the item. Keys must be
+                unique among the items and match ``[A-Za-z0-9_.:@+-]{1,100}``;
+                otherwise the for-each fails with a ``StageError`` naming the item.
             description: What the loop does.
         """
         _check_id(id)
+        if isinstance(key, str):
+            key = _FieldKey(key)
+        elif key is not None and not callable(key):
+            raise ChartError(
+                f"for-each {id!r}: key must be a field name or a function of the item, not {key!r}",
+                stage_id=id,
+            )
         if concurrency is not None and concurrency < 1:
             raise ChartError(f"for-each {id!r}: concurrency must be at least 1", stage_id=id)
         if isinstance(chart_or_fn, FlowChart):
@@ -254,6 +266,7 @@ class FlowChartBuilder:
                 body=body,
                 results_key=results_key or id,
                 concurrency=concurrency,
+                key=key,
             )
         )
         return self
@@ -653,6 +666,23 @@ def _check_id(id: str) -> None:
             f"stage id {id!r} contains {PATH_SEPARATOR!r}, which separates subflow paths",
             stage_id=id,
         )
+
+
+class _FieldKey:
+    """The key of a for-each item that is a dict: one of its fields, as text."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, item: Any) -> str:
+        if not isinstance(item, Mapping) or self.field not in item:
+            raise KeyError(f"the item has no field {self.field!r}")
+        return str(item[self.field])
+
+    def __repr__(self) -> str:
+        return f"key={self.field!r}"
 
 
 def _check_callable(fn: Any, id: str, what: str) -> None:

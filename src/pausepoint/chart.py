@@ -40,6 +40,7 @@ __all__ = [
     "Selector",
     "Step",
     "Subflow",
+    "chart_path",
 ]
 
 StageFunction: TypeAlias = "Callable[[Scope], Any] | Callable[[Scope], Awaitable[Any]]"
@@ -48,7 +49,14 @@ StageFunction: TypeAlias = "Callable[[Scope], Any] | Callable[[Scope], Awaitable
 NodeKind = Literal["stage", "pausable", "decider", "selector", "parallel", "subflow", "foreach"]
 
 PATH_SEPARATOR = "/"
-_ITEM_INDEX = re.compile(r"\[\d+\]")
+_ITEM_INDEX = re.compile(r"\[[^\[\]/]*\]")
+ITEM_KEY = re.compile(r"[A-Za-z0-9_.:@+-]{1,100}")
+"""What a for-each item key may be: it becomes part of stage paths (``tools[call_7]/ask``)."""
+
+
+def chart_path(path: str) -> str:
+    """The chart's path of a stage path: for-each items dropped (``tools[7]/ask`` → ``tools/ask``)."""
+    return _ITEM_INDEX.sub("", path)
 
 
 @runtime_checkable
@@ -320,7 +328,8 @@ class ForEach:
     Each item runs on its own state, seeded with ``item`` and ``index``; what
     it leaves under ``result`` is collected, in item order, into
     ``results_key``. Items may pause, each with its own pause: the stage path
-    of item ``n``'s stages is ``{id}[n]/{stage}``.
+    of item ``n``'s stages is ``{id}[n]/{stage}``, or ``{id}[k]/{stage}`` with
+    ``key`` giving each item's key ``k``.
     """
 
     id: str
@@ -330,6 +339,7 @@ class ForEach:
     body: FlowChart
     results_key: str
     concurrency: int | None = None
+    key: Callable[[Any], str] | None = None
     kind: Literal["foreach"] = "foreach"
 
 
@@ -401,7 +411,7 @@ class FlowChart:
 
         For-each item paths (``invoices[7]/approve``) name the body's stage.
         """
-        wanted = _ITEM_INDEX.sub("", path)
+        wanted = chart_path(path)
         for stage_path, node in self.stages():
             if stage_path == wanted:
                 return node
@@ -438,6 +448,8 @@ def _structure_of_node(node: Node) -> dict[str, Any]:
         entry["chart"] = structure_of(node.chart.steps)
     if isinstance(node, ForEach):
         entry["chart"] = structure_of(node.body.steps)
+        if node.key is not None:  # keyed items have other stage paths
+            entry["keyed"] = True
     return entry
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from ._json import NotJSONError, canonical_json, json_copy
 from .chart import (
+    ITEM_KEY,
     PATH_SEPARATOR,
     Decider,
     ForEach,
@@ -612,11 +613,14 @@ class _FrameChecker:
                     f"checkpoint field {here!r} must hold the item's own state", field=here
                 )
             position = item_frame.get("t")
-            if (
-                type(position) is not int
-                or not 0 <= position < len(children)
-                or children[position].get("id") != f"{path}[{key}]"
-                or not isinstance(children[position].get("children"), list)
+            item: dict[str, Any] = (
+                children[position]
+                if type(position) is int and 0 <= position < len(children)
+                else {}
+            )
+            item_id = item.get("id")
+            if not isinstance(item.get("children"), list) or not _is_item_of(
+                item_id, path, key if node.key is None else None
             ):
                 raise CheckpointFormatError(
                     f"checkpoint field '{here}.t' does not point at item {key} of {path!r}",
@@ -625,10 +629,23 @@ class _FrameChecker:
             self.sequence(
                 item_frame.get("seq"),
                 node.body.steps,
-                f"{path}[{key}]{PATH_SEPARATOR}",
-                children[position]["children"],
+                f"{item_id}{PATH_SEPARATOR}",
+                item["children"],
                 f"{here}.seq",
             )
+
+
+def _is_item_of(item_id: Any, path: str, index: str | None) -> bool:
+    """Whether ``item_id`` names an item of the for-each at ``path``.
+
+    That is ``path[index]``, or with keyed items (``index`` None) ``path[<a valid key>]``.
+    """
+    if not isinstance(item_id, str):
+        return False
+    if index is not None:
+        return item_id == f"{path}[{index}]"
+    label = item_id[len(path) + 1 : -1]
+    return item_id == f"{path}[{label}]" and ITEM_KEY.fullmatch(label) is not None
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pausepoint.chart import FlowChart
+from pausepoint.chart import FlowChart, chart_path
 from pausepoint.runs import RunRecord, Runs
 from pausepoint.stores.base import PauseEntry
 
@@ -107,7 +106,7 @@ def run_view(
     snapshot = record.snapshot or {}
     path = _flatten(snapshot.get("execution_tree") or [])
     taken = {step.id for step in path if not step.is_loop}
-    paused = {_ITEM_INDEX.sub("", p.stage_id) for p in record.pauses}
+    paused = {chart_path(p.stage_id) for p in record.pauses}
     flow = runs.charts.get(record.chart)
     chart = describe_chart(record.chart, flow) if flow is not None else None
     chart_steps = [
@@ -151,9 +150,6 @@ def run_view(
         "chart_steps": chart_steps,
         "mermaid": flow.to_mermaid(highlight=taken) if flow is not None else None,
     }
-
-
-_ITEM_INDEX = re.compile(r"\[\d+\]")
 
 
 def _stage_name(flow: FlowChart | None, names: Mapping[str, str], stage_id: str) -> str:
