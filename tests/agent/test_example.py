@@ -16,7 +16,7 @@ def test_the_demo_pauses_in_one_process_and_finishes_in_another(tmp_path: Path) 
     out = run(tmp_path)
     pids = {line.split("]")[0] for line in out.splitlines() if line.startswith("[pid")}
     assert len(pids) == 2, out
-    assert "waiting at 'tools[0]/approve_refund_order'" in out
+    assert "waiting at 'tools[call_2_0]/approve_refund_order'" in out
     assert (
         'question: Approve refund_order(order_id="ORD-2024-7891", amount=900.0, '
         'reason="cracked screen")?' in out

@@ -117,7 +117,7 @@ async def test_ask_human_pauses_with_the_question_and_the_answer_is_the_tool_res
     assert await executor.run({"prompt": "Paint my bike"}) == "paused"
     checkpoint = roundtrip(executor.get_checkpoint())
     [pause] = checkpoint["pauses"]
-    assert pause["stage_id"] == "tools[0]/ask"
+    assert pause["stage_id"] == "tools[call_1_0]/ask"  # named by the call id
     assert pause["data"] == {
         "question": "Which colour should the bike be?",
         "tool_call_id": "call_1_0",
@@ -166,7 +166,7 @@ async def test_approval_pauses_before_the_tool_runs_with_the_proposed_call() -> 
     checkpoint = await paused_refund()
     assert charts.REFUNDS == []
     [pause] = checkpoint["pauses"]
-    assert pause["stage_id"] == "tools[0]/approve_refund_order"
+    assert pause["stage_id"] == "tools[call_b]/approve_refund_order"
     assert pause["data"] == {
         "question": 'Approve refund_order(order_id="ORD-1", amount=900.0)?',
         "tool": "refund_order",
@@ -240,8 +240,8 @@ async def test_two_parallel_approvals_answered_in_reverse_order() -> None:
     checkpoint = roundtrip(executor.get_checkpoint())
     pauses = {p["data"]["tool_call_id"]: p["stage_id"] for p in checkpoint["pauses"]}
     assert pauses == {
-        "c1": "tools[0]/approve_refund_order",
-        "c2": "tools[1]/approve_refund_order",
+        "c1": "tools[c1]/approve_refund_order",
+        "c2": "tools[c2]/approve_refund_order",
     }
 
     second = FlowChartExecutor(charts.pair)
@@ -275,6 +275,39 @@ async def test_parallel_pauses_can_be_answered_at_once() -> None:
     resumed = FlowChartExecutor(charts.pair)
     assert await resumed.resume(checkpoint, answers=answers) == "completed"
     assert sorted(charts.REFUNDS) == [("ORD-1", 900.0), ("ORD-2", 40.0)]
+
+
+async def test_model_call_ids_become_safe_unique_stage_names() -> None:
+    """Ids with characters paths cannot hold, and ids the model repeats, still give each call
+    its own stage path; the tool messages keep the ids the model gave."""
+    model = ScriptedModel(
+        [
+            AssistantMessage(
+                None,
+                [
+                    tool_call("refund_order", {"order_id": "ORD-1", "amount": 900}, id="a/b c"),
+                    tool_call("refund_order", {"order_id": "ORD-2", "amount": 950}, id="a_b_c"),
+                    tool_call("refund_order", {"order_id": "ORD-3", "amount": 990}, id="a_b_c"),
+                ],
+            ),
+            echo_results,
+        ]
+    )
+    chart = agent_chart(model, [refund_order])
+    executor = FlowChartExecutor(chart)
+    assert await executor.run({"prompt": "Refund all three"}) == "paused"
+    checkpoint = roundtrip(executor.get_checkpoint())
+    pauses = {p["data"]["tool_call_id"]: p["stage_id"] for p in checkpoint["pauses"]}
+    assert pauses == {
+        "a/b c": "tools[a_b_c]/approve_refund_order",
+        "a_b_c": "tools[a_b_c_1]/approve_refund_order",
+        "a_b_c_2": "tools[a_b_c_2]/approve_refund_order",
+    }
+    answers = {stage_id: {"decision": "approve"} for stage_id in pauses.values()}
+    resumed = FlowChartExecutor(chart)
+    assert await resumed.resume(checkpoint, answers=answers) == "completed"
+    tool_ids = [m["tool_call_id"] for m in resumed.get_state()["messages"] if m["role"] == "tool"]
+    assert tool_ids == ["a/b c", "a_b_c", "a_b_c_2"]
 
 
 # -- limits and failures ---------------------------------------------------------
@@ -457,7 +490,7 @@ def test_plain_functions_become_tools_and_the_chart_is_stable() -> None:
     one = agent_chart(ScriptedModel([]), [add, refund_order, ask_human])
     two = agent_chart(ScriptedModel([]), [add, refund_order, ask_human])
     assert one.fingerprint == two.fingerprint
-    assert one.find_stage("tools[3]/approve_refund_order") is not None
+    assert one.find_stage("tools[call_3_1]/approve_refund_order") is not None
     assert one.find_stage("tools[0]/ask") is not None
 
 
@@ -487,7 +520,7 @@ async def test_approval_can_depend_on_the_arguments() -> None:
     executor = FlowChartExecutor(chart)
     assert await executor.run({"prompt": "refund"}) == "paused"
     checkpoint = roundtrip(executor.get_checkpoint())
-    assert [p["stage_id"] for p in checkpoint["pauses"]] == ["tools[1]/approve_refund"]
+    assert [p["stage_id"] for p in checkpoint["pauses"]] == ["tools[call_1_1]/approve_refund"]
     assert made == [20.0]
     resumed = FlowChartExecutor(chart)
     assert await resumed.resume(checkpoint, {"decision": "approve"}) == "completed"

@@ -77,7 +77,7 @@ async def test_the_question_is_in_the_inbox_with_its_answer_schema(runs: Runs) -
     page = await runs.pending(chart="refund")
     [item] = page.items
     assert item.run_id == record.run_id
-    assert item.pause.stage_id == "tools[0]/approve_refund_order"
+    assert item.pause.stage_id == "tools[call_b]/approve_refund_order"
     assert item.pause.data["question"] == 'Approve refund_order(order_id="ORD-1", amount=900.0)?'
     schema = runs.input_schema("refund", item.pause.stage_id)
     assert schema is not None
@@ -170,7 +170,7 @@ async def test_the_agents_pause_is_answered_through_the_http_api(runs: Runs) -> 
         inbox = (await client.get("/api/runs", params={"status": "paused", "chart": "ask"})).json()
         [item] = inbox["items"]
         assert item["pause"]["data"]["question"] == "Which colour should the bike be?"
-        assert item["pause"]["stage_id"] == "tools[0]/ask"
+        assert item["pause"]["stage_id"] == "tools[call_1_0]/ask"
 
         refused = await client.post(
             f"/api/runs/{run['run_id']}/resume",
@@ -254,8 +254,8 @@ def test_the_cli_lists_and_answers_agent_pauses(
     assert "Approve refund_order" in listing
     inbox = json.loads(cli("ls", "--json").stdout)["items"]
     assert {item["pause"]["stage_id"] for item in inbox} == {
-        "tools[0]/approve_refund_order",
-        "tools[1]/approve_refund_order",
+        "tools[c1]/approve_refund_order",
+        "tools[c2]/approve_refund_order",
     }
     record = json.loads(cli("show", run_id, "--json").stdout)
     for pause in reversed(record["pauses"]):

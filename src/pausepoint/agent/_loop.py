@@ -10,9 +10,9 @@ Each tool call runs as one for-each item on its own small state
 (``{item, index}``): ``check`` validates the call, ``route`` sends it to
 ``run`` (call the tool), ``ask`` (pause: :data:`ask_human`) or
 ``approve_<tool>`` (pause before a call its tool's ``requires_approval`` flags). Items
-that wait for a person pause with their own pause (stage path
-``tools[<n>]/ask``); they are answered in any order, and the loop goes on
-when every call of the turn has its result.
+that wait for a person pause with their own pause, named by the tool call's id
+(stage path ``tools[<call id>]/ask``); they are answered in any order, and the
+loop goes on when every call of the turn has its result.
 
 State keys: ``messages`` (the conversation, kept once, in the OpenAI
 format), ``turn`` (model calls so far), ``tool_calls`` (the current turn's
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -160,6 +161,7 @@ def agent_chart(
             loop.tool_call_chart(),
             "Tools",
             results_key="tool_results",
+            key="key",
             description="Run this turn's tool calls; pause where a person must answer",
         )
         .loop_to("model", max_iterations=max_turns)
@@ -248,7 +250,10 @@ class _Loop:
             self._finish(scope, None, "max_turns")
             return
         scope.messages = messages
-        scope.tool_calls = [self._item(call, reply.content) for call in calls]
+        keys = _keys_of(calls)
+        scope.tool_calls = [
+            self._item(call, key, reply.content) for call, key in zip(calls, keys, strict=True)
+        ]
 
     def _finish(self, scope: Scope, answer: str | None, reason: str) -> None:
         scope.answer = answer
@@ -257,8 +262,13 @@ class _Loop:
             del scope["tool_calls"]
         scope.break_loop()
 
-    def _item(self, call: ToolCall, said: str | None) -> dict[str, Any]:
-        item: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
+    def _item(self, call: ToolCall, key: str, said: str | None) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": call.id,
+            "key": key,
+            "name": call.name,
+            "arguments": call.arguments,
+        }
         if not isinstance(call.arguments, str):
             item["arguments"] = dict(call.arguments)
         if said and call.name in self.human_tools:
@@ -421,6 +431,22 @@ def _numbered(calls: Sequence[ToolCall], turn: int) -> list[ToolCall]:
         seen.add(call_id)
         numbered.append(ToolCall(call_id, call.name, call.arguments))
     return numbered
+
+
+_NOT_IN_KEYS = re.compile(r"[^A-Za-z0-9_.:@+-]")
+
+
+def _keys_of(calls: Sequence[ToolCall]) -> list[str]:
+    """Name each call's stages in paths (``tools[<key>]/ask``): its id, made path-safe and unique."""
+    keys: list[str] = []
+    for call in calls:
+        base = _NOT_IN_KEYS.sub("_", call.id or "")[:100] or "call"
+        key, n = base, 0
+        while key in keys:
+            n += 1
+            key = f"{base[:90]}_{n}"
+        keys.append(key)
+    return keys
 
 
 def _tool_message(call_id: str, content: str) -> Message:
