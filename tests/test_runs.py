@@ -27,6 +27,8 @@ from _processes import release_together
 from pausepoint import (
     ChartChangedError,
     ChartMismatchError,
+    FlowChartExecutor,
+    PausableHandler,
     ResumeInputError,
     ResumeTargetError,
     RunAlreadyClaimedError,
@@ -36,6 +38,7 @@ from pausepoint import (
     Runs,
     StalePauseError,
     StoreUnavailableError,
+    flow_chart,
     open_store,
 )
 from pausepoint.stores import Store
@@ -182,6 +185,45 @@ async def test_start_pauses_and_resume_completes_with_snapshot_and_audit(
             "step3": 1,
         }
     )
+
+
+async def test_a_paused_run_stores_its_state_once_and_the_snapshot_is_derived(
+    make_runs: MakeRuns,
+) -> None:
+    """The record keeps the checkpoint only; the snapshot read back equals the executor's,
+    secrets hidden, even for a reader that has no charts registered (``pausepoint show``)."""
+
+    def receive(scope: Any) -> None:
+        scope.card = "4111-1111"
+        scope.amount = 900
+
+    chart = (
+        flow_chart("Pay", receive, "receive")
+        .add_pausable_function(
+            "Approve",
+            PausableHandler(lambda s: {"question": "Pay?", "card": s.card}, lambda s, a: None),
+            "approve",
+        )
+        .build(redact=["card"])
+    )
+    runs = make_runs({"pay": chart})
+    rec = await runs.start("pay", {"note": "n"}, actor="api")
+    stored = await runs.store.get(rec.run_id)
+    assert stored.snapshot is None
+    assert stored.checkpoint is not None
+    executor = FlowChartExecutor(chart)
+    await executor.run({"note": "n"}, run_id=rec.run_id)
+    expected = dict(executor.get_snapshot())
+    for snapshot in (rec.snapshot, (await make_runs({}).get(rec.run_id)).snapshot):
+        assert snapshot is not None
+        assert snapshot["shared_state"] == {"note": "n", "card": "***", "amount": 900}
+        assert snapshot["pauses"][0]["data"] == {"question": "Pay?", "card": "***"}
+        assert snapshot["narrative"] == expected["narrative"]
+        assert snapshot["status"] == "paused"
+        assert [n["id"] for n in snapshot["execution_tree"]] == ["receive", "approve"]
+    cancelled = await runs.cancel(rec.run_id, actor="kim")
+    assert cancelled.snapshot is not None
+    assert (cancelled.snapshot["status"], cancelled.snapshot["pauses"]) == ("cancelled", [])
 
 
 async def test_pending_filters_by_chart_stage_age_and_pages_with_cursor(

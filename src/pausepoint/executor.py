@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._json import NotJSONError, json_copy
@@ -73,6 +73,7 @@ __all__ = [
     "ExecutorStatus",
     "FlowChartExecutor",
     "Snapshot",
+    "snapshot_of",
     "validate_resume_input",
     "validate_run_input",
     "validate_run_output",
@@ -382,28 +383,17 @@ class FlowChartExecutor(Traversal):
 
         Keys in the chart's ``redact`` list show as ``"***"``.
         """
-        redact = self._chart.redact
-        state = self._chart.codec.encode(self._state)
-        return {
-            "run_id": self._run_id,
-            "chart_name": self._chart.name,
-            "status": self._status,
-            "input": _redacted(self._input, redact),
-            "shared_state": _redacted(state, redact),
-            "pauses": [
-                {
-                    "pause_id": pause["pause_id"],
-                    "stage_id": pause["stage_id"],
-                    "data": _redacted(pause["data"], redact),
-                    "paused_at": pause["paused_at"],
-                }
-                for pause in json_copy(self._pauses)
-            ],
-            "execution_tree": json_copy(self._tree),
-            "narrative": narrative_of(self._tree),
-            "metrics": metrics_of(self._tree),
-            "error": None if self._error is None else str(self._error),
-        }
+        return _snapshot(
+            self._chart.name,
+            self._chart.redact,
+            self._run_id,
+            self._status,
+            self._input,
+            self._chart.codec.encode(self._state),
+            json_copy(self._pauses),
+            json_copy(self._tree),
+            None if self._error is None else str(self._error),
+        )
 
     def get_narrative(self) -> list[str]:
         """Return one plain sentence per event, across the run and every resume."""
@@ -485,3 +475,56 @@ class FlowChartExecutor(Traversal):
             assert isinstance(node, PausableStage)  # the checkpoint was validated against the chart
             validated[path] = validate_resume_input(node, path, answer)
         return validated
+
+
+def snapshot_of(checkpoint: Checkpoint, redact: Iterable[str] = ()) -> Snapshot:
+    """Return the snapshot of a paused (or running) run, derived from its checkpoint.
+
+    It is what the executor that wrote the checkpoint would give, with the
+    ``redact`` keys (the chart's ``redact``) hidden. The checkpoint is trusted
+    (read back from a store) and not copied: the snapshot shares its lists and dicts.
+    """
+    return _snapshot(
+        checkpoint["chart_name"],
+        frozenset(redact),
+        checkpoint["run_id"],
+        checkpoint["status"],
+        checkpoint["input"],
+        checkpoint["shared_state"],
+        checkpoint["pauses"],
+        checkpoint["execution_tree"],
+        None,
+    )
+
+
+def _snapshot(
+    chart_name: str,
+    redact: frozenset[str],
+    run_id: str,
+    status: ExecutorStatus,
+    input: dict[str, Any],
+    state: dict[str, Any],
+    pauses: list[PendingPause],
+    tree: list[TreeNode],
+    error: str | None,
+) -> Snapshot:
+    return {
+        "run_id": run_id,
+        "chart_name": chart_name,
+        "status": status,
+        "input": _redacted(input, redact),
+        "shared_state": _redacted(state, redact),
+        "pauses": [
+            {
+                "pause_id": pause["pause_id"],
+                "stage_id": pause["stage_id"],
+                "data": _redacted(pause["data"], redact),
+                "paused_at": pause["paused_at"],
+            }
+            for pause in pauses
+        ],
+        "execution_tree": tree,
+        "narrative": narrative_of(tree),
+        "metrics": metrics_of(tree),
+        "error": error,
+    }

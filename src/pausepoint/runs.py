@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from ._claim import Claim, cancelled_event, event, redact
 from ._json import json_copy
@@ -55,7 +55,12 @@ from .errors import (
     StoreError,
     VersionConflictError,
 )
-from .executor import FlowChartExecutor, validate_resume_input, validate_run_input
+from .executor import (
+    FlowChartExecutor,
+    snapshot_of,
+    validate_resume_input,
+    validate_run_input,
+)
 from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun
 
 __all__ = ["CompatibilityRule", "RunRecord", "Runs", "unchanged_from_pause"]
@@ -216,7 +221,11 @@ class Runs:
                 updated_at=now,
                 lease_owner=self._owner,
                 lease_until=now + self.lease_seconds,
-                meta={"input": seed, "structure": structure_of(flow.steps)},
+                meta={
+                    "input": seed,
+                    "structure": structure_of(flow.steps),
+                    "redact": sorted(flow.redact),
+                },
             ),
             [event("started", actor, {"input": redact(seed, flow)})],
         )
@@ -800,7 +809,7 @@ class Runs:
                 "status": "paused",
                 "checkpoint": dict(checkpoint),
                 "pauses": pauses,
-                "snapshot": snapshot,
+                "snapshot": None,  # the checkpoint holds it all; see _snapshot_of
                 "error": None,
             },
             [
@@ -834,13 +843,32 @@ class Runs:
             status=record.status,
             pause=record.pauses[0] if record.pauses else None,
             pauses=record.pauses,
-            snapshot=record.snapshot,
+            snapshot=self._snapshot_of(record),
             audit=audit,
             error=record.error,
             created_at=record.created_at,
             updated_at=record.updated_at,
             version=record.version,
         )
+
+    def _snapshot_of(self, record: StoredRun) -> dict[str, Any] | None:
+        """The run's snapshot: as stored when it ended, else derived from its checkpoint.
+
+        A paused or running run keeps no snapshot beside its checkpoint, so the
+        state and the execution tree are stored once.
+        """
+        if record.snapshot is not None or record.checkpoint is None:
+            return record.snapshot
+        redact = record.meta.get("redact")
+        if redact is None:  # a record from before runs kept their chart's redact keys
+            flow = self.charts.get(record.chart)
+            if flow is None:
+                return None
+            redact = flow.redact
+        snapshot = dict(snapshot_of(cast(Checkpoint, record.checkpoint), redact))
+        if record.status != "paused":  # claimed and running, or cancelled while paused
+            snapshot.update(status=record.status, pauses=[])
+        return snapshot
 
     def _chart(self, name: str) -> FlowChart:
         try:
