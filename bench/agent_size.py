@@ -12,12 +12,15 @@ is answered, and runs to the last question, where it is measured while paused:
 - **latest**: what resuming needs: pausepoint's checkpoint as compact JSON (as
   the stores write it); for LangGraph (``InMemorySaver``) the latest checkpoint,
   its metadata, the channel blobs it points at and its pending writes.
-- **kept**: everything the store holds for the conversation. pausepoint keeps one
-  checkpoint per run (``Runs`` overwrites it); LangGraph keeps every checkpoint
-  of the thread, each with its own copy of the ``messages`` channel.
+- **kept**: everything the store holds for the conversation. pausepoint runs it
+  through ``Runs`` on the memory store and counts the run's record (checkpoint,
+  pauses, bookkeeping; a paused run keeps no snapshot beside its checkpoint) and
+  its audit. LangGraph keeps every checkpoint of the thread, each with its own
+  copy of the ``messages`` channel.
 - **written**: the bytes written over the whole conversation. For pausepoint,
-  what ``Runs`` stores: a progress checkpoint after every stage (each one
-  overwrites the last), plus each pause; for LangGraph, what it keeps.
+  every record and audit event ``Runs`` wrote: a progress checkpoint after every
+  stage (each one overwrites the last), the claims and the pauses; for LangGraph,
+  what it keeps.
 - **messages**: the conversation itself as compact JSON (OpenAI format), the yardstick.
 
 Two what-if rows show what an engine change would give pausepoint: the
@@ -38,7 +41,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, TypedDict
 
 import pausepoint
-from pausepoint import FlowChartExecutor
+from pausepoint import Runs
 from pausepoint.agent import (
     AssistantMessage,
     ScriptedModel,
@@ -47,6 +50,9 @@ from pausepoint.agent import (
     tool,
     tool_call,
 )
+from pausepoint.stores._common import event_to_doc, run_to_doc
+from pausepoint.stores.base import AuditEvent, StoredRun
+from pausepoint.stores.memory import MemoryStore
 
 SYSTEM = "You are a research assistant. Use search; ask a human when unsure."
 PROMPT = "Go through the records one by one and flag anything odd."
@@ -125,22 +131,18 @@ async def measure_pausepoint(script: Script) -> tuple[list[Figures], dict[str, i
     chart = agent_chart(
         model, [search, ask_human], system=SYSTEM, max_turns=script.turns + 1, name="Agent"
     )
-    written = 0
-
-    async def on_progress(checkpoint: Mapping[str, Any]) -> None:
-        nonlocal written
-        written += size(checkpoint)
-
-    executor = FlowChartExecutor(chart, on_progress=on_progress)
-    assert await executor.run({"prompt": PROMPT}) == "paused"
-    first = executor.get_checkpoint()
-    assert first is not None
-    written += size(first)
-    executor = FlowChartExecutor(chart, on_progress=on_progress)
-    assert await executor.resume(json.loads(json.dumps(first)), {"answer": ANSWER}) == "paused"
-    checkpoint = executor.get_checkpoint()
+    store = Counted(MemoryStore())
+    async with Runs(store, {"agent": chart}) as runs:
+        record = await runs.start("agent", {"prompt": PROMPT})
+        assert record.status == "paused"
+        record = await runs.resume(record.run_id, {"answer": ANSWER})
+        assert record.status == "paused"
+        stored = await store.get(record.run_id)
+        kept = stored_size(stored) + sum(
+            size(event_to_doc(e)) for e in await store.audit(record.run_id)
+        )
+    checkpoint = stored.checkpoint
     assert checkpoint is not None
-    written += size(checkpoint)
     messages = checkpoint["shared_state"]["messages"]
     assert checkpoint["shared_state"]["turn"] == script.turns
     msg_bytes = size(messages)
@@ -158,10 +160,47 @@ async def measure_pausepoint(script: Script) -> tuple[list[Figures], dict[str, i
         "the rest": latest - state - tree,
     }
     return [
-        Figures("pausepoint", latest, latest, written, msg_bytes),
+        Figures("pausepoint", latest, kept, store.written, msg_bytes),
         Figures("  what if: tree without ms/reads/writes", size(trimmed), None, None, msg_bytes),
         Figures("  what if: tree kept beside the checkpoint", size(apart), None, None, msg_bytes),
     ], breakdown
+
+
+def stored_size(run: StoredRun) -> int:
+    """The bytes of a run record as a store holds it: its JSON fields, in compact JSON."""
+    return size(run_to_doc(run, version=run.version))
+
+
+class Counted:
+    """A store wrapper that adds up the bytes of every record and audit event written."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.written = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _count(self, run: StoredRun | None, events: Sequence[AuditEvent]) -> None:
+        self.written += (0 if run is None else stored_size(run)) + sum(
+            size(event_to_doc(e)) for e in events
+        )
+
+    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+        self._count(run, events)
+        return await self._store.create(run, events)  # type: ignore[no-any-return]
+
+    async def replace(
+        self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
+    ) -> StoredRun:
+        self._count(run, events)
+        return await self._store.replace(  # type: ignore[no-any-return]
+            run, expected_version=expected_version, events=events
+        )
+
+    async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
+        self._count(None, events)
+        await self._store.append_audit(run_id, events)
 
 
 def _trim(tree: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
