@@ -176,6 +176,16 @@ async def test_a_write_failing_half_way_leaves_nothing_behind(store: Store) -> N
     assert len(await all_pending(store)) == 1
 
 
+async def test_a_burst_of_more_calls_than_connections_waits_instead_of_failing(
+    store: Store,
+) -> None:
+    """250 creates and 250 reads at once, well past any connection pool: every call succeeds."""
+    runs = [make_run() for _ in range(250)]
+    await asyncio.gather(*(store.create(run, [event("started")]) for run in runs))
+    got = await asyncio.gather(*(store.get(run.run_id) for run in runs))
+    assert [g.run_id for g in got] == [run.run_id for run in runs]
+
+
 async def test_concurrent_replaces_in_one_process_have_exactly_one_winner(
     store: Store, open_sibling: OpenStore
 ) -> None:

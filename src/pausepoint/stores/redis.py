@@ -162,12 +162,20 @@ class RedisStore:
         url: A redis-py URL, ``redis://[:password@]host[:port][/db]``; its query
             parameters go to redis-py, except ``prefix``.
         prefix: Key prefix; overrides the URL's ``prefix`` parameter.
-        socket_timeout: Seconds to wait for a reply or a new connection, unless the
-            URL sets ``socket_timeout`` / ``socket_connect_timeout``.
+        socket_timeout: Seconds to wait for a reply, a new connection or a free one
+            from the pool, unless the URL sets ``socket_timeout`` /
+            ``socket_connect_timeout`` / ``timeout``.
+        max_connections: At most this many connections, unless the URL sets
+            ``max_connections``; more concurrent calls wait for a free one.
     """
 
     def __init__(
-        self, url: str, *, prefix: str | None = None, socket_timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        socket_timeout: float = 10.0,
+        max_connections: int = 50,
     ) -> None:
         client_url, prefix_param = pop_query_param(url, "prefix")
         self._prefix = prefix or prefix_param or "pausepoint"
@@ -175,6 +183,7 @@ class RedisStore:
         self._url = redact_url(url)
         self._client_url = client_url
         self._socket_timeout = socket_timeout
+        self._max_connections = max_connections
         self._client: redis.asyncio.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._opening = asyncio.Lock()
@@ -202,13 +211,18 @@ class RedisStore:
         """Create the client and apply migrations, once; a failed attempt is retried next call."""
         async with self._opening:
             if self._client is None:
-                client = redis.asyncio.Redis.from_url(
+                # A blocking pool: a burst of more calls than connections waits for
+                # one (up to socket_timeout) instead of failing "Too many connections".
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
                     self._client_url,
+                    max_connections=self._max_connections,
+                    timeout=self._socket_timeout,
                     decode_responses=True,
                     socket_timeout=self._socket_timeout,
                     socket_connect_timeout=self._socket_timeout,
                     retry=Retry(NoBackoff(), 0),
                 )
+                client = redis.asyncio.Redis.from_pool(pool)
                 try:
                     await self._migrate(client)
                 except BaseException:
