@@ -654,6 +654,63 @@ async def test_recover_finishes_a_dead_runs_cancel_request(runs: Runs) -> None:
     assert got.audit[-1].actor == "ops"
 
 
+def _stale(run_id: str, chart: FlowChart, at: float) -> Any:
+    """A record of a run whose process died in its first stage, its lease lapsing at ``at + 60``."""
+    from pausepoint.stores.base import StoredRun
+
+    return StoredRun(
+        run_id=run_id,
+        chart="meet",
+        fingerprint=chart.fingerprint,
+        status="running",
+        created_at=at,
+        updated_at=at,
+        lease_owner="gone:1",
+        lease_until=at + 60,
+        meta={"input": {}},
+    )
+
+
+async def test_recover_drives_stale_runs_side_by_side() -> None:
+    """Two recovered runs whose stages wait for each other both finish: one long stage does
+    not hold up the others (with concurrency=1 they would wait forever)."""
+    met = asyncio.Barrier(2)
+
+    async def meet(scope: Scope) -> None:
+        await asyncio.wait_for(met.wait(), 10)
+        scope.met = True
+
+    chart = flow_chart("Meet", meet, "meet").build()
+    now = time.time()
+    async with Runs(open_store("memory://"), {"meet": chart}) as runs:
+        for run_id in ("a", "b"):
+            await runs.store.create(_stale(run_id, chart, now), [])
+        assert sorted(await runs.recover(now=now + 120)) == ["a", "b"]
+        for run_id in ("a", "b"):
+            got = await runs.get(run_id)
+            assert got.status == "completed"
+            assert [e.kind for e in got.audit] == ["recovered", "completed"]
+        with pytest.raises(ValueError, match="concurrency must be at least 1"):
+            await runs.recover(concurrency=0)
+
+
+async def test_recover_goes_on_past_a_run_that_fails() -> None:
+    """A stale run whose stage raises ends failed; the other stale runs are still recovered."""
+
+    def maybe_fail(scope: Scope) -> None:
+        if scope.run_id == "bad":
+            raise RuntimeError("boom")
+
+    chart = flow_chart("Meet", maybe_fail, "meet").build()
+    now = time.time()
+    async with Runs(open_store("memory://"), {"meet": chart}) as runs:
+        for run_id in ("bad", "good"):
+            await runs.store.create(_stale(run_id, chart, now), [])
+        assert await runs.recover(now=now + 120, concurrency=1) == ["bad", "good"]
+        assert (await runs.get("bad")).status == "failed"
+        assert (await runs.get("good")).status == "completed"
+
+
 # -- 4. decision evidence ------------------------------------------------------------
 
 

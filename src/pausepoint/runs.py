@@ -655,51 +655,76 @@ class Runs:
 
     # -- recovery -----------------------------------------------------------
 
-    async def recover(self, *, now: float | None = None) -> list[str]:
+    async def recover(self, *, now: float | None = None, concurrency: int = 8) -> list[str]:
         """Take over runs whose lease lapsed (their process died) and finish them.
 
         A run goes on from its last recorded stage; an answer already given is
-        applied without asking again.
+        applied without asking again. Up to ``concurrency`` runs are driven at
+        once, so one long stage does not hold up the rest. A run another process
+        takes over meanwhile is left to it.
 
         Returns:
-            The ids of the runs recovered by this call.
+            The ids of the runs recovered by this call, in the order they were found.
+
+        Raises:
+            StoreUnavailableError: The store went away; runs not yet taken over
+                stay stale for the next call.
         """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         now = time.time() if now is None else now
-        recovered: list[str] = []
-        for record in await self.store.list_stale(now):
-            flow = self.charts.get(record.chart)
-            if flow is None:
-                continue
-            if "cancel" in record.meta:  # its process died before it could honour the request
-                with contextlib.suppress(VersionConflictError):
-                    await self.store.replace(
-                        dataclasses.replace(
-                            record,
-                            status="cancelled",
-                            pauses=(),
-                            lease_owner=None,
-                            updated_at=time.time(),
-                        ),
-                        expected_version=record.version,
-                        events=[cancelled_event(record.meta["cancel"], record.lease_owner)],
-                    )
-                    recovered.append(record.run_id)
-                continue
+        slots = asyncio.Semaphore(concurrency)
+
+        async def take_over(record: StoredRun) -> str | None:
+            async with slots:
+                return await self._recover_one(record)
+
+        stale = await self.store.list_stale(now)
+        outcomes = await asyncio.gather(
+            *(take_over(record) for record in stale), return_exceptions=True
+        )
+        for outcome in outcomes:  # after every run had its turn: the first real failure
+            if isinstance(outcome, BaseException) and not isinstance(
+                outcome, RunAlreadyClaimedError
+            ):
+                raise outcome
+        return [outcome for outcome in outcomes if isinstance(outcome, str)]
+
+    async def _recover_one(self, record: StoredRun) -> str | None:
+        """Take over one stale run and drive it; ``None`` if it is not ours to recover."""
+        flow = self.charts.get(record.chart)
+        if flow is None:
+            return None
+        if "cancel" in record.meta:  # its process died before it could honour the request
             try:
-                claimed = await self.store.replace(
+                await self.store.replace(
                     dataclasses.replace(
                         record,
-                        lease_owner=self._owner,
-                        lease_until=time.time() + self.lease_seconds,
+                        status="cancelled",
+                        pauses=(),
+                        lease_owner=None,
+                        updated_at=time.time(),
                     ),
                     expected_version=record.version,
-                    events=[event("recovered", SYSTEM_ACTOR, {"from": record.lease_owner})],
+                    events=[cancelled_event(record.meta["cancel"], record.lease_owner)],
                 )
             except VersionConflictError:
-                continue
-            recovered.append(record.run_id)
-            await self._drive(claimed, flow, self._continuation_of(claimed, flow))
-        return recovered
+                return None
+            return record.run_id
+        try:
+            claimed = await self.store.replace(
+                dataclasses.replace(
+                    record,
+                    lease_owner=self._owner,
+                    lease_until=time.time() + self.lease_seconds,
+                ),
+                expected_version=record.version,
+                events=[event("recovered", SYSTEM_ACTOR, {"from": record.lease_owner})],
+            )
+        except VersionConflictError:
+            return None
+        await self._drive(claimed, flow, self._continuation_of(claimed, flow))
+        return record.run_id
 
     def _continuation_of(
         self, record: StoredRun, flow: FlowChart
