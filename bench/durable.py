@@ -61,6 +61,10 @@ def floor_sqlite(where: Places, settings: Settings) -> Measured:
     return _floor(Floor.sqlite(where.sqlite_path("floor")), settings)
 
 
+def floor_sqlite_normal(where: Places, settings: Settings) -> Measured:
+    return _floor(Floor.sqlite(where.sqlite_path("floor-normal"), "NORMAL"), settings)
+
+
 def floor_postgres(where: Places, settings: Settings) -> Measured:
     return _floor(Floor.postgres(where.postgres_connect(autocommit=True)), settings)
 
@@ -92,6 +96,11 @@ async def _runs(url: str, settings: Settings) -> Measured:
 
 def runs_sqlite(where: Places, settings: Settings) -> Measured:
     return asyncio.run(_runs(where.sqlite_url("pausepoint"), settings))
+
+
+def runs_sqlite_normal(where: Places, settings: Settings) -> Measured:
+    url = where.sqlite_url("pausepoint-normal") + "?synchronous=normal"
+    return asyncio.run(_runs(url, settings))
 
 
 def runs_postgres(where: Places, settings: Settings) -> Measured:
@@ -187,6 +196,8 @@ CONTENDERS = (
     Contender(SQLITE_FLOOR, SQLITE, floor_sqlite),
     Contender(SQLITE_RUNS, SQLITE, runs_sqlite),
     Contender("LangGraph + SqliteSaver", SQLITE, langgraph_sqlite, "sqlite"),
+    Contender("sqlite3, synchronous = NORMAL", SQLITE, floor_sqlite_normal),
+    Contender("pausepoint Runs, SQLite ?synchronous=normal", SQLITE, runs_sqlite_normal),
     Contender(POSTGRES_FLOOR, POSTGRES, floor_postgres),
     Contender(POSTGRES_RUNS, POSTGRES, runs_postgres),
     Contender("LangGraph + PostgresSaver", POSTGRES, langgraph_postgres, "postgres"),
@@ -210,6 +221,8 @@ def langgraph_missing(module: str | None) -> str | None:
 NOTES = [
     "every contender on its own SQLite file (WAL, default synchronous = FULL) in a temporary "
     "directory, or in a fresh PostgreSQL schema / Redis key prefix, removed afterwards",
+    "synchronous = NORMAL rows: commits do not wait for the disk (safe across a crash of the "
+    "process, not a power cut); the targets compare FULL with FULL",
     "floor: the plain-Python logic; run→pause = one INSERT of its JSON, resume→done = one "
     "SELECT + one UPDATE … WHERE status = 'paused', each statement its own transaction; "
     "no audit, no progress checkpoints, no lease",

@@ -58,9 +58,10 @@ class Floor:
             conn.execute(statement)
 
     @classmethod
-    def sqlite(cls, path: Path) -> Floor:
+    def sqlite(cls, path: Path, synchronous: str = "FULL") -> Floor:
         conn = sqlite3.connect(path, isolation_level=None)  # autocommit
         conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
         return cls(conn, "?", "sqlite3")
 
     @classmethod

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 
@@ -120,6 +123,56 @@ def test_bad_store_arguments_are_refused_up_front() -> None:
         open_store("sqlite:///")
     with pytest.raises(ValueError, match="not a plain SQL identifier"):
         open_store('postgresql://u@h/db?schema=x";drop')
+
+
+@pytest.mark.parametrize(
+    ("url", "kwargs", "level"),
+    [
+        ("runs.db", {}, 2),
+        ("runs.db?synchronous=normal", {}, 1),
+        ("runs.db?synchronous=NORMAL", {"synchronous": "full"}, 1),
+        ("runs.db", {"synchronous": "normal"}, 1),
+    ],
+    ids=["default-full", "url-normal", "url-wins", "argument-normal"],
+)
+async def test_sqlite_synchronous_level_comes_from_the_url_or_the_argument(
+    tmp_path: object, url: str, kwargs: dict[str, Any], level: int
+) -> None:
+    """FULL (2) by default; NORMAL (1) from ``?synchronous=normal`` or the argument."""
+    store = SQLiteStore(f"sqlite:///{tmp_path}/{url}", **kwargs)
+    try:
+        await store.create(
+            StoredRun(
+                run_id="r",
+                chart="c",
+                fingerprint="f",
+                status="running",
+                created_at=1.0,
+                updated_at=1.0,
+            ),
+            [],
+        )
+        assert (await store.get("r")).run_id == "r"
+        conn = store._conn
+        assert conn is not None
+        found = await asyncio.get_running_loop().run_in_executor(
+            store._thread, lambda: conn.execute("PRAGMA synchronous").fetchone()[0]
+        )
+        assert found == level
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("sqlite:///runs.db?synchronous=off", "synchronous must be 'full' or 'normal', not 'off'"),
+        ("sqlite:///runs.db?mode=ro", "takes no parameters but synchronous="),
+    ],
+)
+def test_bad_sqlite_parameters_are_refused_up_front(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        SQLiteStore(url)
 
 
 def test_cursors_round_trip_exactly() -> None:

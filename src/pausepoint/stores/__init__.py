@@ -53,7 +53,8 @@ def open_store(url: str) -> Store:
     ``memory://``
         In this process only; each call gives a new, empty store.
     ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``
-        A file, safe to share between processes on one machine.
+        A file, safe to share between processes on one machine. ``?synchronous=normal``
+        commits without waiting for the disk (safe across crashes, not power cuts).
     ``redis://[:password@]host[:port][/db][?prefix=name]``, ``rediss://...``
         Keys under ``prefix`` (default ``pausepoint``). Needs ``pausepoint[redis]``.
     ``postgresql://user[:password]@host[:port]/db[?schema=name]``, ``postgres://...``
