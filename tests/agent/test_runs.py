@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -219,10 +220,13 @@ async def test_the_review_page_offers_approve_edit_reject(runs: Runs) -> None:
     assert 'name="field:arguments"' in page
     assert 'name="field:reason"' in page
     assert "Approve refund_order asks" in page
+    # the chart marks the body stages each tool call went through, whatever its key
+    assert re.search(r'<li class="taken"[^>]*>\s*<span class="name">Check call', page)
+    assert re.search(r'<li class="paused"[^>]*>\s*<span class="name">Approve refund_order', page)
 
 
 async def test_the_review_page_shows_the_agents_question(runs: Runs) -> None:
-    """Even before the form fix, the page shows the question and lets a person answer (as JSON)."""
+    """The page shows the proposed call, what the model said, and a form to answer."""
     record = await runs.start("refund", {"prompt": "ORD-1 arrived broken"})
     page = await _signed_in_page(runs, record.run_id)
     assert "Approve refund_order(order_id=&#34;ORD-1&#34;, amount=900.0)?" in page

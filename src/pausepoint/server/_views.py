@@ -105,7 +105,7 @@ def run_view(
     """
     snapshot = record.snapshot or {}
     path = _flatten(snapshot.get("execution_tree") or [])
-    taken = {step.id for step in path if not step.is_loop}
+    taken = {chart_path(step.id) for step in path if not step.is_loop}  # items: body stages
     paused = {chart_path(p.stage_id) for p in record.pauses}
     flow = runs.charts.get(record.chart)
     chart = describe_chart(record.chart, flow) if flow is not None else None
