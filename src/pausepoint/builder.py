@@ -15,28 +15,37 @@ policies or time limits, charts mounted more than ``MAX_NESTING`` levels deep.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._nodes import (
+    FieldKey,
+    Guard,
+    Mapper,
+    check_callable,
+    check_id,
+    contract_of,
+    function_stage,
+    is_async_callable,
+    is_handler,
+    nesting_of,
+    pausable_stage,
+    register_ids,
+    subflow_node,
+)
 from .chart import (
-    PATH_SEPARATOR,
     Branch,
-    Contract,
     Decider,
     FlowChart,
     ForEach,
-    FunctionStage,
     LoopBack,
     Node,
     OnTimeout,
     Parallel,
-    PausableStage,
     Retry,
     Selector,
     Step,
-    Subflow,
     fingerprint_of,
 )
 from .errors import ChartError
@@ -58,7 +67,6 @@ of nested frames); the limit keeps every chart far from Python's recursion limit
 so depth is refused at ``build()`` rather than found mid-run.
 """
 
-Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 BranchT = TypeVar("BranchT", bound="BranchBuilder[Any]")
 
 
@@ -98,7 +106,7 @@ def flow_chart(
     looks_like_handler = not callable(fn_or_handler) and (
         hasattr(fn_or_handler, "execute") or hasattr(fn_or_handler, "resume")
     )
-    if _is_handler(fn_or_handler) or looks_like_handler:
+    if is_handler(fn_or_handler) or looks_like_handler:
         return builder.add_pausable_function(
             name,
             fn_or_handler,
@@ -149,7 +157,7 @@ class FlowChartBuilder:
                 cancelled; a sync stage then runs in a worker thread, which is
                 abandoned (its later writes are dropped).
         """
-        self._append(_function_stage(name, fn, id, description, retry, time_limit))
+        self._append(function_stage(name, fn, id, description, retry, time_limit))
         return self
 
     def add_pausable_function(
@@ -188,7 +196,7 @@ class FlowChartBuilder:
                 (see ``add_function``).
         """
         self._append(
-            _pausable_stage(
+            pausable_stage(
                 name,
                 handler,
                 id,
@@ -237,9 +245,9 @@ class FlowChartBuilder:
                 otherwise the for-each fails with a ``StageError`` naming the item.
             description: What the loop does.
         """
-        _check_id(id)
+        check_id(id)
         if isinstance(key, str):
-            key = _FieldKey(key)
+            key = FieldKey(key)
         elif key is not None and not callable(key):
             raise ChartError(
                 f"for-each {id!r}: key must be a field name or a function of the item, not {key!r}",
@@ -249,7 +257,7 @@ class FlowChartBuilder:
             raise ChartError(f"for-each {id!r}: concurrency must be at least 1", stage_id=id)
         if isinstance(chart_or_fn, FlowChart):
             body = chart_or_fn
-        elif callable(chart_or_fn) or _is_handler(chart_or_fn):
+        elif callable(chart_or_fn) or is_handler(chart_or_fn):
             body = flow_chart(name, chart_or_fn, "each").build()
         else:
             raise ChartError(
@@ -286,7 +294,7 @@ class FlowChartBuilder:
         ``input_mapper`` it runs on its own state seeded by the mapper, and only
         what ``output_mapper`` returns is written back.
         """
-        self._append(_subflow(id, chart, name, input_mapper, output_mapper, description))
+        self._append(subflow_node(id, chart, name, input_mapper, output_mapper, description))
         return self
 
     def add_decider_function(
@@ -305,9 +313,7 @@ class FlowChartBuilder:
         ``retry`` and ``time_limit`` apply to ``fn`` as in ``add_function``.
         """
         return self._open(
-            BranchBuilder(
-                self, Decider, name, id, description, fn, _Guard.of(id, retry, time_limit)
-            )
+            BranchBuilder(self, Decider, name, id, description, fn, Guard.of(id, retry, time_limit))
         )
 
     def add_selector_function(
@@ -327,7 +333,7 @@ class FlowChartBuilder:
         """
         return self._open(
             BranchBuilder(
-                self, Selector, name, id, description, fn, _Guard.of(id, retry, time_limit)
+                self, Selector, name, id, description, fn, Guard.of(id, retry, time_limit)
             )
         )
 
@@ -335,7 +341,7 @@ class FlowChartBuilder:
         self, id: str, name: str, description: str | None = None
     ) -> BranchBuilder[Parallel]:
         """Append a fork whose branches all run concurrently and then join."""
-        return self._open(BranchBuilder(self, Parallel, name, id, description, None, _Guard()))
+        return self._open(BranchBuilder(self, Parallel, name, id, description, None, Guard()))
 
     def loop_to(
         self, stage_id: str, *, max_iterations: int = DEFAULT_MAX_ITERATIONS
@@ -394,10 +400,10 @@ class FlowChartBuilder:
                 steps.append(self._resolve_loop(step, steps, ids))
                 continue
             assert not isinstance(step, LoopBack)  # loops are added as _PendingLoop
-            _register_ids(step, ids)
+            register_ids(step, ids)
             steps.append(step)
         frozen = tuple(steps)
-        nesting = _nesting_of(frozen)
+        nesting = nesting_of(frozen)
         if nesting > MAX_NESTING:
             raise ChartError(
                 f"chart {self._name!r} mounts charts {nesting} levels deep (subflows, subflow "
@@ -413,8 +419,8 @@ class FlowChartBuilder:
             fingerprint=fingerprint_of(frozen),
             codec=codec,
             redact=frozenset(redact),
-            input_contract=_contract(self._name, "input", input),
-            output_contract=_contract(self._name, "output", output),
+            input_contract=contract_of(self._name, "input", input),
+            output_contract=contract_of(self._name, "output", output),
             nesting=nesting,
         )
 
@@ -478,11 +484,11 @@ class BranchBuilder(Generic[NodeT]):
         id: str,
         description: str | None,
         fn: Callable[..., Any] | None,
-        guard: _Guard,
+        guard: Guard,
     ) -> None:
-        _check_id(id)
+        check_id(id)
         if node_type is not Parallel:
-            _check_callable(fn, id, "decider" if node_type is Decider else "selector")
+            check_callable(fn, id, "decider" if node_type is Decider else "selector")
         self._parent = parent
         self._type: type[NodeT] = node_type
         self.id = id
@@ -512,7 +518,7 @@ class BranchBuilder(Generic[NodeT]):
 
         ``retry`` and ``time_limit`` work as in ``FlowChartBuilder.add_function``.
         """
-        return self._add(_function_stage(name, fn, key, description, retry, time_limit))
+        return self._add(function_stage(name, fn, key, description, retry, time_limit))
 
     def add_pausable_branch(
         self,
@@ -533,7 +539,7 @@ class BranchBuilder(Generic[NodeT]):
         The keywords work as in ``FlowChartBuilder.add_pausable_function``.
         """
         return self._add(
-            _pausable_stage(
+            pausable_stage(
                 name,
                 handler,
                 key,
@@ -556,7 +562,7 @@ class BranchBuilder(Generic[NodeT]):
         output_mapper: Mapper | None = None,
     ) -> BranchBuilder[NodeT]:
         """Add a branch that is a whole chart; its stage ids are prefixed by ``key``."""
-        return self._add(_subflow(key, chart, name, input_mapper, output_mapper, None))
+        return self._add(subflow_node(key, chart, name, input_mapper, output_mapper, None))
 
     def set_default(self, key: str) -> BranchBuilder[NodeT]:
         """Take branch ``key`` when the decider returns a key with no branch."""
@@ -615,229 +621,9 @@ class BranchBuilder(Generic[NodeT]):
         return self
 
 
-class _Guard:
-    """A stage's retry policy and time limit, checked."""
-
-    __slots__ = ("retry", "time_limit")
-
-    def __init__(self, retry: Retry | None = None, time_limit: float | None = None) -> None:
-        self.retry = retry
-        self.time_limit = time_limit
-
-    @classmethod
-    def of(cls, id: str, retry: Retry | None, time_limit: float | timedelta | None) -> _Guard:
-        if retry is not None and not isinstance(retry, Retry):
-            raise ChartError(
-                f"stage {id!r}: retry must be a pausepoint.Retry, not {retry!r}", stage_id=id
-            )
-        return cls(retry, _positive_seconds(time_limit, id, "time_limit"))
-
-
 class _PendingLoop:
     __slots__ = ("max_iterations", "target")
 
     def __init__(self, target: str, max_iterations: int) -> None:
         self.target = target
         self.max_iterations = max_iterations
-
-
-def is_async_callable(fn: Any) -> bool:
-    """Tell whether calling ``fn`` returns an awaitable; sees through partials and callables."""
-    import inspect
-
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn) or (
-        callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-    )
-
-
-def _is_handler(candidate: Any) -> bool:
-    return callable(getattr(candidate, "execute", None)) and callable(
-        getattr(candidate, "resume", None)
-    )
-
-
-def _check_id(id: str) -> None:
-    if not isinstance(id, str) or not id:
-        raise ChartError(f"stage id {id!r} must be a non-empty string", stage_id=str(id))
-    if PATH_SEPARATOR in id:
-        raise ChartError(
-            f"stage id {id!r} contains {PATH_SEPARATOR!r}, which separates subflow paths",
-            stage_id=id,
-        )
-
-
-class _FieldKey:
-    """The key of a for-each item that is a dict: one of its fields, as text."""
-
-    __slots__ = ("field",)
-
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-    def __call__(self, item: Any) -> str:
-        if not isinstance(item, Mapping) or self.field not in item:
-            raise KeyError(f"the item has no field {self.field!r}")
-        return str(item[self.field])
-
-    def __repr__(self) -> str:
-        return f"key={self.field!r}"
-
-
-def _check_callable(fn: Any, id: str, what: str) -> None:
-    if not callable(fn):
-        raise ChartError(f"{what} {id!r}: {fn!r} is not callable", stage_id=id)
-
-
-def _positive_seconds(value: float | timedelta | None, id: str, what: str) -> float | None:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
-        raise ChartError(
-            f"stage {id!r}: {what} must be a positive number of seconds, not {value!r}",
-            stage_id=id,
-        )
-    return seconds
-
-
-def _function_stage(
-    name: str,
-    fn: Any,
-    id: str,
-    description: str | None,
-    retry: Retry | None = None,
-    time_limit: float | timedelta | None = None,
-) -> FunctionStage:
-    _check_id(id)
-    _check_callable(fn, id, "stage")
-    guard = _Guard.of(id, retry, time_limit)
-    return FunctionStage(
-        id=id,
-        name=name,
-        description=description,
-        fn=fn,
-        is_async=is_async_callable(fn),
-        retry=guard.retry,
-        time_limit=guard.time_limit,
-    )
-
-
-def _pausable_stage(
-    name: str,
-    handler: Any,
-    id: str,
-    description: str | None,
-    input_schema: type[Any] | None,
-    timeout: float | timedelta | None = None,
-    on_timeout: OnTimeout | None = None,
-    *,
-    retry: Retry | None = None,
-    retry_resume: bool = False,
-    time_limit: float | timedelta | None = None,
-) -> PausableStage:
-    _check_id(id)
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    if seconds is not None and seconds <= 0:
-        raise ChartError(f"pausable stage {id!r}: timeout must be positive", stage_id=id)
-    if on_timeout is not None and seconds is None:
-        raise ChartError(f"pausable stage {id!r}: on_timeout needs a timeout", stage_id=id)
-    guard = _Guard.of(id, retry, time_limit)
-    if retry_resume and retry is None:
-        raise ChartError(
-            f"pausable stage {id!r}: retry_resume=True needs a retry policy (retry=Retry(...))",
-            stage_id=id,
-        )
-    if not _is_handler(handler):
-        raise ChartError(
-            f"pausable stage {id!r}: the handler needs callable execute(scope) and "
-            f"resume(scope, input); got {handler!r}",
-            stage_id=id,
-        )
-    return PausableStage(
-        id=id,
-        name=name,
-        description=description,
-        execute=handler.execute,
-        resume=handler.resume,
-        execute_is_async=is_async_callable(handler.execute),
-        resume_is_async=is_async_callable(handler.resume),
-        input_schema=input_schema,
-        timeout=seconds,
-        on_timeout=on_timeout,
-        retry=guard.retry,
-        retry_resume=retry_resume,
-        time_limit=guard.time_limit,
-    )
-
-
-def _subflow(
-    id: str,
-    chart: FlowChart,
-    name: str,
-    input_mapper: Mapper | None,
-    output_mapper: Mapper | None,
-    description: str | None,
-) -> Subflow:
-    _check_id(id)
-    if not isinstance(chart, FlowChart):
-        raise ChartError(f"subflow {id!r}: expected a built FlowChart, got {chart!r}", stage_id=id)
-    for mapper, what in ((input_mapper, "input_mapper"), (output_mapper, "output_mapper")):
-        if mapper is not None and not callable(mapper):
-            raise ChartError(f"subflow {id!r}: {what} is not callable", stage_id=id)
-    return Subflow(
-        id=id,
-        name=name,
-        description=description,
-        chart=chart,
-        input_mapper=input_mapper,
-        output_mapper=output_mapper,
-    )
-
-
-def _nesting_of(steps: tuple[Step, ...]) -> int:
-    """How many levels of charts are mounted in a sequence (0: none)."""
-    deepest = 0
-    for step in steps:
-        mounted: list[FlowChart] = []
-        if isinstance(step, Subflow):
-            mounted.append(step.chart)
-        elif isinstance(step, ForEach):
-            mounted.append(step.body)
-        elif isinstance(step, Decider | Selector | Parallel):
-            mounted.extend(b.chart for b in step.branches.values() if isinstance(b, Subflow))
-        for chart in mounted:
-            deepest = max(deepest, chart.nesting + 1)
-    return deepest
-
-
-def _contract(chart: str, what: str, model: type[Any] | None) -> Contract | None:
-    """Build the pydantic adapter of a declared input or output model once, at build()."""
-    if model is None:
-        return None
-    from pydantic import PydanticSchemaGenerationError, TypeAdapter
-
-    try:
-        return Contract(model, TypeAdapter(model))
-    except (PydanticSchemaGenerationError, TypeError) as exc:
-        raise ChartError(
-            f"chart {chart!r}: {what}={model!r} is not a model pydantic can validate: {exc}"
-        ) from exc
-
-
-def _register_ids(node: Node, ids: dict[str, str]) -> None:
-    """Record a node's id and its branches' ids, refusing duplicates."""
-    where = f"a {node.kind} stage"
-    if node.id in ids:
-        raise ChartError(
-            f"duplicate stage id {node.id!r}: used by {ids[node.id]} and {where}", stage_id=node.id
-        )
-    ids[node.id] = where
-    if isinstance(node, Decider | Selector | Parallel):
-        for branch in node.branches.values():
-            if branch.id in ids:
-                raise ChartError(
-                    f"duplicate stage id {branch.id!r}: branch of {node.kind} {node.id!r} "
-                    f"and {ids[branch.id]}",
-                    stage_id=branch.id,
-                )
-            ids[branch.id] = f"a branch of {node.kind} {node.id!r}"

@@ -1,0 +1,254 @@
+"""Checked stage nodes for the builder: every ``ChartError`` a single stage can raise.
+
+:mod:`pausepoint.builder` strings these into charts; here each stage's
+arguments are checked (ids, callables, handlers, retry policies, time limits,
+deadlines, mappers, contracts) and turned into the immutable nodes of
+:mod:`pausepoint.chart`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from .chart import (
+    PATH_SEPARATOR,
+    Contract,
+    Decider,
+    FlowChart,
+    ForEach,
+    FunctionStage,
+    Node,
+    OnTimeout,
+    Parallel,
+    PausableStage,
+    Retry,
+    Selector,
+    Step,
+    Subflow,
+)
+from .errors import ChartError
+
+Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+class Guard:
+    """A stage's retry policy and time limit, checked."""
+
+    __slots__ = ("retry", "time_limit")
+
+    def __init__(self, retry: Retry | None = None, time_limit: float | None = None) -> None:
+        self.retry = retry
+        self.time_limit = time_limit
+
+    @classmethod
+    def of(cls, id: str, retry: Retry | None, time_limit: float | timedelta | None) -> Guard:
+        if retry is not None and not isinstance(retry, Retry):
+            raise ChartError(
+                f"stage {id!r}: retry must be a pausepoint.Retry, not {retry!r}", stage_id=id
+            )
+        return cls(retry, positive_seconds(time_limit, id, "time_limit"))
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Tell whether calling ``fn`` returns an awaitable; sees through partials and callables."""
+    import inspect
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+
+def is_handler(candidate: Any) -> bool:
+    return callable(getattr(candidate, "execute", None)) and callable(
+        getattr(candidate, "resume", None)
+    )
+
+
+def check_id(id: str) -> None:
+    if not isinstance(id, str) or not id:
+        raise ChartError(f"stage id {id!r} must be a non-empty string", stage_id=str(id))
+    if PATH_SEPARATOR in id:
+        raise ChartError(
+            f"stage id {id!r} contains {PATH_SEPARATOR!r}, which separates subflow paths",
+            stage_id=id,
+        )
+
+
+class FieldKey:
+    """The key of a for-each item that is a dict: one of its fields, as text."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, item: Any) -> str:
+        if not isinstance(item, Mapping) or self.field not in item:
+            raise KeyError(f"the item has no field {self.field!r}")
+        return str(item[self.field])
+
+    def __repr__(self) -> str:
+        return f"key={self.field!r}"
+
+
+def check_callable(fn: Any, id: str, what: str) -> None:
+    if not callable(fn):
+        raise ChartError(f"{what} {id!r}: {fn!r} is not callable", stage_id=id)
+
+
+def positive_seconds(value: float | timedelta | None, id: str, what: str) -> float | None:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
+        raise ChartError(
+            f"stage {id!r}: {what} must be a positive number of seconds, not {value!r}",
+            stage_id=id,
+        )
+    return seconds
+
+
+def function_stage(
+    name: str,
+    fn: Any,
+    id: str,
+    description: str | None,
+    retry: Retry | None = None,
+    time_limit: float | timedelta | None = None,
+) -> FunctionStage:
+    check_id(id)
+    check_callable(fn, id, "stage")
+    guard = Guard.of(id, retry, time_limit)
+    return FunctionStage(
+        id=id,
+        name=name,
+        description=description,
+        fn=fn,
+        is_async=is_async_callable(fn),
+        retry=guard.retry,
+        time_limit=guard.time_limit,
+    )
+
+
+def pausable_stage(
+    name: str,
+    handler: Any,
+    id: str,
+    description: str | None,
+    input_schema: type[Any] | None,
+    timeout: float | timedelta | None = None,
+    on_timeout: OnTimeout | None = None,
+    *,
+    retry: Retry | None = None,
+    retry_resume: bool = False,
+    time_limit: float | timedelta | None = None,
+) -> PausableStage:
+    check_id(id)
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and seconds <= 0:
+        raise ChartError(f"pausable stage {id!r}: timeout must be positive", stage_id=id)
+    if on_timeout is not None and seconds is None:
+        raise ChartError(f"pausable stage {id!r}: on_timeout needs a timeout", stage_id=id)
+    guard = Guard.of(id, retry, time_limit)
+    if retry_resume and retry is None:
+        raise ChartError(
+            f"pausable stage {id!r}: retry_resume=True needs a retry policy (retry=Retry(...))",
+            stage_id=id,
+        )
+    if not is_handler(handler):
+        raise ChartError(
+            f"pausable stage {id!r}: the handler needs callable execute(scope) and "
+            f"resume(scope, input); got {handler!r}",
+            stage_id=id,
+        )
+    return PausableStage(
+        id=id,
+        name=name,
+        description=description,
+        execute=handler.execute,
+        resume=handler.resume,
+        execute_is_async=is_async_callable(handler.execute),
+        resume_is_async=is_async_callable(handler.resume),
+        input_schema=input_schema,
+        timeout=seconds,
+        on_timeout=on_timeout,
+        retry=guard.retry,
+        retry_resume=retry_resume,
+        time_limit=guard.time_limit,
+    )
+
+
+def subflow_node(
+    id: str,
+    chart: FlowChart,
+    name: str,
+    input_mapper: Mapper | None,
+    output_mapper: Mapper | None,
+    description: str | None,
+) -> Subflow:
+    check_id(id)
+    if not isinstance(chart, FlowChart):
+        raise ChartError(f"subflow {id!r}: expected a built FlowChart, got {chart!r}", stage_id=id)
+    for mapper, what in ((input_mapper, "input_mapper"), (output_mapper, "output_mapper")):
+        if mapper is not None and not callable(mapper):
+            raise ChartError(f"subflow {id!r}: {what} is not callable", stage_id=id)
+    return Subflow(
+        id=id,
+        name=name,
+        description=description,
+        chart=chart,
+        input_mapper=input_mapper,
+        output_mapper=output_mapper,
+    )
+
+
+def nesting_of(steps: tuple[Step, ...]) -> int:
+    """How many levels of charts are mounted in a sequence (0: none)."""
+    deepest = 0
+    for step in steps:
+        mounted: list[FlowChart] = []
+        if isinstance(step, Subflow):
+            mounted.append(step.chart)
+        elif isinstance(step, ForEach):
+            mounted.append(step.body)
+        elif isinstance(step, Decider | Selector | Parallel):
+            mounted.extend(b.chart for b in step.branches.values() if isinstance(b, Subflow))
+        for chart in mounted:
+            deepest = max(deepest, chart.nesting + 1)
+    return deepest
+
+
+def contract_of(chart: str, what: str, model: type[Any] | None) -> Contract | None:
+    """Build the pydantic adapter of a declared input or output model once, at build()."""
+    if model is None:
+        return None
+    from pydantic import PydanticSchemaGenerationError, TypeAdapter
+
+    try:
+        return Contract(model, TypeAdapter(model))
+    except (PydanticSchemaGenerationError, TypeError) as exc:
+        raise ChartError(
+            f"chart {chart!r}: {what}={model!r} is not a model pydantic can validate: {exc}"
+        ) from exc
+
+
+def register_ids(node: Node, ids: dict[str, str]) -> None:
+    """Record a node's id and its branches' ids, refusing duplicates."""
+    where = f"a {node.kind} stage"
+    if node.id in ids:
+        raise ChartError(
+            f"duplicate stage id {node.id!r}: used by {ids[node.id]} and {where}", stage_id=node.id
+        )
+    ids[node.id] = where
+    if isinstance(node, Decider | Selector | Parallel):
+        for branch in node.branches.values():
+            if branch.id in ids:
+                raise ChartError(
+                    f"duplicate stage id {branch.id!r}: branch of {node.kind} {node.id!r} "
+                    f"and {ids[branch.id]}",
+                    stage_id=branch.id,
+                )
+            ids[branch.id] = f"a branch of {node.kind} {node.id!r}"
