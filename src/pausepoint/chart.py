@@ -393,6 +393,9 @@ class FlowChart:
     input_contract: Contract | None = None
     output_contract: Contract | None = None
     nesting: int = 0
+    _stage_index: dict[str, Node] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )  # path -> stage, filled by the first find_stage
 
     def input_schema(self) -> dict[str, Any] | None:
         """Return the JSON Schema of the run input the chart accepts, or ``None`` if undeclared."""
@@ -411,11 +414,10 @@ class FlowChart:
 
         For-each item paths (``invoices[7]/approve``) name the body's stage.
         """
-        wanted = chart_path(path)
-        for stage_path, node in self.stages():
-            if stage_path == wanted:
-                return node
-        return None
+        index = self._stage_index
+        if not index:
+            index.update(self.stages())
+        return index.get(chart_path(path) if "[" in path else path)
 
     def to_mermaid(self, *, highlight: frozenset[str] | set[str] = frozenset()) -> str:
         """Return the chart as a Mermaid ``flowchart`` definition.
