@@ -115,6 +115,8 @@ class Evidence(TypedDict):
 class TreeNode(TypedDict):
     """One stage in the execution tree (JSON).
 
+    ``reads`` and ``writes`` list the state keys the stage read and wrote (absent
+    when it touched none); ``ms`` is how long it ran, to the microsecond.
     ``attempts`` lists the failed attempts of a stage with a retry policy;
     ``evidence`` says why a decider or selector chose; a ``cancel`` node
     (``actor``, ``reason``) marks where a cancelled run stopped.
