@@ -532,11 +532,13 @@ def _unique(keys: list[str]) -> list[str]:
 
 
 def _input_keys(answer: Any) -> list[str]:
+    """The keys the person gave: a validated model's fields left at their default are not."""
     if isinstance(answer, Mapping):
         return [str(key) for key in answer]
     fields = getattr(type(answer), "model_fields", None)
     if isinstance(fields, dict):
-        return list(fields)
+        given = getattr(answer, "model_fields_set", None)
+        return [name for name in fields if given is None or name in given]
     return []
 
 

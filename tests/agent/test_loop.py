@@ -184,6 +184,8 @@ async def test_approve_runs_the_call_as_proposed() -> None:
     assert tool_messages(executor.get_state()["messages"])["call_b"] == (
         "A human approved this call. Result: refunded $900.00 on ORD-1"
     )
+    # the narrative names what the person gave, not the schema's defaults
+    assert "Approve refund_order resumed by input {decision}." in executor.get_narrative()
 
 
 async def test_edit_runs_the_call_with_the_edited_arguments() -> None:
@@ -202,6 +204,8 @@ async def test_edit_runs_the_call_with_the_edited_arguments() -> None:
         "with them. Note from the human: half: it still works. Result: refunded $450.00 on ORD-1"
     )
     assert executor.get_state()["answer"] == f"Done. {content}"
+    narrative = executor.get_narrative()
+    assert "Approve refund_order resumed by input {decision, arguments, reason}." in narrative
 
 
 async def test_edited_arguments_are_validated_before_anything_runs() -> None:
