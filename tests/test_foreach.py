@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import controls_child
-from _charts import Log, checkpoint_of, resume_fresh, run_fresh
+from _charts import Log, checkpoint_of, resume_fresh, roundtrip, run_fresh
 from _processes import release_together
 from controls_child import answer_for, batch, batch_items, item_of
 from pausepoint import (
@@ -312,9 +312,16 @@ async def test_a_keyed_item_path_that_was_tampered_with_is_refused() -> None:
     """A checkpoint whose item record no longer names an item of the for-each is malformed."""
     chart = keyed("sku")
     checkpoint = checkpoint_of(await run_fresh(chart, {"items": ORDER}))
-    checkpoint["execution_tree"][1]["children"][0]["id"] = "other[A-1]"
+    renamed = roundtrip(checkpoint)
+    renamed["execution_tree"][1]["children"][0]["id"] = "other[A-1]"
     with pytest.raises(CheckpointFormatError, match=r"does not point at item 0 of 'lines'"):
-        await resume_fresh(chart, checkpoint, {"ok": "yes"}, stage_id="lines[A-1]/ask")
+        await resume_fresh(chart, renamed, {"ok": "yes"}, stage_id="lines[A-1]/ask")
+    swapped = roundtrip(checkpoint)  # item 0's frame pointing at item 2's record
+    swapped["continuation"]["node"]["items"]["0"]["t"] = 2
+    with pytest.raises(CheckpointFormatError, match=r"items\.0\.t' does not point at item 0"):
+        await resume_fresh(chart, swapped, {"ok": "yes"}, stage_id="lines[A-1]/ask")
+    executor = await resume_fresh(chart, checkpoint, {"ok": "yes"}, stage_id="lines[A-1]/ask")
+    assert executor.status == "paused"  # the checkpoint as it was still resumes
 
 
 # -- through Runs, from two processes ------------------------------------------------------

@@ -613,9 +613,9 @@ class _FrameChecker:
                     f"checkpoint field {here!r} must hold the item's own state", field=here
                 )
             position = item_frame.get("t")
-            item: dict[str, Any] = (
+            item: dict[str, Any] = (  # item records are made in item order: t is the index
                 children[position]
-                if type(position) is int and 0 <= position < len(children)
+                if type(position) is int and str(position) == key and position < len(children)
                 else {}
             )
             item_id = item.get("id")
