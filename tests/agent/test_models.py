@@ -105,7 +105,9 @@ async def test_a_tool_call_reply_becomes_an_assistant_message(fake_openai: FakeO
     messages = [{"role": "user", "content": "Where is ORD-1?"}]
     reply = await model.complete(messages, [lookup_order.spec])
     assert reply == AssistantMessage(
-        None, (ToolCall("call_lk7Qm2", "lookup_order", {"order_id": "ORD-1"}),)
+        None,
+        (ToolCall("call_lk7Qm2", "lookup_order", {"order_id": "ORD-1"}),),
+        usage={"prompt_tokens": 112, "completion_tokens": 18},
     )
     [request] = fake_openai.requests
     assert request["path"] == "/v1/chat/completions"
@@ -190,12 +192,15 @@ async def test_an_agent_over_the_wire_pauses_and_resumes(fake_openai: FakeOpenAI
     assert await executor.run({"prompt": "ORD-1 arrived broken"}) == "paused"
     checkpoint = json.loads(json.dumps(executor.get_checkpoint()))
     assert checkpoint["pause_data"]["question"] == "Refund $900 on ORD-1 (arrived broken)?"
+    assert checkpoint["shared_state"]["usage"] == {"prompt_tokens": 292, "completion_tokens": 58}
 
     fake_openai.queue((200, REPLIES["final"]))
     resumed = FlowChartExecutor(
         agent_chart(model_at(fake_openai), [lookup_order, ask_human], system="Support.")
     )
     assert await resumed.resume(checkpoint, {"answer": "Yes, refund it."}) == "completed"
+    # tokens add up over every model call, across the pause
+    assert resumed.get_state()["usage"] == {"prompt_tokens": 522, "completion_tokens": 70}
     last_request = fake_openai.requests[-1]["body"]["messages"]
     assert last_request[-1] == {
         "role": "tool",

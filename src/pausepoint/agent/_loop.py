@@ -17,7 +17,9 @@ loop goes on when every call of the turn has its result.
 State keys: ``messages`` (the conversation, kept once, in the OpenAI
 format), ``turn`` (model calls so far), ``tool_calls`` (the current turn's
 calls), ``tool_results`` (their results until the next model turn appends
-them to ``messages``), and at the end ``answer`` and ``stop_reason``.
+them to ``messages``), ``usage`` (tokens spent over every turn, every resume
+included, when the model reports them), and at the end ``answer`` and
+``stop_reason``.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def agent_chart(
     Start it with ``{"prompt": "..."}`` (a user message) and/or
     ``{"messages": [...]}`` (a conversation to continue, OpenAI format). It
     ends when the model replies without tool calls: ``answer`` holds the
-    reply, ``stop_reason`` is ``"answered"``.
+    reply, ``stop_reason`` is ``"answered"``. ``usage`` sums the tokens the
+    model reported for each call (``prompt_tokens``, ``completion_tokens``).
 
     A tool that raises, an unknown tool, arguments that are not JSON or do
     not fit the tool's parameters: each becomes the tool's result message
@@ -224,6 +227,11 @@ class _Loop:
             del scope["tool_results"]
         turn: int = scope.turn + 1
         reply = await self.model.complete(messages, self.specs)
+        if reply.usage:
+            spent: dict[str, int] = dict(scope.get("usage") or {})
+            for key, count in reply.usage.items():
+                spent[key] = spent.get(key, 0) + count
+            scope.usage = spent
         calls = _numbered(reply.tool_calls, turn)
         if reply.content:
             scope.narrate(f'"{_short(reply.content)}"')

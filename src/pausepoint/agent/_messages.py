@@ -55,10 +55,13 @@ class AssistantMessage:
     Attributes:
         content: What the model said (``None`` when it only calls tools).
         tool_calls: The tools it wants run; none means this is its final answer.
+        usage: Tokens the call cost, as the model reported them
+            (``{"prompt_tokens": n, "completion_tokens": m}``), when it did.
     """
 
     content: str | None = None
     tool_calls: Sequence[ToolCall] = ()
+    usage: Mapping[str, int] | None = None
 
     def to_message(self) -> Message:
         """Return the reply as an OpenAI-format assistant message.

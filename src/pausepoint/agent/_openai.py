@@ -140,7 +140,20 @@ def _parse(response: httpx.Response, url: str) -> AssistantMessage:
             f"({type(exc).__name__}: {exc}): {_excerpt(response.text)}",
             status_code=response.status_code,
         ) from None
-    return AssistantMessage(content=content, tool_calls=tuple(calls))
+    return AssistantMessage(content=content, tool_calls=tuple(calls), usage=_usage(data))
+
+
+def _usage(data: Mapping[str, Any]) -> dict[str, int] | None:
+    """The reply's token counts, when the server sent them (it need not)."""
+    usage = data.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    counts = {
+        key: usage[key]
+        for key in ("prompt_tokens", "completion_tokens")
+        if type(usage.get(key)) is int
+    }
+    return counts or None
 
 
 def _arguments(raw: Any) -> Mapping[str, Any] | str:
