@@ -149,10 +149,9 @@ class RunDriver:
         Asked again if a cancel request turns up while the outcome is written:
         a run that paused is then cancelled instead.
         """
-        snapshot = dict(executor.get_snapshot())
         checkpoint = executor.get_checkpoint()
         if executor.status == "cancelled" or (holder.cancel is not None and checkpoint):
-            snapshot.update(status="cancelled", pauses=[])
+            snapshot = dict(executor.get_snapshot(), status="cancelled", pauses=[])
             return (
                 {"status": "cancelled", "pauses": (), "snapshot": snapshot, "error": None},
                 [cancelled_event(holder.cancel or {}, self._owner)],
@@ -163,7 +162,7 @@ class RunDriver:
                     "status": "completed",
                     "checkpoint": None,
                     "pauses": (),
-                    "snapshot": snapshot,
+                    "snapshot": dict(executor.get_snapshot()),
                     "error": None,
                 },
                 [event("completed", None, {})],
