@@ -50,7 +50,9 @@ NodeKind = Literal["stage", "pausable", "decider", "selector", "parallel", "subf
 
 PATH_SEPARATOR = "/"
 _ITEM_INDEX = re.compile(r"\[[^\[\]/]*\]")
-ITEM_KEY = re.compile(r"[A-Za-z0-9_.:@+-]{1,100}")
+ITEM_KEY_CHARS = "A-Za-z0-9_.:@+-"  # a regex character-class body
+ITEM_KEY_MAX = 100
+ITEM_KEY = re.compile(f"[{ITEM_KEY_CHARS}]{{1,{ITEM_KEY_MAX}}}")
 """What a for-each item key may be: it becomes part of stage paths (``tools[call_7]/ask``)."""
 
 

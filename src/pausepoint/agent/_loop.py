@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model, field_validator, model_validator
 
 from pausepoint.builder import flow_chart
-from pausepoint.chart import FlowChart, PausableHandler
+from pausepoint.chart import ITEM_KEY_CHARS, ITEM_KEY_MAX, FlowChart, PausableHandler
 from pausepoint.scope import Scope
 
 from ._errors import AgentError, AgentSetupError, AgentTurnLimitError, ToolCallError
@@ -441,18 +441,18 @@ def _numbered(calls: Sequence[ToolCall], turn: int) -> list[ToolCall]:
     return numbered
 
 
-_NOT_IN_KEYS = re.compile(r"[^A-Za-z0-9_.:@+-]")
+_NOT_IN_KEYS = re.compile(f"[^{ITEM_KEY_CHARS}]")
 
 
 def _keys_of(calls: Sequence[ToolCall]) -> list[str]:
     """Name each call's stages in paths (``tools[<key>]/ask``): its id, made path-safe and unique."""
     keys: list[str] = []
     for call in calls:
-        base = _NOT_IN_KEYS.sub("_", call.id or "")[:100] or "call"
+        base = _NOT_IN_KEYS.sub("_", call.id or "")[:ITEM_KEY_MAX] or "call"
         key, n = base, 0
         while key in keys:
             n += 1
-            key = f"{base[:90]}_{n}"
+            key = f"{base[: ITEM_KEY_MAX - 10]}_{n}"
         keys.append(key)
     return keys
 
