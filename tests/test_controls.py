@@ -617,27 +617,33 @@ async def test_runs_cancel_from_another_process_while_it_runs(
     assert _side_effects(side_log, run_id) == done
 
 
+def _stale(
+    run_id: str, name: str, chart: FlowChart, at: float, input: dict[str, Any] | None = None
+) -> Any:
+    """A record of a run whose process died in its first stage, its lease lapsing at ``at + 60``."""
+    from pausepoint.stores.base import StoredRun
+
+    return StoredRun(
+        run_id=run_id,
+        chart=name,
+        fingerprint=chart.fingerprint,
+        status="running",
+        created_at=at,
+        updated_at=at,
+        lease_owner="gone:1",
+        lease_until=at + 60,
+        meta={"input": input or {}},
+    )
+
+
 @pytest.mark.parametrize("store_url", ["memory"], indirect=True)
 async def test_recover_finishes_a_dead_runs_cancel_request(runs: Runs) -> None:
     """A run whose process died with a cancel request pending is cancelled by recover(), not run on."""
     import dataclasses
 
-    from pausepoint.stores.base import StoredRun
-
     now = time.time()
     await runs.store.create(
-        StoredRun(
-            run_id="dead",
-            chart="slow",
-            fingerprint=runs.charts["slow"].fingerprint,
-            status="running",
-            created_at=now,
-            updated_at=now,
-            lease_owner="gone:1",
-            lease_until=now + 60,
-            meta={"input": {"side_log": "/dev/null"}},
-        ),
-        [],
+        _stale("dead", "slow", runs.charts["slow"], now, {"side_log": "/dev/null"}), []
     )
     record = await runs.store.get("dead")
     await runs.store.replace(
@@ -654,23 +660,6 @@ async def test_recover_finishes_a_dead_runs_cancel_request(runs: Runs) -> None:
     assert got.audit[-1].actor == "ops"
 
 
-def _stale(run_id: str, chart: FlowChart, at: float) -> Any:
-    """A record of a run whose process died in its first stage, its lease lapsing at ``at + 60``."""
-    from pausepoint.stores.base import StoredRun
-
-    return StoredRun(
-        run_id=run_id,
-        chart="meet",
-        fingerprint=chart.fingerprint,
-        status="running",
-        created_at=at,
-        updated_at=at,
-        lease_owner="gone:1",
-        lease_until=at + 60,
-        meta={"input": {}},
-    )
-
-
 async def test_recover_drives_stale_runs_side_by_side() -> None:
     """Two recovered runs whose stages wait for each other both finish: one long stage does
     not hold up the others (with concurrency=1 they would wait forever)."""
@@ -684,7 +673,7 @@ async def test_recover_drives_stale_runs_side_by_side() -> None:
     now = time.time()
     async with Runs(open_store("memory://"), {"meet": chart}) as runs:
         for run_id in ("a", "b"):
-            await runs.store.create(_stale(run_id, chart, now), [])
+            await runs.store.create(_stale(run_id, "meet", chart, now), [])
         assert sorted(await runs.recover(now=now + 120)) == ["a", "b"]
         for run_id in ("a", "b"):
             got = await runs.get(run_id)
@@ -705,7 +694,7 @@ async def test_recover_goes_on_past_a_run_that_fails() -> None:
     now = time.time()
     async with Runs(open_store("memory://"), {"meet": chart}) as runs:
         for run_id in ("bad", "good"):
-            await runs.store.create(_stale(run_id, chart, now), [])
+            await runs.store.create(_stale(run_id, "meet", chart, now), [])
         assert await runs.recover(now=now + 120, concurrency=1) == ["bad", "good"]
         assert (await runs.get("bad")).status == "failed"
         assert (await runs.get("good")).status == "completed"
