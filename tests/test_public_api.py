@@ -28,6 +28,8 @@ EXPECTED = {
     # durable runs
     "Runs",
     "RunRecord",
+    "Step",
+    "Durability",
     "open_store",
     # errors
     "PausepointError",
@@ -43,6 +45,7 @@ EXPECTED = {
     "CheckpointVersionError",
     "CheckpointSignatureError",
     "CheckpointFinishedError",
+    "ClaimLostError",
     "ChartMismatchError",
     "ChartChangedError",
     "ResumeTargetError",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         CheckpointFormatError,
         CheckpointSignatureError,
         CheckpointVersionError,
+        ClaimLostError,
         ExecutorUsageError,
         LoopLimitError,
         PausepointError,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     )
     from .executor import FlowChartExecutor, Snapshot
     from .rules import When, decide, select
-    from .runs import RunRecord, Runs
+    from .runs import Durability, RunRecord, Runs, Step
     from .scope import Scope
     from .stores import open_store
 
@@ -78,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     # durable runs
     "Runs": "runs",
     "RunRecord": "runs",
+    "Step": "runs",
+    "Durability": "runs",
     "open_store": "stores",
     # errors
     **{
@@ -108,6 +111,7 @@ _EXPORTS: dict[str, str] = {
             "RunNotFoundError",
             "RunExistsError",
             "RunAlreadyClaimedError",
+            "ClaimLostError",
             "RunNotPausedError",
             "StalePauseError",
             "StoreError",
@@ -127,6 +131,8 @@ __all__ = [
     "CheckpointFormatError",
     "CheckpointSignatureError",
     "CheckpointVersionError",
+    "ClaimLostError",
+    "Durability",
     "ExecutorUsageError",
     "FlowChart",
     "FlowChartBuilder",
@@ -154,6 +160,7 @@ __all__ = [
     "StageTimeoutError",
     "StalePauseError",
     "StateError",
+    "Step",
     "StateKeyError",
     "StateValueError",
     "StoreError",

@@ -1,111 +1,263 @@
-"""The claim a process holds on a running run: progress, lease, outcome, audit events."""
+"""The claim a process holds on a running run, and the thread that keeps its lease.
+
+A claimed run's record names its holder (``lease_owner``, a token unique to the
+claim) and when the claim lapses (``lease_until``). Two things keep it:
+
+* :class:`LeaseKeeper`, one daemon thread per :class:`~pausepoint.runs.Runs`,
+  with a store connection of its own, renews the lease of every run the
+  process holds every third of the lease. It needs neither the event loop nor
+  the stage's thread, so a stage that blocks in sync code, blocks the loop or
+  burns CPU does not let the claim lapse while the process lives. Only a dead,
+  stopped or cut-off process stops renewing; after ``lease_seconds`` another
+  process may take the run over.
+* Fencing: every write of a holder (journal entries, the outcome) is
+  conditional on ``lease_owner`` still being its token, in the same
+  transaction as the write. A process that lost its claim (it was stopped past
+  its lease, or could not reach the store) writes nothing more: its next write
+  fails with :class:`~pausepoint.errors.ClaimLostError`, and it stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ._stages import _redacted
 from .chart import FlowChart
-from .errors import (
-    PausepointError,
-    RunAlreadyClaimedError,
-    VersionConflictError,
-)
-from .stores.base import AuditEvent, Store, StoredRun
+from .errors import ClaimLostError, PausepointError
+from .stores.base import AuditEvent, JournalEntry, Store, StoredRun, Update
 
-__all__ = ["Claim", "cancelled_event", "event", "redact"]
+__all__ = ["Claim", "LeaseKeeper", "cancelled_event", "event", "redact"]
+
+log = logging.getLogger("pausepoint.runs")
+
+Outcome = Callable[
+    [Mapping[str, Any] | None],
+    tuple[dict[str, Any], list[AuditEvent], list[JournalEntry]],
+]
+"""Given the cancel request found on the record (if any): the record's changes,
+the audit events and the journal entries of how the run ended."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Held:
+    owner: str
+    loop: asyncio.AbstractEventLoop
+    on_cancel: Callable[[Mapping[str, Any]], object]
+    on_lost: Callable[[], object]
+    cancel_seen: bool = False
+
+
+class LeaseKeeper:
+    """Renews the leases of the runs this process holds, from a thread of its own.
+
+    Args:
+        store: The store; the keeper uses a renewer of its (own connection).
+        lease_seconds: The lease; renewed every third of it.
+    """
+
+    def __init__(self, store: Store, lease_seconds: float) -> None:
+        self._store = store
+        self._lease = lease_seconds
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(
+        self,
+        run_id: str,
+        owner: str,
+        on_cancel: Callable[[Mapping[str, Any]], object],
+        on_lost: Callable[[], object],
+    ) -> None:
+        """Keep renewing ``run_id`` under ``owner``; the callbacks run on the caller's loop."""
+        held = _Held(owner, asyncio.get_running_loop(), on_cancel, on_lost)
+        with self._lock:
+            self._held[run_id] = held
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._main, name="pausepoint-lease", daemon=True
+                )
+                self._thread.start()
+
+    def release(self, run_id: str) -> None:
+        """Stop renewing ``run_id``."""
+        with self._lock:
+            self._held.pop(run_id, None)
+
+    def close(self) -> None:
+        """Stop the thread (it closes its connection); a later ``hold`` starts a new one."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def _main(self) -> None:
+        renewer = None
+        try:
+            while not self._stop.wait(self._lease / 3):
+                with self._lock:
+                    held = dict(self._held)
+                if not held:
+                    continue
+                claims = [(run_id, h.owner) for run_id, h in held.items()]
+                try:
+                    if renewer is None:
+                        renewer = self._store.renewer()
+                    kept = renewer.renew(claims, time.time() + self._lease)
+                except Exception as exc:  # the store is down: the next round tries again
+                    log.warning("could not renew the lease of %d run(s): %s", len(claims), exc)
+                    continue
+                self._report(held, kept)
+        finally:
+            if renewer is not None:
+                with contextlib.suppress(Exception):
+                    renewer.close()
+
+    def _report(self, held: dict[str, _Held], kept: Mapping[str, Any]) -> None:
+        for run_id, h in held.items():
+            with self._lock:
+                if self._held.get(run_id) is not h:
+                    continue  # released meanwhile: it finished
+                if run_id not in kept:
+                    del self._held[run_id]
+            if run_id not in kept:
+                _call_soon(h.loop, h.on_lost)
+            elif kept[run_id] is not None and not h.cancel_seen:
+                h.cancel_seen = True
+                _call_soon(h.loop, h.on_cancel, kept[run_id])
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: nothing is left to tell
+        loop.call_soon_threadsafe(fn, *args)
 
 
 class Claim:
-    """Holds a claimed run: writes progress, renews the lease, writes the outcome.
+    """A process's hold on one running run: ``async with`` keeps its lease renewed.
 
-    Every write is a compare-and-set on the version this holder last wrote, so
-    if another process took the run over (our lease lapsed), our next write
-    fails and the run is left to it. The one change another process may make
-    to a claimed run is a cancel request (``Runs.cancel``): the holder adopts
-    it, hands it to ``on_cancel`` and writes again.
+    Args:
+        store: The store.
+        keeper: Renews the lease while the claim is entered.
+        record: The run as claimed (``lease_owner`` is this claim's token).
+        lease_seconds: The lease.
+        on_cancel: Called with a cancel request found on the record.
+        on_lost: Called when the keeper finds the claim taken over.
     """
 
     def __init__(
         self,
         store: Store,
+        keeper: LeaseKeeper,
         record: StoredRun,
         lease_seconds: float,
         on_cancel: Callable[[Mapping[str, Any]], object],
+        on_lost: Callable[[], object],
     ) -> None:
+        assert record.lease_owner is not None
         self.store = store
-        self.record = record
-        self.lease_seconds = lease_seconds
-        self.lock = asyncio.Lock()
-        self.on_cancel = on_cancel
-        self.cancel: Mapping[str, Any] | None = None
+        self.run_id = record.run_id
+        self.owner: str = record.lease_owner
+        self._keeper = keeper
+        self._lease = lease_seconds
+        self._on_cancel = on_cancel
+        self._on_lost = on_lost
+        self.cancel: Mapping[str, Any] | None = _cancel_of(record)
+        self.lost = False
 
-    async def write(self, *, events: Sequence[AuditEvent], **changes: Any) -> StoredRun:
-        return await self._write(lambda: (changes, list(events)))
+    async def __aenter__(self) -> Claim:
+        self._keeper.hold(self.run_id, self.owner, self._cancelled, self._taken_over)
+        if self.cancel is not None:
+            self._on_cancel(self.cancel)
+        return self
 
-    async def finish(
-        self, outcome: Callable[[], tuple[dict[str, Any], list[AuditEvent]]]
-    ) -> StoredRun:
-        """Write the run's outcome and release the lease; ``outcome`` is asked again after a cancel."""
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._keeper.release(self.run_id)
 
-        def released() -> tuple[dict[str, Any], list[AuditEvent]]:
-            changes, events = outcome()
-            return {**changes, "lease_owner": None}, events
+    def _cancelled(self, request: Mapping[str, Any]) -> None:
+        if self.cancel is None:
+            self.cancel = request
+            self._on_cancel(request)
 
-        return await self._write(released)
+    def _taken_over(self) -> None:
+        self.lost = True
+        self._on_lost()
 
-    async def _write(
-        self, change: Callable[[], tuple[dict[str, Any], list[AuditEvent]]]
-    ) -> StoredRun:
-        async with self.lock:
-            while True:
-                changes, events = change()
-                now = time.time()
-                try:
-                    self.record = await self.store.replace(
-                        dataclasses.replace(
-                            self.record,
-                            updated_at=now,
-                            lease_until=now + self.lease_seconds,
-                            **changes,
-                        ),
-                        expected_version=self.record.version,
-                        events=events,
-                    )
-                    return self.record
-                except VersionConflictError:
-                    latest = await self.store.get(self.record.run_id)
-                    if not self._asked_to_cancel(latest):
-                        raise RunAlreadyClaimedError(
-                            f"run {self.record.run_id!r} was taken over by another process "
-                            "(its lease lapsed); this process stops working on it",
-                            run_id=self.record.run_id,
-                        ) from None
-                self.record = latest
-                self.cancel = latest.meta["cancel"]
-                self.on_cancel(self.cancel)
+    async def append(self, entries: Sequence[JournalEntry]) -> None:
+        """Append journal entries and renew the lease, as the holder.
 
-    def _asked_to_cancel(self, latest: StoredRun) -> bool:
-        """Whether the record changed only by a cancel request, still held by us."""
-        return (
-            self.cancel is None
-            and latest.status == "running"
-            and latest.lease_owner == self.record.lease_owner
-            and isinstance(latest.meta.get("cancel"), Mapping)
-        )
+        Raises:
+            ClaimLostError: Another process holds the run now; nothing was written.
+        """
+        try:
+            request = await self.store.append_steps(
+                self.run_id, self.owner, entries, time.time() + self._lease
+            )
+        except ClaimLostError as exc:
+            self._log_lost(exc)
+            raise
+        if request is not None:
+            self._cancelled(request)
 
-    async def heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            with contextlib.suppress(PausepointError):
-                await self.write(events=[])
+    async def finish(self, outcome: Outcome) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        """Write how the run ended and release it, as the holder: one transaction.
+
+        Returns:
+            The record as stored, and its audit log.
+
+        Raises:
+            ClaimLostError: Another process holds the run now; nothing was written.
+        """
+        owner = self.owner
+
+        def decide(current: StoredRun) -> Update:
+            if current.status != "running" or current.lease_owner != owner:
+                raise ClaimLostError(
+                    f"run {current.run_id!r} was taken over by another process (its lease "
+                    f"lapsed) or finished; this process (claim {owner!r}) writes nothing more",
+                    run_id=current.run_id,
+                )
+            changes, events, steps = outcome(_cancel_of(current))
+            now = time.time()
+            run = dataclasses.replace(
+                current,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+                cancel=None,
+                **changes,
+            )
+            return Update(run=run, events=events, steps=steps)
+
+        try:
+            return await self.store.update(self.run_id, decide, light=True, audit=True)
+        except ClaimLostError as exc:
+            self._log_lost(exc)
+            raise
+
+    def _log_lost(self, exc: PausepointError) -> None:
+        log.warning("run %s: claim lost, stopping without writing: %s", self.run_id, exc)
+
+
+def _cancel_of(record: StoredRun) -> Mapping[str, Any] | None:
+    """The cancel request on a record (earlier releases kept it in ``meta``)."""
+    if record.cancel is not None:
+        return record.cancel
+    legacy = record.meta.get("cancel")
+    return legacy if isinstance(legacy, Mapping) else None
 
 
 def event(kind: Any, actor: str | None, data: Mapping[str, Any]) -> AuditEvent:
+    """An audit event happening now."""
     return AuditEvent(kind=kind, at=time.time(), actor=actor, data=dict(data))
 
 
@@ -119,10 +271,5 @@ def cancelled_event(request: Mapping[str, Any], by: str | None) -> AuditEvent:
 
 
 def redact(value: Any, flow: FlowChart) -> Any:
-    if not flow.redact:
-        return value
-    if isinstance(value, dict):
-        return {k: "***" if k in flow.redact else redact(v, flow) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(item, flow) for item in value]
-    return value
+    """``value`` with the chart's ``redact`` keys hidden, at any depth."""
+    return _redacted(value, flow.redact)

@@ -1,29 +1,37 @@
-"""Driving a claimed run: an executor whose progress, lease and outcome go to the store.
+"""Driving a claimed run: an executor whose journal, lease and outcome go to the store.
 
-:class:`RunDriver` is the part of :class:`~pausepoint.runs.Runs` that runs a
-chart once a run is claimed (started, resumed or recovered): it writes a
-progress checkpoint after every stage and renews the lease while the executor
-runs (:class:`~pausepoint._claim.Claim`), records how the run ended, and turns
-stored records into :class:`RunRecord` s.
+:class:`RunDriver` is what :class:`~pausepoint.runs.Runs` hands a run to once it
+is claimed (started, resumed or recovered). It runs the chart on a fresh
+executor inside the run's :class:`~pausepoint._claim.Claim` (which keeps the
+lease from a thread of its own), appends one journal entry per finished stage
+(``durability="stage"``) and writes how the run ended in one transaction, which
+also returns the audit: a step costs about one write.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import itertools
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
-from ._claim import Claim, cancelled_event, event, redact
+from ._claim import Claim, LeaseKeeper, cancelled_event, event, redact
+from ._journal import Tracker, replay
 from .chart import FlowChart, PausableStage
-from .checkpoint import Checkpoint
+from .checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
 from .compat import checkpoint_for_chart
-from .errors import PausepointError, RunAlreadyClaimedError, StoreError
+from .errors import ClaimLostError, PausepointError, StoreError
 from .executor import FlowChartExecutor, snapshot_of
-from .stores.base import AuditEvent, PauseEntry, Store, StoredRun
+from .stores.base import AuditEvent, JournalEntry, PauseEntry, Store, StoredRun
 
-__all__ = ["RunDriver", "RunRecord"]
+__all__ = ["Durability", "Proceed", "RunDriver", "RunRecord"]
+
+Durability = Literal["stage", "pause"]
+"""When a running run's progress is written: after every stage, or only at a pause and the end."""
+
+Proceed = Callable[[FlowChartExecutor], Awaitable[str]]
+"""What the executor does for a claimed run: run, resume or carry on."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -58,106 +66,202 @@ class RunRecord:
 
 
 class RunDriver:
-    """Runs a claimed run to its next pause or its end; see the module docstring."""
+    """Runs claimed runs to their next pause or their end; see the module docstring.
 
-    store: Store
-    charts: dict[str, FlowChart]
-    lease_seconds: float
-    _signing_key: str | bytes | None
-    _owner: str
+    Args:
+        store: The store.
+        charts: The registered charts, by name.
+        lease_seconds: The claim's lease.
+        signing_key: The checkpoint signing key, if any.
+        durability: When progress is written (see :data:`Durability`).
+    """
 
-    def _continuation_of(
-        self, record: StoredRun, flow: FlowChart
-    ) -> Callable[[FlowChartExecutor], Awaitable[str]]:
-        checkpoint = record.checkpoint
-        if checkpoint is None:
-            seed = record.meta.get("input", {})
-            return lambda ex: ex.run(seed, run_id=record.run_id)
-        fresh = checkpoint_for_chart(checkpoint, flow, self._signing_key, record.meta)
-        if checkpoint.get("status") == "running":
-            return lambda ex: ex.continue_from(fresh)
-        answer = record.meta["answer"]
-        return lambda ex: ex.resume(fresh, answer["input"], stage_id=answer["stage_id"])
-
-    # -- driving an executor --------------------------------------------------
-
-    async def _drive(
+    def __init__(
         self,
-        record: StoredRun,
-        flow: FlowChart,
-        step: Callable[[FlowChartExecutor], Awaitable[str]],
-    ) -> RunRecord:
-        """Run ``step`` on a fresh executor, keeping progress and lease in the store.
+        store: Store,
+        charts: Mapping[str, FlowChart],
+        *,
+        lease_seconds: float,
+        signing_key: str | bytes | None,
+        durability: Durability,
+    ) -> None:
+        self.store = store
+        self.charts = charts
+        self.lease_seconds = lease_seconds
+        self.signing_key = signing_key
+        self.durability = durability
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.keeper = LeaseKeeper(store, lease_seconds)
+        self._claims = itertools.count(1)
 
-        A cancel request found on the record while it runs (see :meth:`cancel`)
-        stops the executor before its next stage.
+    def token(self) -> str:
+        """A new claim token: this process's owner name and a number of its own."""
+        return f"{self.owner}:{next(self._claims)}"
+
+    # -- where a claimed run goes on --------------------------------------------
+
+    async def continuation(self, record: StoredRun, flow: FlowChart) -> tuple[Proceed, Tracker]:
+        """What a process taking over ``record`` does: carry on from its journal.
+
+        The segment the dead process was driving started at journal entry
+        ``meta["segment"]``; the entries since then replayed on the checkpoint it
+        started from (or the run's input) give the state, tree and next stage.
         """
+        checkpoint = record.checkpoint
+        meta = record.meta
+        if checkpoint is not None and checkpoint.get("status") == "running":
+            # A progress checkpoint written by an earlier release into the record itself.
+            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, meta)
+            tracker = Tracker(fresh["shared_state"], fresh["execution_tree"])
+            return (lambda ex: ex.continue_from(fresh)), tracker
+        entries = await self.store.journal(record.run_id, start=int(meta.get("segment", 0)))
+        answer = meta.get("answer")
+        if checkpoint is None:
+            state: dict[str, Any] = dict(meta.get("input", {}))
+            tree: list[Any] = []
+        else:
+            state, tree = dict(checkpoint["shared_state"]), list(checkpoint["execution_tree"])
+        if not entries:
+            if checkpoint is None:
+                seed = meta.get("input", {})
+                return (lambda ex: ex.run(seed, run_id=record.run_id)), Tracker(state, tree)
+            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, meta)
+            assert answer is not None
+            resumed = Tracker(state, tree, resumed=answer["stage_id"], actor=answer.get("actor"))
+            return (
+                lambda ex: ex.resume(fresh, answer["input"], stage_id=answer["stage_id"])
+            ), resumed
+        continuation = replay(state, tree, entries)
+        progress: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "chart_name": flow.name,
+            "chart_fingerprint": flow.fingerprint,
+            "run_id": record.run_id,
+            "status": "running",
+            "input": meta.get("input", {}) if checkpoint is None else checkpoint["input"],
+            "shared_state": state,
+            "paused_stage_id": "",
+            "pause_data": None,
+            "pauses": [],
+            "execution_tree": tree,
+            "continuation": continuation,
+            "started_at": record.created_at if checkpoint is None else checkpoint["started_at"],
+            "paused_at": 0.0 if checkpoint is None else checkpoint["paused_at"],
+        }
+        if self.signing_key is not None:
+            progress["signature"] = sign_checkpoint(progress, self.signing_key)
+        return (lambda ex: ex.continue_from(progress)), Tracker(state, tree)
+
+    # -- driving an executor ------------------------------------------------------
+
+    async def drive(
+        self, record: StoredRun, flow: FlowChart, step: Proceed, tracker: Tracker
+    ) -> RunRecord:
+        """Run ``step`` on a fresh executor, holding ``record``'s claim, and record how it ended.
+
+        A cancel request found on the record while it runs (see ``Runs.cancel``)
+        stops the executor before its next stage; so does finding the claim
+        taken over, after which nothing more is written.
+
+        Raises:
+            ClaimLostError: Another process took the run over; it finishes it.
+            StoreError: The store went away; the run stays claimed until its
+                lease lapses, then ``recover`` finishes it.
+        """
+        written: list[JournalEntry] = []  # the entries of "pause" durability, for the outcome
 
         async def on_progress(checkpoint: Checkpoint) -> None:
-            await holder.write(checkpoint=dict(checkpoint), events=[])
+            entry = tracker.step(
+                checkpoint["shared_state"], checkpoint["execution_tree"], checkpoint["continuation"]
+            )
+            await claim.append([entry])
 
-        executor = FlowChartExecutor(flow, signing_key=self._signing_key, on_progress=on_progress)
-        holder = Claim(
+        executor = FlowChartExecutor(
+            flow,
+            signing_key=self.signing_key,
+            on_progress=on_progress if self.durability == "stage" else None,
+        )
+        claim = Claim(
             self.store,
+            self.keeper,
             record,
             self.lease_seconds,
             on_cancel=lambda request: executor.cancel(
                 request.get("reason"), actor=request.get("actor")
             ),
+            on_lost=lambda: executor.cancel("another process took the run over"),
         )
-        heartbeat = asyncio.create_task(holder.heartbeat())
-        try:
-            await step(executor)
-        except (RunAlreadyClaimedError, StoreError):
-            # Another process took the run over, or the store went away: the
-            # record still says running, and recover() finishes it later.
-            raise
-        except PausepointError as exc:
-            # A stage raised, or the stored checkpoint cannot be resumed. The
-            # record keeps the checkpoint it started from, for inspection.
-            heartbeat.cancel()
-            failure: tuple[dict[str, Any], list[AuditEvent]] = (
-                {
+        async with claim:
+            try:
+                await step(executor)
+            except (ClaimLostError, StoreError):
+                raise
+            except PausepointError as exc:
+                # A stage raised, or the stored checkpoint cannot be resumed. The record
+                # keeps the checkpoint it started from, for inspection; the journal keeps
+                # the stages that finished, not the failed one's partial writes.
+                changes = {
                     "status": "failed",
+                    "checkpoint": record.checkpoint,
                     "pauses": (),
                     "snapshot": dict(executor.get_snapshot()),
                     "error": str(exc),
-                },
-                [
-                    event(
-                        "failed",
-                        None,
-                        {"stage_id": getattr(exc, "stage_id", None), "error": str(exc)},
-                    )
-                ],
-            )
-            final = await holder.finish(lambda: failure)
-            return await self._record(final)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        known = {pause.pause_id for pause in record.pauses}
-        final = await holder.finish(lambda: self._outcome(executor, flow, holder, known))
-        return await self._record(final)
+                }
+                failed = event(
+                    "failed", None, {"stage_id": getattr(exc, "stage_id", None), "error": str(exc)}
+                )
+                stored, audit = await claim.finish(lambda _: (changes, [failed], written))
+                return self.record(stored, audit)
+            if claim.lost:
+                raise ClaimLostError(
+                    f"run {record.run_id!r} was taken over by another process while this one "
+                    "ran it; this process wrote nothing after that",
+                    run_id=record.run_id,
+                )
+            outcome = self._outcome(executor, flow, record, tracker, written, claim.owner)
+            stored, audit = await claim.finish(outcome)
+        return self.record(stored, audit)
 
     def _outcome(
-        self, executor: FlowChartExecutor, flow: FlowChart, holder: Claim, known: set[str]
-    ) -> tuple[dict[str, Any], list[AuditEvent]]:
-        """The record's changes and audit events for how the executor ended.
+        self,
+        executor: FlowChartExecutor,
+        flow: FlowChart,
+        record: StoredRun,
+        tracker: Tracker,
+        written: list[JournalEntry],
+        owner: str,
+    ) -> Callable[
+        [Mapping[str, Any] | None],
+        tuple[dict[str, Any], list[AuditEvent], list[JournalEntry]],
+    ]:
+        """How the executor ended, as the record's changes, audit events and last entries.
 
-        Asked again if a cancel request turns up while the outcome is written:
-        a run that paused is then cancelled instead.
+        Everything is worked out here, before the write; the returned function
+        only picks, given the cancel request the write finds on the record: a
+        run that paused is then cancelled instead.
         """
         checkpoint = executor.get_checkpoint()
-        if executor.status == "cancelled" or (holder.cancel is not None and checkpoint):
-            snapshot = dict(executor.get_snapshot(), status="cancelled", pauses=[])
-            return (
-                {"status": "cancelled", "pauses": (), "snapshot": snapshot, "error": None},
-                [cancelled_event(holder.cancel or {}, self._owner)],
-            )
+        state, tree = executor._journal_view()
+        entries = [*written, *tracker.end(state, tree, checkpoint)]
+
+        stopped = dict(executor.get_snapshot(), status="cancelled", pauses=[])
+
+        def cancelled(
+            request: Mapping[str, Any],
+        ) -> tuple[dict[str, Any], list[AuditEvent], list[JournalEntry]]:
+            changes = {
+                "status": "cancelled",
+                "checkpoint": None,
+                "pauses": (),
+                "snapshot": stopped,
+                "error": None,
+            }
+            return changes, [cancelled_event(request, owner)], entries
+
+        if executor.status == "cancelled":
+            return lambda request: cancelled(request or {})
         if checkpoint is None:
-            return (
+            done = (
                 {
                     "status": "completed",
                     "checkpoint": None,
@@ -166,14 +270,17 @@ class RunDriver:
                     "error": None,
                 },
                 [event("completed", None, {})],
+                entries,
             )
+            return lambda _: done
+        known = {pause.pause_id for pause in record.pauses}
         pauses = tuple(self._pause_entry(flow, pause) for pause in checkpoint["pauses"])
-        return (
+        paused = (
             {
                 "status": "paused",
                 "checkpoint": dict(checkpoint),
                 "pauses": pauses,
-                "snapshot": None,  # the checkpoint holds it all; see _snapshot_of
+                "snapshot": None,  # the checkpoint holds it all; see snapshot()
                 "error": None,
             },
             [
@@ -185,7 +292,9 @@ class RunDriver:
                 for p in pauses
                 if p.pause_id not in known
             ],
+            entries,
         )
+        return lambda request: paused if request is None else cancelled(request)
 
     @staticmethod
     def _pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
@@ -199,15 +308,17 @@ class RunDriver:
             deadline=None if timeout is None else pause["paused_at"] + timeout,
         )
 
-    async def _record(self, record: StoredRun) -> RunRecord:
-        audit = await self.store.audit(record.run_id)
+    # -- reporting ------------------------------------------------------------------
+
+    def record(self, record: StoredRun, audit: tuple[AuditEvent, ...]) -> RunRecord:
+        """The run as ``Runs`` reports it, with the audit the caller read."""
         return RunRecord(
             run_id=record.run_id,
             chart=record.chart,
             status=record.status,
             pause=record.pauses[0] if record.pauses else None,
             pauses=record.pauses,
-            snapshot=self._snapshot_of(record),
+            snapshot=self.snapshot(record),
             audit=audit,
             error=record.error,
             created_at=record.created_at,
@@ -215,7 +326,7 @@ class RunDriver:
             version=record.version,
         )
 
-    def _snapshot_of(self, record: StoredRun) -> dict[str, Any] | None:
+    def snapshot(self, record: StoredRun) -> dict[str, Any] | None:
         """The run's snapshot: as stored when it ended, else derived from its checkpoint.
 
         A paused or running run keeps no snapshot beside its checkpoint, so the
@@ -223,13 +334,13 @@ class RunDriver:
         """
         if record.snapshot is not None or record.checkpoint is None:
             return record.snapshot
-        redact = record.meta.get("redact")
-        if redact is None:  # a record from before runs kept their chart's redact keys
+        keys = record.meta.get("redact")
+        if keys is None:  # a record from before runs kept their chart's redact keys
             flow = self.charts.get(record.chart)
             if flow is None:
                 return None
-            redact = flow.redact
-        snapshot = dict(snapshot_of(cast(Checkpoint, record.checkpoint), redact))
+            keys = flow.redact
+        snapshot = dict(snapshot_of(cast(Checkpoint, record.checkpoint), keys))
         if record.status != "paused":  # claimed and running, or cancelled while paused
             snapshot.update(status=record.status, pauses=[])
         return snapshot

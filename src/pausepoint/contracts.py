@@ -8,7 +8,7 @@ pydantic is imported only when one of them is declared.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._json import json_copy
 from .chart import (
@@ -20,9 +20,6 @@ from .errors import (
     RunInputError,
     RunOutputError,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["validate_resume_input", "validate_run_input", "validate_run_output"]
 

@@ -50,6 +50,7 @@ __all__ = [
     "CheckpointFormatError",
     "CheckpointSignatureError",
     "CheckpointVersionError",
+    "ClaimLostError",
     "ExecutorUsageError",
     "LoopLimitError",
     "PausepointError",
@@ -323,6 +324,15 @@ class RunExistsError(RunError):
 
 class RunAlreadyClaimedError(RunError):
     """Another resume holds the run (or already finished it)."""
+
+
+class ClaimLostError(RunAlreadyClaimedError):
+    """This process no longer holds the run: its lease lapsed and another process took it over.
+
+    Raised to the process that lost the claim, at its first write after the
+    takeover; that write and every later one of this process are refused by
+    the store (fencing), so the run is left whole to the process that holds it.
+    """
 
 
 class RunNotPausedError(RunError):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from ._json import NotJSONError, json_copy
 from ._stages import _MISSING, ExecutorStatus, Frame, ProgressCallback, _redacted
@@ -65,9 +65,6 @@ from .trace import (
     metrics_of,
     narrative_of,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "ExecutorStatus",
@@ -295,6 +292,24 @@ class FlowChartExecutor(Traversal):
             self._status = "idle"
             raise
         return await self._traverse(continuation, timeout)
+
+    async def _resume_checked(
+        self, checkpoint: Mapping[str, Any], copies: dict[str, Any], answers: dict[str, Any]
+    ) -> ExecutorStatus:
+        """``resume`` of a checkpoint and answers the caller already validated.
+
+        ``copies`` is what :func:`~pausepoint.checkpoint.validate_checkpoint`
+        returned for ``checkpoint`` (the executor takes them over), and
+        ``answers`` maps each answered stage to its validated input. ``Runs``
+        checks both before it claims a run, so a resume checks them once.
+        """
+        self._begin()
+        self._answers = answers
+        return await self._traverse(self._load(checkpoint, copies), None)
+
+    def _journal_view(self) -> tuple[dict[str, Any], list[TreeNode]]:
+        """The state and the execution tree as JSON (nothing redacted), for the journal."""
+        return self._chart.codec.encode(self._state), json_copy(self._tree)
 
     def cancel(self, reason: str | None = None, *, actor: str | None = None) -> bool:
         """Ask the running run to stop before its next stage; call it from another task.

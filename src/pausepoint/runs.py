@@ -8,20 +8,26 @@ a store:
   (paused → running, with a lease) in one atomic step. Two resumes of the same
   run race on that step: one wins, the other gets ``RunAlreadyClaimedError``
   (or, with the same idempotency key, the winner's outcome).
-* **Crash recovery.** While a run goes on, its progress is written after every
-  stage (progress checkpoints), and a heartbeat renews its lease. If the
+* **A claim held while its process lives.** A thread of its own, with its own
+  store connection, renews the lease of every run the process holds, so a
+  stage that blocks (sync code, a blocked loop, CPU) keeps its claim. Every
+  write of a holder is fenced on its claim: a process that lost it (stopped
+  or cut off past its lease, then taken over) writes nothing more.
+* **Crash recovery.** While a run goes on, each finished stage appends one
+  journal entry (what it changed; see :mod:`pausepoint._journal`). If the
   process dies, :meth:`Runs.recover` (also run by the sweeper) takes over runs
   whose lease lapsed and goes on from the last finished stage with the answer
   already recorded: the human is not asked again. Only the stage in flight at
   the crash can run twice; the audit then shows a ``recovered`` event.
+  ``durability="pause"`` writes only at pauses and the end instead: faster,
+  but a crash then repeats every stage since the claim.
 * **Deadlines.** A pausable stage declared with ``timeout=`` gives its pauses a
   deadline; :meth:`Runs.expire_due` applies the stage's ``on_timeout`` policy
   once, even when several sweepers run at once.
 * **Cancelling a running run.** :meth:`Runs.cancel` of a running run records a
-  cancel request on its record (one compare-and-set). The process running it
-  finds the request when its next progress or heartbeat write loses that
-  compare-and-set, stops the executor before the next stage, and records the
-  run ``cancelled`` with who asked and why.
+  cancel request on its record. The process running it finds the request at
+  its next journal write or lease renewal, stops the executor before the next
+  stage, and records the run ``cancelled`` with who asked and why.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from ._claim import cancelled_event, event, redact
-from ._driver import RunDriver, RunRecord
+from ._driver import Durability, Proceed, RunDriver, RunRecord
+from ._journal import Tracker
 from ._json import json_copy
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
@@ -55,13 +63,10 @@ from .errors import (
     StoreError,
     VersionConflictError,
 )
-from .executor import (
-    validate_resume_input,
-    validate_run_input,
-)
-from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun
+from .executor import validate_resume_input, validate_run_input
+from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun, Update
 
-__all__ = ["CompatibilityRule", "RunRecord", "Runs", "unchanged_from_pause"]
+__all__ = ["CompatibilityRule", "Durability", "RunRecord", "Runs", "Step", "unchanged_from_pause"]
 
 log = logging.getLogger("pausepoint.runs")
 
@@ -69,17 +74,54 @@ SYSTEM_ACTOR = "pausepoint"
 """The actor recorded for what the system does by itself (deadlines, recovery)."""
 
 
-class Runs(RunDriver):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Step:
+    """One step of a run's history (:meth:`Runs.history`).
+
+    Attributes:
+        index: Position in the run's journal (0, 1, ...).
+        stage_id: The stage's path.
+        kind: ``stage`` (it finished), ``paused`` (the run stopped to wait there)
+            or ``resumed`` (an answer was applied there).
+        at: When.
+        actor: Who answered, for ``resumed``.
+    """
+
+    index: int
+    stage_id: str
+    kind: str
+    at: float
+    actor: str | None = None
+
+
+class _Answered(Exception):
+    """The idempotency key was used: the first answer's outcome is the reply."""
+
+    def __init__(self, record: StoredRun) -> None:
+        super().__init__(record.run_id)
+        self.record = record
+
+
+class _NotStale(Exception):
+    """The run was renewed, finished or taken over since it was listed as stale."""
+
+
+class Runs:
     """Durable runs of registered charts over one store.
 
     Args:
         store: Where runs live (see :func:`pausepoint.open_store`).
         charts: The charts, by the name runs refer to them with.
         signing_key: Sign checkpoints kept in the store; refuse tampered ones.
-        lease_seconds: How long a running run stays claimed without a heartbeat.
+        lease_seconds: How long a claimed run stays claimed after its process
+            stops renewing it (it renews every third of this while it lives).
         compatibility: Opt-in rule letting a run paused under an older version
             of its chart resume on the new one; by default such a resume is
             refused with ``ChartChangedError``.
+        durability: ``"stage"`` (default): one journal write per finished stage,
+            so a crash repeats only the stage in flight. ``"pause"``: write only
+            when the run pauses or ends (one write per start or resume fewer
+            per stage), and a crash repeats every stage since the run was claimed.
     """
 
     def __init__(
@@ -90,15 +132,26 @@ class Runs(RunDriver):
         signing_key: str | bytes | None = None,
         lease_seconds: float = 30.0,
         compatibility: CompatibilityRule | None = None,
+        durability: Durability = "stage",
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        if durability not in ("stage", "pause"):
+            raise ValueError(f"durability must be 'stage' or 'pause', not {durability!r}")
         self.store = store
         self.charts = dict(charts)
         self.lease_seconds = lease_seconds
+        self.durability: Durability = durability
         self._signing_key = signing_key
         self._compatibility = compatibility
-        self._owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+        self._driver = RunDriver(
+            store,
+            self.charts,
+            lease_seconds=lease_seconds,
+            signing_key=signing_key,
+            durability=durability,
+        )
+        self._owner = self._driver.owner
 
     async def __aenter__(self) -> Runs:
         return self
@@ -107,7 +160,8 @@ class Runs(RunDriver):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the store."""
+        """Stop renewing leases and close the store."""
+        await asyncio.to_thread(self._driver.keeper.close)
         await self.store.aclose()
 
     # -- reading ------------------------------------------------------------
@@ -118,7 +172,24 @@ class Runs(RunDriver):
         Raises:
             RunNotFoundError: No run has that id.
         """
-        return await self._record(await self.store.get(run_id))
+        record = await self.store.get(run_id)
+        return self._driver.record(record, await self.store.audit(run_id))
+
+    async def history(self, run_id: str) -> list[Step]:
+        """Return the run's steps so far, oldest first.
+
+        Each stage that finished, each pause and each answer (with who gave it).
+
+        With ``durability="pause"``, stages between a claim and the next pause
+        or the end are one step.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+        """
+        return [
+            Step(index=e.index, stage_id=e.stage_id, kind=e.kind, at=e.at, actor=e.actor)
+            for e in await self.store.journal(run_id)
+        ]
 
     async def pending(
         self,
@@ -186,7 +257,7 @@ class Runs(RunDriver):
                 status="running",
                 created_at=now,
                 updated_at=now,
-                lease_owner=self._owner,
+                lease_owner=self._driver.token(),
                 lease_until=now + self.lease_seconds,
                 meta={
                     "input": seed,
@@ -196,7 +267,9 @@ class Runs(RunDriver):
             ),
             [event("started", actor, {"input": redact(seed, flow)})],
         )
-        return await self._drive(record, flow, lambda ex: ex.run(seed, run_id=run_id))
+        return await self._driver.drive(
+            record, flow, lambda ex: ex.run(seed, run_id=run_id), Tracker(dict(seed), [])
+        )
 
     # -- resuming -----------------------------------------------------------
 
@@ -211,6 +284,9 @@ class Runs(RunDriver):
         idempotency_key: str | None = None,
     ) -> RunRecord:
         """Answer a pause of a paused run, exactly once, and drive the run on.
+
+        The answer is checked and the run claimed in one transaction of the
+        store, before anything runs.
 
         Args:
             run_id: The run.
@@ -254,63 +330,77 @@ class Runs(RunDriver):
         So the expiry is recorded once, by the sweeper whose claim wins; a
         sweeper that loses the race leaves no trace in the audit.
         """
-        record = await self.store.get(run_id)
-        if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
-            return await self._outcome_of(record)
-        flow, pause, prepared = await self._vet(
-            record, input, actor, pause_id, stage_id, audit=expired is None
-        )
-        answer = (
-            json_copy(input) if not hasattr(input, "model_dump") else input.model_dump(mode="json")
-        )
-        meta = dict(record.meta)
-        meta["answer"] = {"stage_id": pause.stage_id, "pause_id": pause.pause_id, "input": answer}
-        if idempotency_key is not None:
-            meta["idempotency"] = {**meta.get("idempotency", {}), idempotency_key: pause.pause_id}
-        now = time.time()
-        try:
-            claimed = await self.store.replace(
-                dataclasses.replace(
-                    record,
+        checked: dict[str, Any] = {}
+        answer = input.model_dump(mode="json") if hasattr(input, "model_dump") else json_copy(input)
+
+        def claim(current: StoredRun) -> Update:
+            if idempotency_key is not None and idempotency_key in current.meta.get(
+                "idempotency", {}
+            ):
+                raise _Answered(current)
+            flow, pause, prepared, copies, value = self._vet(current, input, pause_id, stage_id)
+            checked.update(flow=flow, pause=pause, prepared=prepared, copies=copies, value=value)
+            meta = dict(current.meta)
+            meta.pop("cancel", None)
+            meta["answer"] = {
+                "stage_id": pause.stage_id,
+                "pause_id": pause.pause_id,
+                "input": answer,
+                "actor": actor,
+            }
+            meta["segment"] = current.step_count
+            if idempotency_key is not None:
+                meta["idempotency"] = {
+                    **meta.get("idempotency", {}),
+                    idempotency_key: pause.pause_id,
+                }
+            now = time.time()
+            resumed = event(
+                "resumed",
+                actor,
+                {
+                    "stage_id": pause.stage_id,
+                    "pause_id": pause.pause_id,
+                    "input": redact(answer, flow),
+                },
+            )
+            return Update(
+                run=dataclasses.replace(
+                    current,
                     status="running",
-                    lease_owner=self._owner,
+                    lease_owner=self._driver.token(),
                     lease_until=now + self.lease_seconds,
                     updated_at=now,
                     meta=meta,
+                    cancel=None,
                 ),
-                expected_version=record.version,
-                events=[
-                    *([expired] if expired is not None else []),
-                    event(
-                        "resumed",
-                        actor,
-                        {
-                            "stage_id": pause.stage_id,
-                            "pause_id": pause.pause_id,
-                            "input": redact(answer, flow),
-                        },
-                    ),
-                ],
+                events=[*([expired] if expired is not None else []), resumed],
             )
-        except VersionConflictError:
-            latest = await self.store.get(run_id)
-            if idempotency_key is not None and idempotency_key in latest.meta.get(
-                "idempotency", {}
-            ):
-                return await self._outcome_of(latest)
-            error = RunAlreadyClaimedError(
-                f"run {run_id!r} was claimed by another resume a moment ago (now {latest.status})",
-                run_id=run_id,
-            )
-            if expired is None:
-                await self._refuse(latest, actor, error)
-            raise error from None
-        return await self._drive(
-            claimed, flow, lambda ex: ex.resume(prepared, answer, stage_id=pause.stage_id)
-        )
 
-    def _prepare(self, record: StoredRun, flow: FlowChart) -> dict[str, Any]:
-        """Return the stored checkpoint as ``flow`` resumes it, checked before any claim.
+        try:
+            claimed, _ = await self.store.update(run_id, claim)
+        except _Answered as done:
+            return await self._outcome_of(done.record)
+        except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
+            if expired is None:
+                await self._refuse(run_id, actor, exc)
+            raise
+        flow: FlowChart = checked["flow"]
+        pause: PauseEntry = checked["pause"]
+        assert claimed.checkpoint is not None
+        tracker = Tracker(
+            claimed.checkpoint["shared_state"],
+            claimed.checkpoint["execution_tree"],
+            resumed=pause.stage_id,
+            actor=actor,
+        )
+        prepared, copies = checked["prepared"], checked["copies"]
+        answers = {pause.stage_id: checked["value"]}
+        proceed: Proceed = lambda ex: ex._resume_checked(prepared, copies, answers)  # noqa: E731
+        return await self._driver.drive(claimed, flow, proceed, tracker)
+
+    def _prepare(self, record: StoredRun, flow: FlowChart) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the stored checkpoint as ``flow`` resumes it, and its checked copies.
 
         Raises:
             ChartChangedError: The chart changed in a way the checkpoint cannot follow.
@@ -319,7 +409,7 @@ class Runs(RunDriver):
         assert record.checkpoint is not None
         checkpoint = checkpoint_for_chart(record.checkpoint, flow, self._signing_key, record.meta)
         try:
-            validate_checkpoint(checkpoint, flow, self._signing_key)
+            copies = validate_checkpoint(checkpoint, flow, self._signing_key)
         except CheckpointError as exc:
             if record.fingerprint == flow.fingerprint:
                 raise
@@ -329,7 +419,7 @@ class Runs(RunDriver):
                 expected=flow.fingerprint,
                 found=record.fingerprint,
             ) from exc
-        return checkpoint
+        return checkpoint, copies
 
     async def check_resume(
         self,
@@ -360,32 +450,29 @@ class Runs(RunDriver):
         record = await self.store.get(run_id)
         if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
             return  # a retry of an answer already given: resume reports its outcome
-        await self._vet(record, input, actor, pause_id, stage_id, audit=True)
-
-    async def _vet(
-        self,
-        record: StoredRun,
-        input: Any,
-        actor: str | None,
-        pause_id: str | None,
-        stage_id: str | None,
-        *,
-        audit: bool,
-    ) -> tuple[FlowChart, PauseEntry, dict[str, Any]]:
-        """The checks before a claim; return the chart, the pause and the checkpoint to resume."""
-        flow = self._chart(record.chart)
         try:
-            pause = self._pause_to_answer(record, pause_id, stage_id)
-            self._check_fingerprint(record, flow)
-            prepared = self._prepare(record, flow)
-            node = flow.find_stage(pause.stage_id)
-            assert isinstance(node, PausableStage)
-            validate_resume_input(node, pause.stage_id, input)
+            self._vet(record, input, pause_id, stage_id)
         except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
-            if audit:
-                await self._refuse(record, actor, exc)
+            await self._refuse(run_id, actor, exc)
             raise
-        return flow, pause, prepared
+
+    def _vet(
+        self, record: StoredRun, input: Any, pause_id: str | None, stage_id: str | None
+    ) -> tuple[FlowChart, PauseEntry, dict[str, Any], dict[str, Any], Any]:
+        """The checks before a claim.
+
+        Returns:
+            The chart, the pause answered, the checkpoint to resume and its
+            checked copies, and the validated answer.
+        """
+        flow = self._chart(record.chart)
+        pause = self._pause_to_answer(record, pause_id, stage_id)
+        self._check_fingerprint(record, flow)
+        prepared, copies = self._prepare(record, flow)
+        node = flow.find_stage(pause.stage_id)
+        assert isinstance(node, PausableStage)
+        value = validate_resume_input(node, pause.stage_id, input)
+        return flow, pause, prepared, copies, value
 
     def _pause_to_answer(
         self, record: StoredRun, pause_id: str | None, stage_id: str | None
@@ -447,10 +534,10 @@ class Runs(RunDriver):
             found=record.fingerprint,
         )
 
-    async def _refuse(self, record: StoredRun, actor: str | None, error: PausepointError) -> None:
+    async def _refuse(self, run_id: str, actor: str | None, error: PausepointError) -> None:
         with contextlib.suppress(PausepointError):
             await self.store.append_audit(
-                record.run_id,
+                run_id,
                 [
                     event(
                         "resume_refused",
@@ -462,7 +549,8 @@ class Runs(RunDriver):
 
     async def _outcome_of(self, record: StoredRun) -> RunRecord:
         """The first resume's outcome: wait while it is still running (bounded by the lease)."""
-        return await self._record(await self._while_running(record, self.lease_seconds))
+        latest = await self._while_running(record, self.lease_seconds)
+        return self._driver.record(latest, await self.store.audit(latest.run_id))
 
     async def _while_running(self, record: StoredRun, seconds: float) -> StoredRun:
         """Wait up to ``seconds`` for a running run to stop running; return its latest record."""
@@ -487,7 +575,7 @@ class Runs(RunDriver):
         A paused run is cancelled at once; its pauses leave the inbox. For a
         running run, in this process or any other, a cancel request is
         recorded (audit ``cancel_requested``); the process running it notices
-        at its next stage boundary (at the latest by its next heartbeat,
+        at its next stage boundary (at the latest by its next lease renewal,
         every third of the lease), stops, and records the run ``cancelled``:
         the state keeps what finished stages wrote, and the audit's
         ``cancelled`` event names ``actor`` and ``reason``. The stage in flight
@@ -507,45 +595,43 @@ class Runs(RunDriver):
             RunNotPausedError: The run is finished, or finished before the
                 request took effect.
         """
-        record = await self.store.get(run_id)
-        while record.status == "running" and "cancel" not in record.meta:
-            request = {"actor": actor, "reason": reason, "at": time.time()}
-            try:
-                record = await self.store.replace(
-                    dataclasses.replace(record, meta={**record.meta, "cancel": request}),
-                    expected_version=record.version,
+
+        def request(current: StoredRun) -> Update | None:
+            if current.status == "running":
+                if current.cancel is not None or "cancel" in current.meta:
+                    return None  # asked already
+                asked = {"actor": actor, "reason": reason, "at": time.time()}
+                return Update(
+                    run=dataclasses.replace(current, cancel=asked),
                     events=[event("cancel_requested", actor, {"reason": reason})],
                 )
-            except VersionConflictError:  # it wrote its progress meanwhile: ask again
-                record = await self.store.get(run_id)
-        if record.status == "running":
-            record = await self._while_running(record, self.lease_seconds if wait is None else wait)
-            if record.status in ("running", "cancelled"):
-                return await self._record(record)
-            if record.status != "paused":
-                raise RunNotPausedError(
-                    f"run {run_id!r} {record.status} before the cancel request took effect",
-                    run_id=run_id,
-                    status=record.status,
+            if current.status == "paused":
+                return Update(
+                    run=dataclasses.replace(
+                        current, status="cancelled", updated_at=time.time(), pauses=()
+                    ),
+                    events=[event("cancelled", actor, {"reason": reason})],
                 )
-        if record.status != "paused":
             raise RunNotPausedError(
-                f"run {run_id!r} is {record.status}; only a paused run can be cancelled "
+                f"run {run_id!r} is {current.status}; only a paused run can be cancelled "
                 "(or a running one, before its next stage)",
                 run_id=run_id,
-                status=record.status,
+                status=current.status,
             )
-        try:
-            updated = await self.store.replace(
-                dataclasses.replace(record, status="cancelled", updated_at=time.time(), pauses=()),
-                expected_version=record.version,
-                events=[event("cancelled", actor, {"reason": reason})],
-            )
-        except VersionConflictError:
-            raise RunAlreadyClaimedError(
-                f"run {run_id!r} changed while cancelling; read it again", run_id=run_id
-            ) from None
-        return await self._record(updated)
+
+        record, audit = await self.store.update(run_id, request, audit=True)
+        if record.status != "running":
+            return self._driver.record(record, audit)
+        record = await self._while_running(record, self.lease_seconds if wait is None else wait)
+        if record.status in ("running", "cancelled"):
+            return await self.get(run_id)
+        if record.status == "paused":  # it paused before it saw the request: cancel it now
+            return await self.cancel(run_id, actor, reason)
+        raise RunNotPausedError(
+            f"run {run_id!r} {record.status} before the cancel request took effect",
+            run_id=run_id,
+            status=record.status,
+        )
 
     async def expire_due(self, *, now: float | None = None) -> list[str]:
         """Apply the ``on_timeout`` policy of every pause past its deadline, once.
@@ -628,7 +714,8 @@ class Runs(RunDriver):
         A run goes on from its last recorded stage; an answer already given is
         applied without asking again. Up to ``concurrency`` runs are driven at
         once, so one long stage does not hold up the rest. A run another process
-        takes over meanwhile is left to it.
+        takes over meanwhile is left to it. A run whose process lives is never
+        listed: its lease is renewed from a thread of its own.
 
         Returns:
             The ids of the runs recovered by this call, in the order they were found.
@@ -644,7 +731,7 @@ class Runs(RunDriver):
 
         async def take_over(record: StoredRun) -> str | None:
             async with slots:
-                return await self._recover_one(record)
+                return await self._recover_one(record, now)
 
         stale = await self.store.list_stale(now)
         outcomes = await asyncio.gather(
@@ -657,40 +744,50 @@ class Runs(RunDriver):
                 raise outcome
         return [outcome for outcome in outcomes if isinstance(outcome, str)]
 
-    async def _recover_one(self, record: StoredRun) -> str | None:
+    async def _recover_one(self, record: StoredRun, now: float) -> str | None:
         """Take over one stale run and drive it; ``None`` if it is not ours to recover."""
         flow = self.charts.get(record.chart)
         if flow is None:
             return None
-        if "cancel" in record.meta:  # its process died before it could honour the request
-            try:
-                await self.store.replace(
-                    dataclasses.replace(
-                        record,
+        token = self._driver.token()
+
+        def take_over(current: StoredRun) -> Update:
+            lease = current.lease_until
+            if (
+                current.status != "running"
+                or current.lease_owner != record.lease_owner
+                or lease is None
+                or lease > now
+            ):
+                raise _NotStale
+            request = current.cancel or current.meta.get("cancel")
+            if isinstance(request, Mapping):  # its process died before honouring the request
+                return Update(
+                    run=dataclasses.replace(
+                        current,
                         status="cancelled",
                         pauses=(),
                         lease_owner=None,
+                        lease_until=None,
+                        cancel=None,
                         updated_at=time.time(),
                     ),
-                    expected_version=record.version,
-                    events=[cancelled_event(record.meta["cancel"], record.lease_owner)],
+                    events=[cancelled_event(request, current.lease_owner)],
                 )
-            except VersionConflictError:
-                return None
-            return record.run_id
-        try:
-            claimed = await self.store.replace(
-                dataclasses.replace(
-                    record,
-                    lease_owner=self._owner,
-                    lease_until=time.time() + self.lease_seconds,
+            return Update(
+                run=dataclasses.replace(
+                    current, lease_owner=token, lease_until=time.time() + self.lease_seconds
                 ),
-                expected_version=record.version,
-                events=[event("recovered", SYSTEM_ACTOR, {"from": record.lease_owner})],
+                events=[event("recovered", SYSTEM_ACTOR, {"from": current.lease_owner})],
             )
-        except VersionConflictError:
+
+        try:
+            claimed, _ = await self.store.update(record.run_id, take_over)
+        except _NotStale:
             return None
-        await self._drive(claimed, flow, self._continuation_of(claimed, flow))
+        if claimed.status == "running":
+            proceed, tracker = await self._driver.continuation(claimed, flow)
+            await self._driver.drive(claimed, flow, proceed, tracker)
         return record.run_id
 
     def _chart(self, name: str) -> FlowChart:

@@ -18,13 +18,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pausepoint.errors import (
+    ClaimLostError,
     RunExistsError,
     RunNotFoundError,
     StoreError,
     StoreUnavailableError,
     VersionConflictError,
 )
-from pausepoint.stores.base import AuditEvent, PauseEntry, PendingPage, PendingPause, StoredRun
+from pausepoint.stores.base import (
+    AuditEvent,
+    JournalEntry,
+    PauseEntry,
+    PendingPage,
+    PendingPause,
+    StoredRun,
+)
 
 MAX_PAGE = 1000
 """Largest ``limit`` a listing accepts."""
@@ -76,6 +84,31 @@ def event_to_doc(event: AuditEvent) -> dict[str, Any]:
 def event_from_doc(doc: Mapping[str, Any], seq: int) -> AuditEvent:
     """Rebuild an audit event at position ``seq`` of its run's log."""
     return AuditEvent(**doc, seq=seq)
+
+
+def step_to_doc(step: JournalEntry) -> dict[str, Any]:
+    """Return the JSON document of a journal entry; its ``index`` is the store's to set."""
+    return {
+        "kind": step.kind,
+        "stage_id": step.stage_id,
+        "at": step.at,
+        "actor": step.actor,
+        "data": dict(step.data),
+    }
+
+
+def step_from_doc(doc: Mapping[str, Any], index: int) -> JournalEntry:
+    """Rebuild a journal entry at position ``index`` of its run's journal."""
+    return JournalEntry(**doc, index=index)
+
+
+def claim_lost(run_id: str, owner: str) -> ClaimLostError:
+    """Return the error for a claim holder's write refused because it no longer holds the run."""
+    return ClaimLostError(
+        f"run {run_id!r} is no longer held by this process (claim {owner!r}): its lease lapsed "
+        "and another process took it over, or it finished; nothing was written",
+        run_id=run_id,
+    )
 
 
 def indexed_pauses(run: StoredRun) -> tuple[PauseEntry, ...]:

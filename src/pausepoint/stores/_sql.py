@@ -17,6 +17,8 @@ Tables (names given by the backend):
   entry shows; indexes on ``(created_at, run_id, pause_id)``, led by nothing,
   ``chart``, ``stage_id`` or both, serve the inbox.
 * ``audit``: ``(run_id, seq)`` keyed, insert only.
+* ``steps``: the journal, ``(run_id, idx)`` keyed, insert only; ``runs.step_count``
+  is the number of entries, ``runs.lease_owner`` the claim that may append.
 * ``schema_version``: one row, the number of migrations applied.
 """
 
@@ -24,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pausepoint.stores._common import (
     check_limit,
     check_schema_version,
+    claim_lost,
     decode_cursor,
     due_at,
     event_from_doc,
@@ -42,9 +45,18 @@ from pausepoint.stores._common import (
     run_from_doc,
     run_not_found,
     run_to_doc,
+    step_from_doc,
+    step_to_doc,
     version_conflict,
 )
-from pausepoint.stores.base import AuditEvent, PendingPage, PendingPause, StoredRun
+from pausepoint.stores.base import (
+    AuditEvent,
+    Decider,
+    JournalEntry,
+    PendingPage,
+    PendingPause,
+    StoredRun,
+)
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
@@ -83,10 +95,16 @@ _RUN_FIELDS = (
     "lease_owner",
     "lease_until",
     "meta",
+    "cancel",
+    "step_count",
 )
 _RUN_COLUMNS = ", ".join(_RUN_FIELDS)
-_WRITTEN_COLUMNS = (*_RUN_FIELDS, "due_at")
-_JSON_RUN_FIELDS = frozenset({"checkpoint", "pauses", "snapshot", "meta"})
+_LIGHT_COLUMNS = ", ".join(
+    f"NULL AS {f}" if f in ("checkpoint", "snapshot") else f for f in _RUN_FIELDS
+)
+# step_count is the store's: only ever raised by the number of entries appended
+_WRITTEN_COLUMNS = (*_RUN_FIELDS[:-1], "due_at")
+_JSON_RUN_FIELDS = frozenset({"checkpoint", "pauses", "snapshot", "meta", "cancel"})
 _PENDING_COLUMNS = "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline"
 
 
@@ -100,6 +118,9 @@ class SqlPlans:
         dump: Turns a JSON value into a parameter (JSON text, or a JSONB wrapper).
         load: Turns a JSON column value back into the JSON value.
         url: The store's redacted URL, for messages.
+        lock: What a ``SELECT`` adds to lock the row it reads until the
+            transaction ends (``FOR UPDATE``; empty where the transaction
+            already holds the write lock, as SQLite's ``BEGIN IMMEDIATE`` does).
     """
 
     def __init__(
@@ -110,12 +131,14 @@ class SqlPlans:
         dump: Callable[[Any], Any],
         load: Callable[[Any], Any],
         url: str,
+        lock: str = "",
     ) -> None:
         self._tables = tables
         self._placeholder = placeholder
         self._dump = dump
         self._load = load
         self._url = url
+        self._lock = lock
 
     def sql(self, template: str) -> str:
         """Fill a statement template's ``{table}`` names and ``%s`` placeholders."""
@@ -131,7 +154,7 @@ class SqlPlans:
         doc = run_to_doc(run, version=version)
         fields = (
             self._dump(doc[f]) if f in _JSON_RUN_FIELDS and doc[f] is not None else doc[f]
-            for f in _RUN_FIELDS
+            for f in _RUN_FIELDS[:-1]
         )
         return (*fields, due_at(run))
 
@@ -151,6 +174,24 @@ class SqlPlans:
         if rows:
             sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(8) + ")"
             yield self._query(sql, rows, many=True)
+
+    def _insert_steps(self, run_id: str, steps: Sequence[JournalEntry], index: int) -> Plan[None]:
+        """Insert journal entries, the first at ``index`` of the run's journal."""
+        rows = [
+            (
+                run_id,
+                index + i,
+                d["kind"],
+                d["stage_id"],
+                d["at"],
+                d["actor"],
+                self._dump(d["data"]),
+            )
+            for i, d in enumerate(step_to_doc(step) for step in steps)
+        ]
+        if rows:
+            sql = "INSERT INTO {steps} (run_id, idx, kind, stage_id, at, actor, data) VALUES ("
+            yield self._query(sql + _marks(7) + ")", rows, many=True)
 
     def _insert_audit(self, run_id: str, events: Sequence[AuditEvent], seq: int) -> Plan[None]:
         """Insert ``events``, the first at position ``seq`` of the run's log."""
@@ -182,17 +223,24 @@ class SqlPlans:
 
     def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> Plan[StoredRun]:
         """Insert the run at version 1 (see ``Store.create``); run it in a transaction."""
+        return (yield from self.create_with(run, events, ()))
+
+    def create_with(
+        self, run: StoredRun, events: Sequence[AuditEvent], steps: Sequence[JournalEntry]
+    ) -> Plan[StoredRun]:
+        """``create``, with the run's first journal entries; run it in a transaction."""
         sql = (
-            f"INSERT INTO {{runs}} ({', '.join(_WRITTEN_COLUMNS)}, audit_seq) "
-            f"VALUES ({_marks(len(_WRITTEN_COLUMNS) + 1)}) "
+            f"INSERT INTO {{runs}} ({', '.join(_WRITTEN_COLUMNS)}, audit_seq, step_count) "
+            f"VALUES ({_marks(len(_WRITTEN_COLUMNS) + 2)}) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
         )
-        inserted = yield self._query(sql, (*self._run_row(run, 1), len(events)))
+        inserted = yield self._query(sql, (*self._run_row(run, 1), len(events), len(steps)))
         if not inserted:
             raise run_exists(run.run_id)
         yield from self._insert_pending(run)
         yield from self._insert_audit(run.run_id, events, 1)
-        return dataclasses.replace(run, version=1)
+        yield from self._insert_steps(run.run_id, steps, 0)
+        return dataclasses.replace(run, version=1, step_count=len(steps))
 
     def replace(
         self, run: StoredRun, expected_version: int, events: Sequence[AuditEvent]
@@ -228,6 +276,90 @@ class SqlPlans:
             raise run_not_found(run_id)
         yield from self._insert_audit(run_id, events, updated[0][0] - len(events) + 1)
 
+    def update(
+        self, run_id: str, decide: Decider, light: bool, audit: bool
+    ) -> Plan[tuple[StoredRun, tuple[AuditEvent, ...]]]:
+        """Read, decide and write one record (see ``Store.update``); run it in a transaction.
+
+        The ``SELECT`` locks the row (or the transaction holds the write lock
+        already), so nothing writes the run between the read and the write.
+        """
+        columns = _LIGHT_COLUMNS if light else _RUN_COLUMNS
+        rows = yield self._query(
+            f"SELECT {columns} FROM {{runs}} WHERE run_id = %s{self._lock}", (run_id,)
+        )
+        if not rows:
+            raise run_not_found(run_id)
+        current = self._run_from_row(rows[0])
+        change = decide(current)
+        result = current
+        if change is not None:
+            run, events, steps = change.run, change.events, change.steps
+            assignments = ", ".join(f"{c} = %s" for c in _WRITTEN_COLUMNS[1:])
+            sql = (
+                f"UPDATE {{runs}} SET {assignments}, audit_seq = audit_seq + %s, "
+                "step_count = step_count + %s WHERE run_id = %s RETURNING audit_seq, step_count"
+            )
+            row = self._run_row(run, current.version + 1)
+            (seq, count), *_ = yield self._query(sql, (*row[1:], len(events), len(steps), run_id))
+            if indexed_pauses(current):
+                yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
+            yield from self._insert_pending(run)
+            yield from self._insert_audit(run_id, events, seq - len(events) + 1)
+            yield from self._insert_steps(run_id, steps, count - len(steps))
+            result = dataclasses.replace(run, version=current.version + 1, step_count=count)
+        if not audit:
+            return result, ()
+        return result, (yield from self._audit_rows(run_id))
+
+    def append_steps(
+        self, run_id: str, owner: str, steps: Sequence[JournalEntry], lease_until: float
+    ) -> Plan[Any]:
+        """Append journal entries under a claim (see ``Store.append_steps``); in a transaction."""
+        rows = yield self._query(
+            "UPDATE {runs} SET lease_until = %s, step_count = step_count + %s "
+            "WHERE run_id = %s AND lease_owner = %s AND status = 'running' "
+            "RETURNING step_count, cancel",
+            (lease_until, len(steps), run_id, owner),
+        )
+        if not rows:
+            found = yield self._query("SELECT 1 FROM {runs} WHERE run_id = %s", (run_id,))
+            raise claim_lost(run_id, owner) if found else run_not_found(run_id)
+        count, cancel = rows[0]
+        yield from self._insert_steps(run_id, steps, count - len(steps))
+        return None if cancel is None else self._load(cancel)
+
+    def renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> Plan[dict[str, Any]]:
+        """Extend the leases still held (see ``LeaseRenewer.renew``); run it in a transaction."""
+        held: dict[str, Any] = {}
+        for run_id, owner in claims:
+            rows = yield self._query(
+                "UPDATE {runs} SET lease_until = %s WHERE run_id = %s AND lease_owner = %s "
+                "AND status = 'running' RETURNING cancel",
+                (lease_until, run_id, owner),
+            )
+            if rows:
+                held[run_id] = None if rows[0][0] is None else self._load(rows[0][0])
+        return held
+
+    def journal(self, run_id: str, start: int) -> Plan[tuple[JournalEntry, ...]]:
+        """Read a run's journal from ``start`` on (see ``Store.journal``)."""
+        rows = yield self._query(
+            "SELECT idx, kind, stage_id, at, actor, data FROM {steps} "
+            "WHERE run_id = %s AND idx >= %s ORDER BY idx",
+            (run_id, start),
+        )
+        if not rows:
+            exists = yield self._query("SELECT 1 FROM {runs} WHERE run_id = %s", (run_id,))
+            if not exists:
+                raise run_not_found(run_id)
+        return tuple(
+            step_from_doc(
+                {"kind": k, "stage_id": s, "at": at, "actor": a, "data": self._load(d)}, i
+            )
+            for i, k, s, at, a, d in rows
+        )
+
     def get(self, run_id: str) -> Plan[StoredRun]:
         """Read one record (see ``Store.get``)."""
         rows = yield self._query(
@@ -239,12 +371,16 @@ class SqlPlans:
 
     def audit(self, run_id: str) -> Plan[tuple[AuditEvent, ...]]:
         """Read a run's audit log (see ``Store.audit``)."""
-        sql = "SELECT kind, at, actor, data, seq FROM {audit} WHERE run_id = %s ORDER BY seq"
-        rows = yield self._query(sql, (run_id,))
-        if not rows:  # runs are never deleted, so "no events yet" and "no run" can be told apart
+        events = yield from self._audit_rows(run_id)
+        if not events:  # runs are never deleted, so "no events yet" and "no run" can be told apart
             exists = yield self._query("SELECT 1 FROM {runs} WHERE run_id = %s", (run_id,))
             if not exists:
                 raise run_not_found(run_id)
+        return events
+
+    def _audit_rows(self, run_id: str) -> Plan[tuple[AuditEvent, ...]]:
+        sql = "SELECT kind, at, actor, data, seq FROM {audit} WHERE run_id = %s ORDER BY seq"
+        rows = yield self._query(sql, (run_id,))
         return tuple(
             event_from_doc({"kind": k, "at": at, "actor": actor, "data": self._load(data)}, seq)
             for k, at, actor, data, seq in rows
@@ -358,6 +494,24 @@ class PlannedStore(ABC):
     async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
         """Append audit events (see ``Store.append_audit``)."""
         await self._run(self._plans.append_audit(run_id, events), write=True)
+
+    async def update(
+        self, run_id: str, decide: Decider, *, light: bool = False, audit: bool = False
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        """Read, decide and write a record in one transaction (see ``Store.update``)."""
+        return await self._run(self._plans.update(run_id, decide, light, audit), write=True)
+
+    async def append_steps(
+        self, run_id: str, owner: str, steps: Sequence[JournalEntry], lease_until: float
+    ) -> Mapping[str, Any] | None:
+        """Append journal entries under a claim (see ``Store.append_steps``)."""
+        plan = self._plans.append_steps(run_id, owner, steps, lease_until)
+        cancel: Mapping[str, Any] | None = await self._run(plan, write=True)
+        return cancel
+
+    async def journal(self, run_id: str, *, start: int = 0) -> tuple[JournalEntry, ...]:
+        """Return a run's journal (see ``Store.journal``)."""
+        return await self._run(self._plans.journal(run_id, start))
 
     async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
         """Return a run's audit log (see ``Store.audit``)."""

@@ -27,25 +27,38 @@ Guarantees every implementation must give (the conformance suite in
   server is back.
 * **Migrations.** The store creates and upgrades its own schema on first use,
   recording the applied version; running them again is a no-op.
+* **One transaction per change.** :meth:`Store.update` reads a record, lets the
+  caller decide, and writes the decision (record, pause index, audit events,
+  journal entries) in one transaction, with no other writer of that run in
+  between. :meth:`Store.append_steps` appends journal entries and renews the
+  lease in one transaction, only while the given owner holds the run.
+* **Fencing.** A run's ``lease_owner`` is the claim's token. Writes of a claim
+  holder (``append_steps``, the renewer, and ``update`` deciders that check the
+  owner) change nothing once another owner took the run over.
+* **Append-only journal.** Journal entries are never changed; ``journal``
+  returns them in order, ``index`` counting from 0 per run.
 
 Times are UNIX epoch seconds as floats, in UTC.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 __all__ = [
     "AuditEvent",
     "AuditKind",
+    "JournalEntry",
+    "LeaseRenewer",
     "PauseEntry",
     "PendingPage",
     "PendingPause",
     "RunStatus",
     "Store",
     "StoredRun",
+    "Update",
 ]
 
 RunStatus = Literal["running", "paused", "completed", "failed", "cancelled", "expired"]
@@ -109,6 +122,8 @@ class StoredRun:
         lease_owner: Who holds the run while it runs.
         lease_until: When that lease lapses; ``list_stale`` finds lapsed ones.
         meta: Bookkeeping for ``Runs`` (JSON); the store does not interpret it.
+        cancel: A cancel request recorded on a running run (JSON), for its holder.
+        step_count: How many journal entries the run has; the store keeps it.
     """
 
     run_id: str
@@ -125,6 +140,8 @@ class StoredRun:
     lease_owner: str | None = None
     lease_until: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    cancel: Mapping[str, Any] | None = None
+    step_count: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -144,6 +161,76 @@ class AuditEvent:
     actor: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     seq: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JournalEntry:
+    """One step of a run's journal: what a stage changed, appended as it finishes.
+
+    Attributes:
+        kind: ``stage`` (a stage finished), ``resumed`` (an answer was applied)
+            or ``paused`` (the run stopped to wait).
+        stage_id: The stage's path.
+        at: When.
+        actor: Who answered, for ``resumed``.
+        data: The step's changes (JSON, ``Runs``'s to interpret).
+        index: Position in the run's journal, set by the store (0, 1, ...).
+    """
+
+    kind: str
+    stage_id: str
+    at: float
+    actor: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Update:
+    """What a :meth:`Store.update` decider writes.
+
+    Attributes:
+        run: The new record (its ``version`` and ``step_count`` are the store's to set).
+        events: Audit events to append.
+        steps: Journal entries to append (their ``index`` is the store's to set).
+    """
+
+    run: StoredRun
+    events: Sequence[AuditEvent] = ()
+    steps: Sequence[JournalEntry] = ()
+
+
+Decider = Callable[[StoredRun], Update | None]
+"""Reads the current record and returns what to write (``None``: write nothing).
+
+It may raise to abort: nothing is written and the exception reaches the caller.
+It may be called more than once (a backend that retries a lost race asks again),
+so it must not have effects of its own beyond what it returns.
+"""
+
+
+class LeaseRenewer(Protocol):
+    """Renews the leases of runs a process holds, from a thread of its own.
+
+    Made by :meth:`Store.renewer`; it has its own connection and is used from
+    one thread only, so it works while the process's event loop is busy.
+    """
+
+    def renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> dict[str, Any]:
+        """Extend the lease of each ``(run_id, owner)`` still running under that owner.
+
+        Returns:
+            For each run still held, its cancel request (or ``None``); a run
+            missing from the result was taken over or finished: its claim is lost.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached; nothing was renewed.
+        """
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -223,6 +310,59 @@ class Store(Protocol):
             RunNotFoundError: No run has that id.
             StoreUnavailableError: The server cannot be reached.
         """
+        ...
+
+    async def update(
+        self, run_id: str, decide: Decider, *, light: bool = False, audit: bool = False
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        """Read the record, ask ``decide`` what to write, write it: one transaction.
+
+        No other write of the run happens between the read and the write. The
+        written record's version is the read one's plus one; its pause index
+        entries are replaced, the events and journal entries appended.
+
+        Args:
+            run_id: The run.
+            decide: See :data:`Decider`.
+            light: Hand ``decide`` the record without ``checkpoint`` and
+                ``snapshot`` (``None``), for deciders that set both themselves.
+            audit: Also return the run's whole audit log as it stands after the write.
+
+        Returns:
+            The record as stored afterwards (the read one if ``decide`` wrote
+            nothing), and the audit log (empty unless ``audit``).
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached; nothing was written.
+        """
+        ...
+
+    async def append_steps(
+        self, run_id: str, owner: str, steps: Sequence[JournalEntry], lease_until: float
+    ) -> Mapping[str, Any] | None:
+        """Append journal entries and extend the lease, while ``owner`` holds the running run.
+
+        Returns:
+            The cancel request recorded on the run, if any.
+
+        Raises:
+            ClaimLostError: The run is not running under ``owner``; nothing was written.
+            StoreUnavailableError: The server cannot be reached; nothing was written.
+        """
+        ...
+
+    async def journal(self, run_id: str, *, start: int = 0) -> tuple[JournalEntry, ...]:
+        """Return the run's journal entries from index ``start`` on, in order.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    def renewer(self) -> LeaseRenewer:
+        """Return a new renewer with a connection of its own (see :class:`LeaseRenewer`)."""
         ...
 
     async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:

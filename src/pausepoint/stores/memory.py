@@ -3,21 +3,24 @@
 Nothing survives the process. It keeps the same contract as the durable stores:
 records go through the same JSON codec (so what comes back is what a database
 would give back, and no caller can mutate stored state through a returned
-object), compare-and-set is checked under an :class:`asyncio.Lock`, and the
-inbox is a sorted list paged by the same cursors.
+object), compare-and-set is checked under a lock, and the inbox is a sorted
+list paged by the same cursors. The lock is a thread lock, never held across an
+``await``, so a lease renewer may work from another thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import dataclasses
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pausepoint.stores._common import (
     PendingKey,
     check_limit,
+    claim_lost,
     decode_cursor,
     due_at,
     dump_json,
@@ -30,9 +33,19 @@ from pausepoint.stores._common import (
     run_from_doc,
     run_not_found,
     run_to_doc,
+    step_from_doc,
+    step_to_doc,
     version_conflict,
 )
-from pausepoint.stores.base import AuditEvent, PendingPage, PendingPause, StoredRun
+from pausepoint.stores.base import (
+    AuditEvent,
+    Decider,
+    JournalEntry,
+    LeaseRenewer,
+    PendingPage,
+    PendingPause,
+    StoredRun,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -49,9 +62,10 @@ class MemoryStore:
 
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()
         self._runs: dict[str, str] = {}  # run_id -> record JSON
         self._audit: dict[str, list[str]] = {}  # run_id -> event JSON, oldest first
+        self._steps: dict[str, list[str]] = {}  # run_id -> journal entry JSON, in order
         # Inbox index: (created_at, run_id, pause_id, chart, stage_id), ascending.
         self._pending: list[tuple[float, str, str, str, str]] = []
         self._due: dict[str, float] = {}  # run_id -> earliest pause deadline
@@ -68,16 +82,26 @@ class MemoryStore:
         except KeyError:
             raise run_not_found(run_id) from None
 
-    def _write(self, run: StoredRun, version: int, events: Sequence[AuditEvent]) -> StoredRun:
-        """Store ``run`` at ``version``, re-index it and append ``events``, or change nothing."""
+    def _write(
+        self,
+        run: StoredRun,
+        version: int,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+    ) -> StoredRun:
+        """Store ``run`` at ``version``, re-index it, append ``events`` and ``steps``, or change nothing."""
+        journal = self._steps.get(run.run_id, [])
+        run = dataclasses.replace(run, step_count=len(journal) + len(steps))
         record = dump_json(run_to_doc(run, version=version))
         lines = [dump_json(event_to_doc(e)) for e in events]
+        entries = [dump_json(step_to_doc(step)) for step in steps]
         pauses, due, lease = indexed_pauses(run), due_at(run), lease_deadline(run)
         # Nothing below can fail.
         if run.run_id in self._runs:
             self._unindex(self._load(run.run_id))
         self._runs[run.run_id] = record
         self._audit.setdefault(run.run_id, []).extend(lines)
+        self._steps.setdefault(run.run_id, []).extend(entries)
         for pause in pauses:
             entry = (pause.created_at, run.run_id, pause.pause_id, run.chart, pause.stage_id)
             bisect.insort(self._pending, entry)
@@ -96,29 +120,83 @@ class MemoryStore:
 
     async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
-        async with self._lock:
+        with self._lock:
             if run.run_id in self._runs:
                 raise run_exists(run.run_id)
             return self._write(run, 1, events)
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""
-        async with self._lock:
+        with self._lock:
             return self._load(run_id)
 
     async def replace(
         self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
     ) -> StoredRun:
         """Compare-and-set a record (see ``Store.replace``)."""
-        async with self._lock:
+        with self._lock:
             found = self._load(run.run_id).version
             if found != expected_version:
                 raise version_conflict(run.run_id, expected_version, found)
             return self._write(run, expected_version + 1, events)
 
+    async def update(
+        self, run_id: str, decide: Decider, *, light: bool = False, audit: bool = False
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        """Read, decide and write a record at once (see ``Store.update``)."""
+        with self._lock:
+            current = self._load(run_id)
+            if light:
+                current = dataclasses.replace(current, checkpoint=None, snapshot=None)
+            change = decide(current)
+            result = current
+            if change is not None:
+                result = self._write(change.run, current.version + 1, change.events, change.steps)
+            return result, (self._events(run_id) if audit else ())
+
+    async def append_steps(
+        self, run_id: str, owner: str, steps: Sequence[JournalEntry], lease_until: float
+    ) -> Mapping[str, Any] | None:
+        """Append journal entries under a claim (see ``Store.append_steps``)."""
+        with self._lock:
+            run = self._held(run_id, owner)
+            if run is None:
+                self._load(run_id)  # RunNotFoundError for an unknown run
+                raise claim_lost(run_id, owner)
+            run = dataclasses.replace(run, lease_until=lease_until)
+            return self._write(run, run.version, (), steps).cancel
+
+    def _held(self, run_id: str, owner: str) -> StoredRun | None:
+        """The run if it is running under ``owner``."""
+        if run_id not in self._runs:
+            return None
+        run = self._load(run_id)
+        return run if run.status == "running" and run.lease_owner == owner else None
+
+    async def journal(self, run_id: str, *, start: int = 0) -> tuple[JournalEntry, ...]:
+        """Return a run's journal (see ``Store.journal``)."""
+        with self._lock:
+            self._load(run_id)
+            lines = self._steps.get(run_id, [])[start:]
+            return tuple(step_from_doc(json.loads(line), i) for i, line in enumerate(lines, start))
+
+    def renewer(self) -> LeaseRenewer:
+        """Return a lease renewer (see ``Store.renewer``); it shares this store's lock."""
+        return _Renewer(self)
+
+    def _renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> dict[str, Any]:
+        held: dict[str, Any] = {}
+        with self._lock:
+            for run_id, owner in claims:
+                run = self._held(run_id, owner)
+                if run is not None:
+                    self._write(dataclasses.replace(run, lease_until=lease_until), run.version, ())
+                    held[run_id] = run.cancel
+        return held
+
     async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
         """Append audit events (see ``Store.append_audit``)."""
-        async with self._lock:
+        with self._lock:
             if run_id not in self._runs:
                 raise run_not_found(run_id)
             lines = [dump_json(event_to_doc(e)) for e in events]
@@ -126,11 +204,14 @@ class MemoryStore:
 
     async def audit(self, run_id: str) -> tuple[AuditEvent, ...]:
         """Return a run's audit log (see ``Store.audit``)."""
-        async with self._lock:
+        with self._lock:
             if run_id not in self._runs:
                 raise run_not_found(run_id)
-            lines = self._audit[run_id]
-            return tuple(event_from_doc(json.loads(line), i) for i, line in enumerate(lines, 1))
+            return self._events(run_id)
+
+    def _events(self, run_id: str) -> tuple[AuditEvent, ...]:
+        lines = self._audit[run_id]
+        return tuple(event_from_doc(json.loads(line), i) for i, line in enumerate(lines, 1))
 
     async def list_pending(
         self,
@@ -149,7 +230,7 @@ class MemoryStore:
         if cursor is not None:
             after = decode_cursor(cursor)
             bound = after if bound is None else min(bound, after)
-        async with self._lock:
+        with self._lock:
             end = len(self._pending) if bound is None else bisect.bisect_left(self._pending, bound)
             items: list[PendingPause] = []
             for index in range(end - 1, -1, -1):
@@ -170,16 +251,29 @@ class MemoryStore:
     async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
         """Return paused runs with a due pause (see ``Store.list_due``)."""
         check_limit(limit)
-        async with self._lock:
+        with self._lock:
             due = sorted((at, run_id) for run_id, at in self._due.items() if at <= now)
             return tuple(self._load(run_id) for _, run_id in due[:limit])
 
     async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
         """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
         check_limit(limit)
-        async with self._lock:
+        with self._lock:
             stale = sorted((at, run_id) for run_id, at in self._leases.items() if at <= now)
             return tuple(self._load(run_id) for _, run_id in stale[:limit])
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""
+
+
+class _Renewer:
+    """Renews leases in a memory store, from any thread."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> dict[str, Any]:
+        return self._store._renew(claims, lease_until)
+
+    def close(self) -> None:
+        pass

@@ -20,9 +20,10 @@ runs (:mod:`pausepoint.stores._sql`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pausepoint.stores._common import dump_json, pop_query_param, redact_url, unavailable
 from pausepoint.stores._sql import Plan, PlannedStore, Query, Rows, SqlPlans
+from pausepoint.stores.base import LeaseRenewer
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -63,6 +65,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         'CREATE TABLE {audit} (run_id text COLLATE "C" NOT NULL, seq integer NOT NULL, '
         "kind text NOT NULL, at double precision NOT NULL, actor text, data jsonb NOT NULL, "
         "PRIMARY KEY (run_id, seq))",
+    ),
+    (  # 2: the journal, and cancel requests a claim holder reads without a version race
+        "ALTER TABLE {runs} ADD COLUMN cancel jsonb",
+        "ALTER TABLE {runs} ADD COLUMN step_count integer NOT NULL DEFAULT 0",
+        'CREATE TABLE {steps} (run_id text COLLATE "C" NOT NULL, idx integer NOT NULL, '
+        "kind text NOT NULL, stage_id text NOT NULL, at double precision NOT NULL, actor text, "
+        "data jsonb NOT NULL, PRIMARY KEY (run_id, idx))",
     ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
@@ -114,7 +123,7 @@ class PostgresStore(PlannedStore):
         }
         tables = {
             name: f'"{self._schema}".{name}'
-            for name in ("runs", "pending", "audit", "schema_version")
+            for name in ("runs", "pending", "audit", "steps", "schema_version")
         }
         self._plans = SqlPlans(
             tables=tables,
@@ -122,6 +131,7 @@ class PostgresStore(PlannedStore):
             dump=lambda value: Jsonb(value, dump_json),
             load=lambda value: value,  # psycopg already decoded the jsonb
             url=self._url,
+            lock=" FOR UPDATE",
         )
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._opening = asyncio.Lock()
@@ -198,11 +208,53 @@ class PostgresStore(PlannedStore):
             async with conn.transaction():
                 return await _drive(conn, plan)
 
+    def renewer(self) -> LeaseRenewer:
+        """Return a lease renewer with a connection of its own (see ``Store.renewer``)."""
+        return _Renewer(self)
+
     async def aclose(self) -> None:
         """Close the pool."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+class _Renewer:
+    """Renews leases on a blocking connection of its own, from the thread that calls it."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._conn: psycopg.Connection[TupleRow] | None = None
+
+    def renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> dict[str, Any]:
+        store = self._store
+        try:
+            if self._conn is None:
+                self._conn = psycopg.Connection.connect(store._conninfo, **store._kwargs)
+            with self._conn.transaction():
+                return _drive_blocking(self._conn, store._plans.renew(claims, lease_until))
+        except psycopg.OperationalError as error:
+            self.close()
+            raise unavailable(store.url, store._raw_url, error) from error
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+
+def _drive_blocking(conn: psycopg.Connection[TupleRow], plan: Plan[T]) -> T:
+    """Run a plan's queries on a blocking connection and return the plan's result."""
+    try:
+        query: Query = next(plan)
+        while True:
+            with conn.cursor() as cursor:
+                cursor.execute(query.sql, query.params)
+                rows: Rows = cursor.fetchall() if cursor.description else []
+            query = plan.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]  # a plan's return value, typed by Plan[T]
 
 
 async def _drive(conn: Connection, plan: Plan[T]) -> T:

@@ -6,9 +6,12 @@ several stores). With prefix ``P``:
 
 * ``P:run:<run_id>``: hash; ``version`` (compare-and-set counter), ``record``
   (the record's JSON), ``inbox`` (chart, run start and indexed pauses, JSON: what
-  inbox pages read) and ``index`` (the sorted-set entries the run is in, JSON, so
-  the next write can remove them).
+  inbox pages read), ``index`` (the sorted-set entries the run is in, JSON, so
+  the next write can remove them), and ``owner``, ``status``, ``lease_until``
+  and ``cancel``: what a claim holder's writes check and change without
+  rewriting the record (its ``lease_until`` wins over the record's).
 * ``P:audit:<run_id>``: list of audit events (JSON), ``seq`` being the position.
+* ``P:steps:<run_id>``: the run's journal (JSON entries), ``index`` being the position.
 * ``P:pending:<["chart", "stage"]>``: sorted sets of pauses of paused runs, one
   per filter (``null`` for "any"), so every filter combination reads one set;
   score ``created_at``, member ``<run_id>\0<pause_id>``.
@@ -29,22 +32,27 @@ connection the server closed is replaced when it is next taken from the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import redis
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.retry import Retry as SyncRetry
 
+from pausepoint.errors import VersionConflictError
 from pausepoint.stores._common import (
     check_limit,
     check_schema_version,
+    claim_lost,
     decode_cursor,
     due_at,
     dump_json,
@@ -61,15 +69,26 @@ from pausepoint.stores._common import (
     run_from_doc,
     run_not_found,
     run_to_doc,
+    step_from_doc,
+    step_to_doc,
     unavailable,
     version_conflict,
 )
-from pausepoint.stores.base import AuditEvent, PendingPage, PendingPause, StoredRun
+from pausepoint.stores.base import (
+    AuditEvent,
+    Decider,
+    JournalEntry,
+    LeaseRenewer,
+    PendingPage,
+    PendingPause,
+    StoredRun,
+)
 
 __all__ = ["MIGRATIONS", "RedisStore"]
 
 MIGRATIONS: tuple[str, ...] = (
     "-- 1: the key layout of the module docstring; keys appear on first write",
+    "-- 2: the journal and the claim fields of the run hash; they appear on first write",
 )
 """Lua bodies in order, each run atomically with ``ARGV[2]`` the key prefix."""
 
@@ -81,8 +100,10 @@ redis.call('SET', KEYS[1], ARGV[1])
 return tonumber(ARGV[1])
 """
 
-# KEYS: run hash, audit list. ARGV: expected version ('' to create), new version,
-# record, inbox, index entries [[zset, score, member], ...], audit events...
+# KEYS: run hash, audit list, journal list. ARGV: expected version ('' to create),
+# expected lease_until ('' for any), new version, record, inbox, index entries
+# [[zset, score, member], ...], owner, status, lease_until, cancel, number of audit
+# events, audit events..., journal entries...
 _WRITE = r"""
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -91,18 +112,59 @@ elseif not current then
   return {'missing'}
 elseif current ~= ARGV[1] then
   return {'conflict', current}
+elseif ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'lease_until') or '') ~= ARGV[2] then
+  return {'conflict', current}
 else
   for _, entry in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'index'))) do
     redis.call('ZREM', entry[1], entry[3])
   end
 end
-for _, entry in ipairs(cjson.decode(ARGV[5])) do
+for _, entry in ipairs(cjson.decode(ARGV[6])) do
   redis.call('ZADD', entry[1], entry[2], entry[3])
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[2], 'record', ARGV[3], 'inbox', ARGV[4],
-           'index', ARGV[5])
-for i = 6, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-return {'ok'}
+redis.call('HSET', KEYS[1], 'version', ARGV[3], 'record', ARGV[4], 'inbox', ARGV[5],
+           'index', ARGV[6], 'owner', ARGV[7], 'status', ARGV[8], 'lease_until', ARGV[9],
+           'cancel', ARGV[10])
+local events = tonumber(ARGV[11])
+for i = 12, 11 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 12 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+return {'ok', tostring(redis.call('LLEN', KEYS[3]))}
+"""
+
+# KEYS: run hash, journal list, leases set. ARGV: owner, lease_until, run_id, entries...
+_APPEND_STEPS = r"""
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1]
+    or redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+  return {'lost'}
+end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return {'ok', redis.call('HGET', KEYS[1], 'cancel') or ''}
+"""
+
+# KEYS: leases set. ARGV: lease_until, run key prefix, then run_id, owner, ...
+# Returns run_id, cancel, ... for the runs still held.
+_RENEW = r"""
+local out = {}
+for i = 3, #ARGV, 2 do
+  local key = ARGV[2] .. ARGV[i]
+  if redis.call('HGET', key, 'owner') == ARGV[i + 1]
+      and redis.call('HGET', key, 'status') == 'running' then
+    redis.call('HSET', key, 'lease_until', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    out[#out + 1] = ARGV[i]
+    out[#out + 1] = redis.call('HGET', key, 'cancel') or ''
+  end
+end
+return out
+"""
+
+# KEYS: run hash, journal list. Returns record, lease_until, journal length.
+_GET = r"""
+return {redis.call('HGET', KEYS[1], 'record'), redis.call('HGET', KEYS[1], 'lease_until'),
+        tostring(redis.call('LLEN', KEYS[2]))}
 """
 
 # KEYS: run hash, audit list. ARGV: audit events.
@@ -144,13 +206,20 @@ end
 return out
 """
 
-# KEYS: a run-id set. ARGV: max score, how many, run key prefix. Returns records.
+# KEYS: a run-id set. ARGV: max score, how many, run key prefix.
+# Returns record, lease_until, record, lease_until ...
 _RECORDS_UP_TO = r"""
 local out = {}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for i, run_id in ipairs(ids) do out[i] = redis.call('HGET', ARGV[3] .. run_id, 'record') end
+for _, run_id in ipairs(ids) do
+  out[#out + 1] = redis.call('HGET', ARGV[3] .. run_id, 'record')
+  out[#out + 1] = redis.call('HGET', ARGV[3] .. run_id, 'lease_until') or ''
+end
 return out
 """
+
+_UPDATE_ATTEMPTS = 100
+"""How often :meth:`RedisStore.update` reads again after another write won the race."""
 
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -233,6 +302,8 @@ class RedisStore:
                     for name, source in (
                         ("write", _WRITE),
                         ("append", _APPEND),
+                        ("steps", _APPEND_STEPS),
+                        ("get", _GET),
                         ("page", _PAGE),
                         ("records", _RECORDS_UP_TO),
                     )
@@ -263,7 +334,12 @@ class RedisStore:
         return entries
 
     async def _write(
-        self, run: StoredRun, expected: int | None, events: Sequence[AuditEvent]
+        self,
+        run: StoredRun,
+        expected: int | None,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+        expected_lease: str = "",
     ) -> list[str]:
         version = 1 if expected is None else expected + 1
         inbox = {
@@ -273,13 +349,24 @@ class RedisStore:
         }
         args = [
             "" if expected is None else str(expected),
+            expected_lease,
             str(version),
             dump_json(run_to_doc(run, version=version)),
             dump_json(inbox),
             dump_json(self._index_entries(run)),
+            run.lease_owner or "",
+            run.status,
+            _lease_text(run.lease_until),
+            "" if run.cancel is None else dump_json(run.cancel),
+            str(len(events)),
             *(dump_json(event_to_doc(e)) for e in events),
+            *(dump_json(step_to_doc(step)) for step in steps),
         ]
-        keys = [self._key("run", run.run_id), self._key("audit", run.run_id)]
+        keys = [
+            self._key("run", run.run_id),
+            self._key("audit", run.run_id),
+            self._key("steps", run.run_id),
+        ]
         async with self._redis():
             result: list[str] = await self._scripts["write"](keys=keys, args=args)
         return result
@@ -288,15 +375,21 @@ class RedisStore:
         """Insert a new run (see ``Store.create``)."""
         if (await self._write(run, None, events))[0] == "exists":
             raise run_exists(run.run_id)
-        return dataclasses.replace(run, version=1)
+        return dataclasses.replace(run, version=1, step_count=0)
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""
-        async with self._redis() as client:
-            record = await client.hget(self._key("run", run_id), "record")
+        run, _ = await self._get(run_id)
+        return run
+
+    async def _get(self, run_id: str) -> tuple[StoredRun, str]:
+        """The record and its ``lease_until`` as stored (the compare-and-set's second half)."""
+        keys = [self._key("run", run_id), self._key("steps", run_id)]
+        async with self._redis():
+            record, lease, count = await self._scripts["get"](keys=keys, args=[])
         if record is None:
             raise run_not_found(run_id)
-        return run_from_doc(json.loads(record))
+        return _merged(record, lease, int(count)), lease or ""
 
     async def replace(
         self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
@@ -307,7 +400,67 @@ class RedisStore:
             raise run_not_found(run.run_id)
         if result[0] == "conflict":
             raise version_conflict(run.run_id, expected_version, int(result[1]))
-        return dataclasses.replace(run, version=expected_version + 1)
+        return dataclasses.replace(run, version=expected_version + 1, step_count=int(result[1]))
+
+    async def update(
+        self, run_id: str, decide: Decider, *, light: bool = False, audit: bool = False
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        """Read, decide and write a record (see ``Store.update``).
+
+        Optimistic: the write is a compare-and-set on the version and the lease
+        read; when another write came first, the record is read and ``decide``
+        asked again.
+        """
+        for _ in range(_UPDATE_ATTEMPTS):
+            current, lease = await self._get(run_id)
+            change = decide(current)
+            result = current
+            if change is not None:
+                run = change.run
+                written = await self._write(
+                    run, current.version, change.events, change.steps, expected_lease=lease
+                )
+                if written[0] == "conflict":
+                    continue
+                if written[0] == "missing":
+                    raise run_not_found(run_id)
+                result = dataclasses.replace(
+                    run, version=current.version + 1, step_count=int(written[1])
+                )
+            return result, (await self.audit(run_id) if audit else ())
+        raise VersionConflictError(
+            f"run {run_id!r} changed {_UPDATE_ATTEMPTS} times while being updated; "
+            "nothing was written, try again",
+            run_id=run_id,
+            expected=0,
+        )
+
+    async def append_steps(
+        self, run_id: str, owner: str, steps: Sequence[JournalEntry], lease_until: float
+    ) -> Mapping[str, Any] | None:
+        """Append journal entries under a claim (see ``Store.append_steps``)."""
+        keys = [self._key("run", run_id), self._key("steps", run_id), self._key("leases")]
+        args = [owner, _lease_text(lease_until), run_id]
+        args.extend(dump_json(step_to_doc(step)) for step in steps)
+        async with self._redis():
+            result: list[str] = await self._scripts["steps"](keys=keys, args=args)
+        if result[0] == "missing":
+            raise run_not_found(run_id)
+        if result[0] == "lost":
+            raise claim_lost(run_id, owner)
+        return json.loads(result[1]) if result[1] else None
+
+    async def journal(self, run_id: str, *, start: int = 0) -> tuple[JournalEntry, ...]:
+        """Return a run's journal (see ``Store.journal``)."""
+        async with self._redis() as client:
+            lines = await client.lrange(self._key("steps", run_id), start, -1)
+            if not lines and not await client.exists(self._key("run", run_id)):
+                raise run_not_found(run_id)
+        return tuple(step_from_doc(json.loads(line), i) for i, line in enumerate(lines, start))
+
+    def renewer(self) -> LeaseRenewer:
+        """Return a lease renewer with a connection of its own (see ``Store.renewer``)."""
+        return _Renewer(self)
 
     async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
         """Append audit events (see ``Store.append_audit``)."""
@@ -370,8 +523,11 @@ class RedisStore:
         check_limit(limit)
         args = [repr(float(now)), str(limit), self._key("run", "")]
         async with self._redis():
-            records: list[str] = await self._scripts["records"](keys=[self._key(index)], args=args)
-        return tuple(run_from_doc(json.loads(record)) for record in records)
+            flat: list[str] = await self._scripts["records"](keys=[self._key(index)], args=args)
+        return tuple(
+            _merged(record, lease, None)
+            for record, lease in zip(flat[::2], flat[1::2], strict=True)
+        )
 
     async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
         """Return paused runs with a due pause (see ``Store.list_due``)."""
@@ -385,4 +541,56 @@ class RedisStore:
         """Close the client's connections."""
         if self._client is not None:
             await self._client.aclose()
+            self._client = None
+
+
+def _lease_text(lease_until: float | None) -> str:
+    return "" if lease_until is None else repr(float(lease_until))
+
+
+def _merged(record: str, lease: str | None, steps: int | None) -> StoredRun:
+    """A record with the lease its holder renewed since, and its journal length."""
+    run = run_from_doc(json.loads(record))
+    changes: dict[str, Any] = {}
+    if lease:
+        changes["lease_until"] = float(lease)
+    if steps is not None:
+        changes["step_count"] = steps
+    return dataclasses.replace(run, **changes) if changes else run
+
+
+class _Renewer:
+    """Renews leases on a blocking client of its own, from the thread that calls it."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._client: redis.Redis | None = None
+
+    def renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> dict[str, Any]:
+        store = self._store
+        try:
+            if self._client is None:
+                self._client = redis.Redis.from_url(
+                    store._client_url,
+                    decode_responses=True,
+                    socket_timeout=store._socket_timeout,
+                    socket_connect_timeout=store._socket_timeout,
+                    retry=SyncRetry(NoBackoff(), 0),
+                )
+            args: list[str] = [_lease_text(lease_until), store._key("run", "")]
+            for run_id, owner in claims:
+                args.extend((run_id, owner))
+            flat: list[str] = self._client.eval(_RENEW, 1, store._key("leases"), *args)
+        except _UNREACHABLE as error:
+            self.close()
+            raise unavailable(store._url, store._raw_url, error) from error
+        return {
+            run_id: json.loads(cancel) if cancel else None
+            for run_id, cancel in zip(flat[::2], flat[1::2], strict=True)
+        }
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self._client.close()
             self._client = None

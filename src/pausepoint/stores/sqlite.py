@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pausepoint.stores._common import dump_json, pop_query_param, unavailable
 from pausepoint.stores._sql import Plan, PlannedStore, Query, Rows, SqlPlans
+from pausepoint.stores.base import LeaseRenewer
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -49,6 +51,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE {audit} (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, "
         "at REAL NOT NULL, actor TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
     ),
+    (  # 2: the journal, and cancel requests a claim holder reads without a version race
+        "ALTER TABLE {runs} ADD COLUMN cancel TEXT",
+        "ALTER TABLE {runs} ADD COLUMN step_count INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE {steps} (run_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "stage_id TEXT NOT NULL, at REAL NOT NULL, actor TEXT, data TEXT NOT NULL, "
+        "PRIMARY KEY (run_id, idx)) WITHOUT ROWID",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -56,6 +65,7 @@ _TABLES = {
     "runs": "runs",
     "pending": "pending",
     "audit": "audit",
+    "steps": "steps",
     "schema_version": "schema_version",
 }
 
@@ -122,35 +132,26 @@ class SQLiteStore(PlannedStore):
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-            self._drive(conn, self._plans.migrate(MIGRATIONS), write=True)
+            _drive(conn, self._plans.migrate(MIGRATIONS), write=True)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _drive(self, conn: sqlite3.Connection, plan: Plan[T], *, write: bool) -> T:
-        if write:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = _execute(conn, plan)
-            if write:
-                conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
-
     def _call(self, plan: Plan[T], write: bool) -> T:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            return self._drive(self._conn, plan, write=write)
+            return _drive(self._conn, plan, write=write)
         except sqlite3.OperationalError as error:
             if not any(text in str(error).lower() for text in _UNAVAILABLE):
                 raise
             self._close()  # start afresh next time: the file may have moved or healed
             raise unavailable(self._url, self._url, error) from error
+
+    def renewer(self) -> LeaseRenewer:
+        """Return a lease renewer with a connection of its own (see ``Store.renewer``)."""
+        return _Renewer(self)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -166,6 +167,44 @@ class SQLiteStore(PlannedStore):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._close)
         self._thread.shutdown()
+
+
+class _Renewer:
+    """Renews leases on a connection of its own, from the thread that calls it."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._conn: sqlite3.Connection | None = None
+
+    def renew(self, claims: Sequence[tuple[str, str]], lease_until: float) -> dict[str, Any]:
+        store = self._store
+        try:
+            if self._conn is None:
+                self._conn = store._connect()
+            return _drive(self._conn, store._plans.renew(claims, lease_until), write=True)
+        except sqlite3.OperationalError as error:
+            self.close()
+            raise unavailable(store.url, store.url, error) from error
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _drive(conn: sqlite3.Connection, plan: Plan[T], *, write: bool) -> T:
+    """Run a plan on ``conn``; a writing plan in one ``BEGIN IMMEDIATE`` transaction."""
+    if write:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = _execute(conn, plan)
+        if write:
+            conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _execute(conn: sqlite3.Connection, plan: Plan[T]) -> T:
