@@ -7,10 +7,11 @@ database) and its tables on first use. JSON values are ``jsonb`` columns, so
 object keys come back in PostgreSQL's order, not the order they were written in.
 
 Connections come from a :class:`psycopg_pool.AsyncConnectionPool` opened on
-first use; each is checked before it is handed out, so after a server restart
-the pool replaces dead connections by itself. When the server is down, a call
-waits up to ``timeout`` for a connection, then the pool is dropped: later calls
-connect afresh, failing at once until the server is back. Compare-and-set is one
+first use. One idle for a while is checked before it is handed out, so after a
+server restart the pool replaces dead connections by itself; one used in the
+last second is not (a check is a round trip, and a transaction on the
+server's books). A connection failure drops the pool: later calls connect
+afresh, failing at once while the server is down and working once it is back. Compare-and-set is one
 ``UPDATE ... WHERE run_id = %s AND version = %s`` inside the write's transaction:
 PostgreSQL lets one transaction at a time update the row, and the loser's
 ``WHERE`` no longer matches. Statements and plans are the ones the SQLite store
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -31,7 +33,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from pausepoint.stores._common import dump_json, pop_query_param, redact_url, unavailable
 from pausepoint.stores._sql import Plan, PlannedStore, Query, Rows, SqlPlans
@@ -77,6 +79,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+_FRESH_SECONDS = 1.0
+"""A pooled connection used this recently is handed out without a check."""
 
 
 class PostgresStore(PlannedStore):
@@ -135,6 +140,7 @@ class PostgresStore(PlannedStore):
         )
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._opening = asyncio.Lock()
+        self._used: dict[int, float] = {}  # id of a pooled connection -> when it was last returned
 
     @property
     def url(self) -> str:
@@ -157,13 +163,17 @@ class PostgresStore(PlannedStore):
                     self._conninfo,
                     kwargs=self._kwargs,
                     open=False,
-                    check=AsyncConnectionPool.check_connection,
+                    check=self._check,
                     name=f"pausepoint:{self._schema}",
                     **self._pool_args,
                 )
                 await pool.open()
                 self._pool = pool
             return self._pool
+
+    async def _check(self, conn: Connection) -> None:
+        if time.monotonic() - self._used.get(id(conn), 0.0) >= _FRESH_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
 
     async def _migrate(self, conn: Connection) -> None:
         key = hashlib.sha256(f"pausepoint:{self._schema}".encode()).digest()[:8]
@@ -186,12 +196,12 @@ class PostgresStore(PlannedStore):
             pool = await self._open()
             async with pool.connection() as conn:
                 yield conn
+                self._used[id(conn)] = time.monotonic()
         except psycopg.OperationalError as error:  # refused, dropped, PoolTimeout ...
-            if isinstance(error, PoolTimeout):
-                # The pool retries with growing back-off, which could keep failing calls long
-                # after the server is back; the next call starts afresh instead, failing fast
-                # while the server is down and succeeding as soon as it is up.
-                await self._drop_pool(pool)
+            # The pool retries with growing back-off, which could keep failing calls long
+            # after the server is back; the next call starts afresh instead, failing fast
+            # while the server is down and succeeding as soon as it is up.
+            await self._drop_pool(pool)
             raise unavailable(self._url, self._raw_url, error) from error
 
     async def _drop_pool(self, pool: AsyncConnectionPool[Connection] | None) -> None:
@@ -199,6 +209,7 @@ class PostgresStore(PlannedStore):
             if pool is None or pool is not self._pool:
                 return  # another task dropped it already
             self._pool = None
+            self._used.clear()
         await pool.close(timeout=0)
 
     async def _run(self, plan: Plan[T], *, write: bool = False) -> T:

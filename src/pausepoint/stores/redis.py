@@ -413,6 +413,8 @@ class RedisStore:
         """
         for _ in range(_UPDATE_ATTEMPTS):
             current, lease = await self._get(run_id)
+            if light:
+                current = dataclasses.replace(current, checkpoint=None, snapshot=None)
             change = decide(current)
             result = current
             if change is not None:
