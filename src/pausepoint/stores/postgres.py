@@ -164,12 +164,16 @@ class PostgresStore(PlannedStore):
                     kwargs=self._kwargs,
                     open=False,
                     check=self._check,
+                    configure=self._configure,
                     name=f"pausepoint:{self._schema}",
                     **self._pool_args,
                 )
                 await pool.open()
                 self._pool = pool
             return self._pool
+
+    async def _configure(self, conn: Connection) -> None:
+        self._used[id(conn)] = time.monotonic()  # just connected: no need to check it
 
     async def _check(self, conn: Connection) -> None:
         if time.monotonic() - self._used.get(id(conn), 0.0) >= _FRESH_SECONDS:
