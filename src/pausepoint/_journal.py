@@ -142,27 +142,30 @@ class Tracker:
         tree: list[TreeNode],
         paused: Mapping[str, Any] | None,
     ) -> list[JournalEntry]:
-        """The entries that close the segment: its last stages, then the pause if it paused.
+        """The entries that close the segment: its last stage, or the pause if it paused.
 
         Args:
             state: The final state (JSON).
             tree: The final execution tree (JSON).
             paused: The checkpoint, when the run paused.
         """
-        entries: list[JournalEntry] = []
         data = diff(self._state, state, self._tree, tree)
-        if data or self._resumed is not None:
+        if paused is None:
+            return [self._entry(data, state, tree)] if data or self._resumed else []
+        entries: list[JournalEntry] = []
+        if self._resumed is not None:  # the answer, then a pause again without a stage between
             entries.append(self._entry(data, state, tree))
-        if paused is not None:
-            pauses = paused["pauses"]
-            entries.append(
-                JournalEntry(
-                    kind="paused",
-                    stage_id=pauses[0]["stage_id"] if pauses else "",
-                    at=time.time(),
-                    data={"cont": paused["continuation"], "pauses": pauses},
-                )
+            data = {}
+        pauses = paused["pauses"]
+        data.update(cont=paused["continuation"], pauses=pauses)
+        entries.append(
+            JournalEntry(
+                kind="paused",
+                stage_id=pauses[0]["stage_id"] if pauses else "",
+                at=time.time(),
+                data=data,
             )
+        )
         return entries
 
     def _entry(

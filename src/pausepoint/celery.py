@@ -42,10 +42,11 @@ What is guaranteed, and by whom:
 * **Late acknowledgement, prefetch of one, reject on worker lost.** A message is
   acknowledged only when its task returns, a process reserves one message at a
   time, and a task whose process died is handed to another worker.
-* **A dead worker's run is finished elsewhere.** While a run goes on, its
-  progress is written after every stage and its lease renewed; once the lease
-  lapses, the next sweep (on any worker) takes it over and goes on from the last
-  finished stage. Only the stage in flight at the crash can run twice.
+* **A dead worker's run is finished elsewhere.** While a run goes on, each
+  finished stage appends a journal entry, and a thread renews its lease; once
+  the lease lapses (the worker died or lost the store), the next sweep (on any
+  worker) takes it over and goes on from the last finished stage. Only the
+  stage in flight at the crash can run twice.
 * **A store that is down is retried**, with exponential backoff and jitter, up
   to ``max_retries`` times (``StoreUnavailableError``); other errors (an
   unknown run, a refused answer) fail the task at once.
@@ -133,8 +134,9 @@ class CelerySettings:
         queue: The queue pausepoint's tasks go to and workers consume.
         result_backend: Where task results go (``{"run_id", "status"}``); ``None``
             keeps none: the store is where outcomes live.
-        lease_seconds: How long a claimed run stays claimed without a heartbeat;
-            a dead worker's run is taken over this long after its last heartbeat.
+        lease_seconds: How long a claimed run stays claimed once its worker stops
+            renewing it; a dead worker's run is taken over this long after its
+            last renewal (a live worker renews every third of it).
         sweep_every: Seconds between two sweeps (deadlines, recovery) sent by beat.
         max_retries: How often a task is retried while the store is unreachable.
         retry_backoff_max: Longest wait between two of those retries, in seconds.

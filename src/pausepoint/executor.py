@@ -12,8 +12,8 @@ pending pauses and joins only when every branch is done.
 With ``on_progress`` set, the executor also hands out a *progress checkpoint*
 after every stage that finishes outside a parallel fork: the same JSON with
 ``status == "running"`` and no pauses, from which :meth:`FlowChartExecutor.continue_from`
-carries on with the next stage. ``Runs`` stores them so a crash loses at most
-the stage in flight.
+carries on with the next stage. ``Runs`` turns each into a journal entry (what
+the stage changed), so a crash loses at most the stage in flight.
 
 Stage functions run on the event loop: sync stages are called inline (a
 thread hop costs more than a typical stage; see ``bench/``), so a sync stage

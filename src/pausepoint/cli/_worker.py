@@ -97,8 +97,9 @@ def worker_command(
             envvar="PAUSEPOINT_LEASE",
             metavar="SECONDS",
             min=0.1,
-            help="How long a run stays claimed without a heartbeat (a dead worker's run "
-            "is taken over this long after its last one).",
+            help="How long a run stays claimed once its worker stops renewing it (a dead "
+            "worker's run is taken over this long after its last renewal; a live worker "
+            "renews from a thread every third of it, whatever its stages do).",
         ),
     ] = 30.0,
     result_backend: Annotated[
