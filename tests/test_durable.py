@@ -7,6 +7,7 @@ are in ``tests/durable/``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -18,7 +19,6 @@ import pytest
 
 from pausepoint import FlowChart, PausableHandler, Runs, Scope, flow_chart, open_store
 from pausepoint.demo import chart as refund
-
 from stores.support import fresh_store_url
 
 DURABLE_AND_MEMORY = ["memory", "sqlite", "postgres", "redis"]
@@ -47,7 +47,7 @@ async def test_history_lists_each_stage_pause_and_answer(url: str) -> None:
         ("stage", "notify", None),
     ]
     assert [s.index for s in steps] == [0, 1, 2, 3, 4]
-    assert all(a.at <= b.at for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(steps))
 
 
 def growing_chart(turns: int) -> FlowChart:
@@ -148,7 +148,13 @@ async def test_recovery_repeats_what_the_durability_did_not_keep(
     state = done.snapshot["shared_state"]
     assert state["answer"] == {"ok": True}
     assert {state["a"], state["b"], state["c"]} == {True}
-    assert [e.kind for e in done.audit] == ["started", "paused", "resumed", "recovered", "completed"]
+    assert [e.kind for e in done.audit] == [
+        "started",
+        "paused",
+        "resumed",
+        "recovered",
+        "completed",
+    ]
 
 
 @pytest.mark.parametrize("url", ["sqlite", "postgres", "redis"], indirect=True)
