@@ -195,3 +195,31 @@ async def test_a_stage_that_blocks_the_loop_keeps_its_claim(url: str) -> None:
     assert taken == []
     assert ran == {"block": 1}
     assert [e.kind for e in rec.audit] == ["started", "completed"]
+
+
+@pytest.mark.parametrize("url", ["memory", "sqlite"], indirect=True)
+async def test_a_running_run_reads_as_of_its_last_finished_stage(url: str) -> None:
+    release = asyncio.Event()
+    reached = asyncio.Event()
+
+    def first(scope: Scope) -> None:
+        scope.first = "done"
+
+    async def wait(scope: Scope) -> None:
+        reached.set()
+        await release.wait()
+        scope.second = "done"
+
+    chart = flow_chart("First", first, "first").add_function("Wait", wait, "wait").build()
+    async with Runs(open_store(url), {"w": chart}) as runs:
+        started = asyncio.create_task(runs.start("w", {"n": 1}, run_id="r"))
+        await asyncio.wait_for(reached.wait(), 30)
+        live = await runs.get("r")
+        release.set()
+        done = await started
+    assert live.status == "running"
+    assert live.snapshot is not None
+    assert live.snapshot["shared_state"] == {"n": 1, "first": "done"}
+    assert [node["id"] for node in live.snapshot["execution_tree"]] == ["first"]
+    assert done.snapshot is not None
+    assert done.snapshot["shared_state"] == {"n": 1, "first": "done", "second": "done"}

@@ -10,9 +10,10 @@ also returns the audit: a step costs about one write.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -116,26 +117,57 @@ class RunDriver:
             return (lambda ex: ex.continue_from(fresh)), tracker
         entries = await self.store.journal(record.run_id, start=int(meta.get("segment", 0)))
         answer = meta.get("answer")
+        if not entries:
+            if checkpoint is None:
+                seed = meta.get("input", {})
+                return (lambda ex: ex.run(seed, run_id=record.run_id)), Tracker(dict(seed), [])
+            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, meta)
+            assert answer is not None
+            resumed = Tracker(
+                checkpoint["shared_state"],
+                checkpoint["execution_tree"],
+                resumed=answer["stage_id"],
+                actor=answer.get("actor"),
+            )
+            return (
+                lambda ex: ex.resume(fresh, answer["input"], stage_id=answer["stage_id"])
+            ), resumed
+        progress = self._progress(record, entries, flow.name, flow.fingerprint)
+        state, tree = progress["shared_state"], progress["execution_tree"]
+        if self.signing_key is not None:
+            progress["signature"] = sign_checkpoint(progress, self.signing_key)
+        return (lambda ex: ex.continue_from(progress)), Tracker(state, tree)
+
+    async def live(self, record: StoredRun) -> StoredRun:
+        """A running run as of its last finished stage: its checkpoint made from the journal."""
+        if record.status != "running" or (
+            record.checkpoint is not None and record.checkpoint.get("status") == "running"
+        ):
+            return record
+        entries = await self.store.journal(record.run_id, start=int(record.meta.get("segment", 0)))
+        if not entries:
+            return record
+        flow = self.charts.get(record.chart)
+        name = record.chart if flow is None else flow.name
+        progress = self._progress(record, entries, name, record.fingerprint)
+        return dataclasses.replace(record, checkpoint=progress)
+
+    @staticmethod
+    def _progress(
+        record: StoredRun, entries: Sequence[JournalEntry], chart_name: str, fingerprint: str
+    ) -> dict[str, Any]:
+        """The progress checkpoint after ``entries``, replayed on where their segment began."""
+        checkpoint, meta = record.checkpoint, record.meta
         if checkpoint is None:
             state: dict[str, Any] = dict(meta.get("input", {}))
             tree: list[Any] = []
         else:
             state, tree = dict(checkpoint["shared_state"]), list(checkpoint["execution_tree"])
-        if not entries:
-            if checkpoint is None:
-                seed = meta.get("input", {})
-                return (lambda ex: ex.run(seed, run_id=record.run_id)), Tracker(state, tree)
-            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, meta)
-            assert answer is not None
-            resumed = Tracker(state, tree, resumed=answer["stage_id"], actor=answer.get("actor"))
-            return (
-                lambda ex: ex.resume(fresh, answer["input"], stage_id=answer["stage_id"])
-            ), resumed
         continuation = replay(state, tree, entries)
-        progress: dict[str, Any] = {
+        return {
             "format_version": FORMAT_VERSION,
-            "chart_name": flow.name,
-            "chart_fingerprint": flow.fingerprint,
+            "chart_name": chart_name,
+            "chart_fingerprint": fingerprint,
             "run_id": record.run_id,
             "status": "running",
             "input": meta.get("input", {}) if checkpoint is None else checkpoint["input"],
@@ -148,9 +180,6 @@ class RunDriver:
             "started_at": record.created_at if checkpoint is None else checkpoint["started_at"],
             "paused_at": 0.0 if checkpoint is None else checkpoint["paused_at"],
         }
-        if self.signing_key is not None:
-            progress["signature"] = sign_checkpoint(progress, self.signing_key)
-        return (lambda ex: ex.continue_from(progress)), Tracker(state, tree)
 
     # -- driving an executor ------------------------------------------------------
 

@@ -172,7 +172,7 @@ class Runs:
         Raises:
             RunNotFoundError: No run has that id.
         """
-        record = await self.store.get(run_id)
+        record = await self._driver.live(await self.store.get(run_id))
         return self._driver.record(record, await self.store.audit(run_id))
 
     async def history(self, run_id: str) -> list[Step]:
