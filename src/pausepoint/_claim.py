@@ -33,7 +33,7 @@ from .chart import FlowChart
 from .errors import ClaimLostError, PausepointError
 from .stores.base import AuditEvent, JournalEntry, Store, StoredRun, Update
 
-__all__ = ["Claim", "LeaseKeeper", "cancelled_event", "event", "redact"]
+__all__ = ["Claim", "LeaseKeeper", "cancel_of", "cancelled_event", "event", "redact"]
 
 log = logging.getLogger("pausepoint.runs")
 
@@ -171,7 +171,7 @@ class Claim:
         self._lease = lease_seconds
         self._on_cancel = on_cancel
         self._on_lost = on_lost
-        self.cancel: Mapping[str, Any] | None = _cancel_of(record)
+        self.cancel: Mapping[str, Any] | None = cancel_of(record)
         self.lost = False
 
     async def __aenter__(self) -> Claim:
@@ -226,7 +226,7 @@ class Claim:
                     f"lapsed) or finished; this process (claim {owner!r}) writes nothing more",
                     run_id=current.run_id,
                 )
-            changes, events, steps = outcome(_cancel_of(current))
+            changes, events, steps = outcome(cancel_of(current))
             now = time.time()
             run = dataclasses.replace(
                 current,
@@ -248,7 +248,7 @@ class Claim:
         log.warning("run %s: claim lost, stopping without writing: %s", self.run_id, exc)
 
 
-def _cancel_of(record: StoredRun) -> Mapping[str, Any] | None:
+def cancel_of(record: StoredRun) -> Mapping[str, Any] | None:
     """The cancel request on a record (earlier releases kept it in ``meta``)."""
     if record.cancel is not None:
         return record.cancel

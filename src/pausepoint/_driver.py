@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from ._claim import Claim, LeaseKeeper, cancelled_event, event, redact
 from ._journal import Tracker, replay
+from ._meta import RunMeta
 from .chart import FlowChart, PausableStage
 from .checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
 from .compat import checkpoint_for_chart
@@ -105,33 +106,31 @@ class RunDriver:
         """What a process taking over ``record`` does: carry on from its journal.
 
         The segment the dead process was driving started at journal entry
-        ``meta["segment"]``; the entries since then replayed on the checkpoint it
+        ``RunMeta.segment``; the entries since then replayed on the checkpoint it
         started from (or the run's input) give the state, tree and next stage.
         """
         checkpoint = record.checkpoint
-        meta = record.meta
         if checkpoint is not None and checkpoint.get("status") == "running":
             # A progress checkpoint written by an earlier release into the record itself.
-            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, meta)
+            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, record.meta)
             tracker = Tracker(fresh["shared_state"], fresh["execution_tree"])
             return (lambda ex: ex.continue_from(fresh)), tracker
-        entries = await self.store.journal(record.run_id, start=int(meta.get("segment", 0)))
-        answer = meta.get("answer")
+        meta = RunMeta.of(record.meta)
+        entries = await self.store.journal(record.run_id, start=meta.segment)
         if not entries:
             if checkpoint is None:
-                seed = meta.get("input", {})
+                seed = dict(meta.input)
                 return (lambda ex: ex.run(seed, run_id=record.run_id)), Tracker(dict(seed), [])
-            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, meta)
+            fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, record.meta)
+            answer = meta.answer
             assert answer is not None
             resumed = Tracker(
                 checkpoint["shared_state"],
                 checkpoint["execution_tree"],
-                resumed=answer["stage_id"],
-                actor=answer.get("actor"),
+                resumed=answer.stage_id,
+                actor=answer.actor,
             )
-            return (
-                lambda ex: ex.resume(fresh, answer["input"], stage_id=answer["stage_id"])
-            ), resumed
+            return (lambda ex: ex.resume(fresh, answer.input, stage_id=answer.stage_id)), resumed
         progress = self._progress(record, entries, flow.name, flow.fingerprint)
         state, tree = progress["shared_state"], progress["execution_tree"]
         if self.signing_key is not None:
@@ -144,7 +143,7 @@ class RunDriver:
             record.checkpoint is not None and record.checkpoint.get("status") == "running"
         ):
             return record
-        entries = await self.store.journal(record.run_id, start=int(record.meta.get("segment", 0)))
+        entries = await self.store.journal(record.run_id, start=RunMeta.of(record.meta).segment)
         if not entries:
             return record
         flow = self.charts.get(record.chart)
@@ -157,9 +156,9 @@ class RunDriver:
         record: StoredRun, entries: Sequence[JournalEntry], chart_name: str, fingerprint: str
     ) -> dict[str, Any]:
         """The progress checkpoint after ``entries``, replayed on where their segment began."""
-        checkpoint, meta = record.checkpoint, record.meta
+        checkpoint, meta = record.checkpoint, RunMeta.of(record.meta)
         if checkpoint is None:
-            state: dict[str, Any] = dict(meta.get("input", {}))
+            state: dict[str, Any] = dict(meta.input)
             tree: list[Any] = []
         else:
             state, tree = dict(checkpoint["shared_state"]), list(checkpoint["execution_tree"])
@@ -170,7 +169,7 @@ class RunDriver:
             "chart_fingerprint": fingerprint,
             "run_id": record.run_id,
             "status": "running",
-            "input": meta.get("input", {}) if checkpoint is None else checkpoint["input"],
+            "input": dict(meta.input) if checkpoint is None else checkpoint["input"],
             "shared_state": state,
             "paused_stage_id": "",
             "pause_data": None,
@@ -363,7 +362,7 @@ class RunDriver:
         """
         if record.snapshot is not None or record.checkpoint is None:
             return record.snapshot
-        keys = record.meta.get("redact")
+        keys: Iterable[str] | None = RunMeta.of(record.meta).redact
         if keys is None:  # a record from before runs kept their chart's redact keys
             flow = self.charts.get(record.chart)
             if flow is None:

@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ._claim import cancelled_event, event, redact
+from ._claim import cancel_of, cancelled_event, event, redact
 from ._driver import Durability, Proceed, RunDriver, RunRecord
 from ._journal import Tracker
 from ._json import json_copy
+from ._meta import RecordedAnswer, RunMeta
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -259,11 +260,11 @@ class Runs:
                 updated_at=now,
                 lease_owner=self._driver.token(),
                 lease_until=now + self.lease_seconds,
-                meta={
-                    "input": seed,
-                    "structure": structure_of(flow.steps),
-                    "redact": sorted(flow.redact),
-                },
+                meta=RunMeta(
+                    input=seed,
+                    structure=structure_of(flow.steps),
+                    redact=tuple(sorted(flow.redact)),
+                ).to_json(),
             ),
             [event("started", actor, {"input": redact(seed, flow)})],
         )
@@ -334,26 +335,21 @@ class Runs:
         answer = input.model_dump(mode="json") if hasattr(input, "model_dump") else json_copy(input)
 
         def claim(current: StoredRun) -> Update:
-            if idempotency_key is not None and idempotency_key in current.meta.get(
-                "idempotency", {}
-            ):
+            meta = RunMeta.of(current.meta)
+            if idempotency_key is not None and idempotency_key in meta.idempotency:
                 raise _Answered(current)
             flow, pause, prepared, copies, value = self._vet(current, input, pause_id, stage_id)
             checked.update(flow=flow, pause=pause, prepared=prepared, copies=copies, value=value)
-            meta = dict(current.meta)
-            meta.pop("cancel", None)
-            meta["answer"] = {
-                "stage_id": pause.stage_id,
-                "pause_id": pause.pause_id,
-                "input": answer,
-                "actor": actor,
-            }
-            meta["segment"] = current.step_count
+            meta = meta.replace(
+                answer=RecordedAnswer(
+                    stage_id=pause.stage_id, pause_id=pause.pause_id, input=answer, actor=actor
+                ),
+                segment=current.step_count,
+            )
             if idempotency_key is not None:
-                meta["idempotency"] = {
-                    **meta.get("idempotency", {}),
-                    idempotency_key: pause.pause_id,
-                }
+                meta = meta.replace(
+                    idempotency={**meta.idempotency, idempotency_key: pause.pause_id}
+                )
             now = time.time()
             resumed = event(
                 "resumed",
@@ -371,7 +367,7 @@ class Runs:
                     lease_owner=self._driver.token(),
                     lease_until=now + self.lease_seconds,
                     updated_at=now,
-                    meta=meta,
+                    meta=meta.to_json(),
                     cancel=None,
                 ),
                 events=[*([expired] if expired is not None else []), resumed],
@@ -448,7 +444,7 @@ class Runs:
             ChartChangedError: The chart changed since the run paused.
         """
         record = await self.store.get(run_id)
-        if idempotency_key is not None and idempotency_key in record.meta.get("idempotency", {}):
+        if idempotency_key is not None and idempotency_key in RunMeta.of(record.meta).idempotency:
             return  # a retry of an answer already given: resume reports its outcome
         try:
             self._vet(record, input, pause_id, stage_id)
@@ -478,8 +474,8 @@ class Runs:
         self, record: StoredRun, pause_id: str | None, stage_id: str | None
     ) -> PauseEntry:
         if record.status != "paused":
-            answered = record.meta.get("answer", {})
-            if pause_id is not None and pause_id != answered.get("pause_id"):
+            answered = RunMeta.of(record.meta).answer
+            if pause_id is not None and (answered is None or pause_id != answered.pause_id):
                 raise StalePauseError(
                     f"pause {pause_id!r} of run {record.run_id!r} is no longer pending (run is {record.status})",
                     run_id=record.run_id,
@@ -487,7 +483,7 @@ class Runs:
             if record.status in ("running", "completed"):
                 raise RunAlreadyClaimedError(
                     f"run {record.run_id!r} is {record.status}: it was already resumed"
-                    + (f" (answer to {answered['stage_id']!r})" if answered else ""),
+                    + (f" (answer to {answered.stage_id!r})" if answered else ""),
                     run_id=record.run_id,
                 )
             raise RunNotPausedError(
@@ -598,7 +594,7 @@ class Runs:
 
         def request(current: StoredRun) -> Update | None:
             if current.status == "running":
-                if current.cancel is not None or "cancel" in current.meta:
+                if cancel_of(current) is not None:
                     return None  # asked already
                 asked = {"actor": actor, "reason": reason, "at": time.time()}
                 return Update(
@@ -760,8 +756,8 @@ class Runs:
                 or lease > now
             ):
                 raise _NotStale
-            request = current.cancel or current.meta.get("cancel")
-            if isinstance(request, Mapping):  # its process died before honouring the request
+            request = cancel_of(current)
+            if request is not None:  # its process died before honouring the request
                 return Update(
                     run=dataclasses.replace(
                         current,
