@@ -1,0 +1,1 @@
+"""Durable runs across real processes: leases held while a process lives, and fencing."""
