@@ -18,6 +18,7 @@ from pausepoint.runs import Runs
 from ._auth import actor_for_token
 from ._charts import describe_chart
 from ._errors import ApiError, ChartNotFoundError, responses
+from ._inbox import SharedReads, inbox_body
 from ._models import (
     CancelRequest,
     Chart,
@@ -26,7 +27,6 @@ from ._models import (
     ResumeRequest,
     Run,
     StartRequest,
-    inbox_out,
     run_out,
 )
 from ._outcome import closing_event
@@ -115,7 +115,23 @@ def api_router(
         response.headers["Location"] = f"/api/runs/{record.run_id}"
         return run_out(record)
 
-    @router.get("/runs", tags=["runs"], summary="The inbox", responses=responses(422, 503))
+    async def read_inbox(key: tuple[str | None, str | None, int, str | None]) -> bytes:
+        chart, stage, limit, cursor = key
+        try:
+            page = await runs.pending(chart=chart, stage=stage, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise ApiError(422, "InvalidCursorError", str(exc)) from None
+        return inbox_body(page)
+
+    inbox_reads = SharedReads(read_inbox)
+
+    @router.get(
+        "/runs",
+        tags=["runs"],
+        summary="The inbox",
+        response_model=InboxPage,
+        responses=responses(422, 503),
+    )
     async def list_runs(
         status: Annotated[
             Literal["paused"], Query(description="Only paused runs are listed: the inbox.")
@@ -126,13 +142,12 @@ def api_router(
         cursor: Annotated[
             str | None, Query(description="`next_cursor` of the previous page.")
         ] = None,
-    ) -> InboxPage:
+    ) -> Response:
         """List pauses waiting for a person, newest first, a page at a time."""
-        try:
-            page = await runs.pending(chart=chart, stage=stage, limit=limit, cursor=cursor)
-        except ValueError as exc:
-            raise ApiError(422, "InvalidCursorError", str(exc)) from None
-        return inbox_out(page)
+        # Requests for the same page that arrive while it is being read share the
+        # next read (never an older one), encoded once: see SharedReads.
+        body = await inbox_reads.get((chart, stage, limit, cursor))
+        return Response(body, media_type="application/json")
 
     @router.get(
         "/runs/{run_id}", tags=["runs"], summary="One run", responses=responses(404, 422, 503)
