@@ -237,6 +237,13 @@ def serve(url: str, port: int) -> None:
 @contextlib.contextmanager
 def server_process(url: str) -> Iterator[str]:
     """Serve ``url`` from a child process; yield its base URL; stop the child on exit."""
+    with serving(url) as (base, _child):
+        yield base
+
+
+@contextlib.contextmanager
+def serving(url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Serve ``url`` from a child process; yield its base URL and the child; stop it on exit."""
     import httpx
 
     port = free_port()
@@ -260,7 +267,7 @@ def server_process(url: str) -> Iterator[str]:
                     if probe.get("/api/runs", params={"limit": 1}).status_code == 200:
                         break
                 time.sleep(0.05)
-        yield base
+        yield base, child
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -105,3 +105,16 @@ def test_quick_bench_without_langgraph_says_how_to_install_it() -> None:
     _row(out, "S1", "pausepoint (sync stages)", cells=3)
     _row(out, "S2", "pausepoint", cells=3)
     _durable_rows(out)
+
+
+def test_quick_wrk_load_prints_every_phase() -> None:
+    """``python -m bench.wrk_load --quick``: each store's phases with figures, or one n/a row."""
+    out = _bench("-m", "bench.wrk_load")
+    assert "pausepoint HTTP service under wrk (quick mode)" in out
+    if re.search(r"^any\s+n/a \(wrk is not installed", out, re.MULTILINE):
+        return
+    for store in ("SQLite", "PostgreSQL"):
+        if store == "PostgreSQL" and re.search(rf"^{store}\s+{UNREACHABLE}", out, re.MULTILINE):
+            continue
+        for phase in ("ceiling", "inbox", "inbox pages", "resume"):
+            _row(out, store, phase, cells=6)
