@@ -46,6 +46,8 @@ EXPECTED = {
     "CheckpointSignatureError",
     "CheckpointFinishedError",
     "ClaimLostError",
+    "RunStateError",
+    "StepNotFoundError",
     "ChartMismatchError",
     "ChartChangedError",
     "ResumeTargetError",

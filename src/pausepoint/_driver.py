@@ -151,6 +151,24 @@ class RunDriver:
         progress = self._progress(record, entries, name, record.fingerprint)
         return dataclasses.replace(record, checkpoint=progress)
 
+    def paused_checkpoint(
+        self, record: StoredRun, entries: Sequence[JournalEntry], flow: FlowChart
+    ) -> dict[str, Any]:
+        """The checkpoint of the pause the last of ``entries`` (a ``paused`` step) recorded."""
+        checkpoint = self._progress(record, entries, flow.name, flow.fingerprint)
+        pauses = entries[-1].data["pauses"]
+        first = pauses[0] if pauses else None
+        checkpoint.update(
+            status="paused",
+            pauses=pauses,
+            paused_stage_id=first["stage_id"] if first else "",
+            pause_data=first["data"] if first else None,
+            paused_at=max((p["paused_at"] for p in pauses), default=0.0),
+        )
+        if self.signing_key is not None:
+            checkpoint["signature"] = sign_checkpoint(checkpoint, self.signing_key)
+        return checkpoint
+
     @staticmethod
     def _progress(
         record: StoredRun, entries: Sequence[JournalEntry], chart_name: str, fingerprint: str
@@ -302,7 +320,7 @@ class RunDriver:
             )
             return lambda _: done
         known = {pause.pause_id for pause in record.pauses}
-        pauses = tuple(self._pause_entry(flow, pause) for pause in checkpoint["pauses"])
+        pauses = tuple(self.pause_entry(flow, pause) for pause in checkpoint["pauses"])
         paused = (
             {
                 "status": "paused",
@@ -325,7 +343,8 @@ class RunDriver:
         return lambda request: paused if request is None else cancelled(request)
 
     @staticmethod
-    def _pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
+    def pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
+        """The inbox entry of a checkpoint's pause (its deadline from the stage's timeout)."""
         node = flow.find_stage(pause["stage_id"])
         timeout = node.timeout if isinstance(node, PausableStage) else None
         return PauseEntry(

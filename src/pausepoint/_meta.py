@@ -47,6 +47,8 @@ class RunMeta:
         answer: The last answer given, once the run was resumed.
         idempotency: Idempotency keys used, each with the pause it answered.
         segment: The journal index where the current claim's steps begin.
+        whole: The journal holds every step since the start (runs started by
+            release 0.1 have steps only since their first resume after it).
     """
 
     input: Mapping[str, Any] = field(default_factory=dict)
@@ -55,6 +57,7 @@ class RunMeta:
     answer: RecordedAnswer | None = None
     idempotency: Mapping[str, str] = field(default_factory=dict)
     segment: int = 0
+    whole: bool = False
 
     @classmethod
     def of(cls, doc: Mapping[str, Any]) -> RunMeta:
@@ -68,6 +71,7 @@ class RunMeta:
             answer=None if not answer else RecordedAnswer(**answer),
             idempotency=doc.get("idempotency", {}),
             segment=int(doc.get("segment", 0)),
+            whole=bool(doc.get("whole", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +87,8 @@ class RunMeta:
             doc["idempotency"] = dict(self.idempotency)
         if self.segment:
             doc["segment"] = self.segment
+        if self.whole:
+            doc["whole"] = True
         return doc
 
     def replace(self, **changes: Any) -> RunMeta:

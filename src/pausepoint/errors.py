@@ -63,6 +63,7 @@ __all__ = [
     "RunNotFoundError",
     "RunNotPausedError",
     "RunOutputError",
+    "RunStateError",
     "RunTimeoutError",
     "StageError",
     "StageTimeoutError",
@@ -70,6 +71,7 @@ __all__ = [
     "StateError",
     "StateKeyError",
     "StateValueError",
+    "StepNotFoundError",
     "StoreError",
     "StoreUnavailableError",
     "VersionConflictError",
@@ -345,6 +347,30 @@ class RunNotPausedError(RunError):
     def __init__(self, message: str, *, run_id: str, status: str) -> None:
         super().__init__(message, run_id=run_id)
         self.status = status
+
+
+class RunStateError(RunError):
+    """The run's status does not allow what was asked (fork a running run, retry one that did not fail).
+
+    Attributes:
+        status: The run's current status.
+    """
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message, run_id=run_id)
+        self.status = status
+
+
+class StepNotFoundError(RunError):
+    """The run's history has no such step.
+
+    Attributes:
+        at: The step asked for.
+    """
+
+    def __init__(self, message: str, *, run_id: str, at: int) -> None:
+        super().__init__(message, run_id=run_id)
+        self.at = at
 
 
 class StalePauseError(RunError):

@@ -60,12 +60,22 @@ from .errors import (
     RunAlreadyClaimedError,
     RunError,
     RunNotPausedError,
+    RunStateError,
     StalePauseError,
+    StepNotFoundError,
     StoreError,
     VersionConflictError,
 )
 from .executor import validate_resume_input, validate_run_input
-from .stores.base import AuditEvent, PauseEntry, PendingPage, Store, StoredRun, Update
+from .stores.base import (
+    AuditEvent,
+    JournalEntry,
+    PauseEntry,
+    PendingPage,
+    Store,
+    StoredRun,
+    Update,
+)
 
 __all__ = ["CompatibilityRule", "Durability", "RunRecord", "Runs", "Step", "unchanged_from_pause"]
 
@@ -101,6 +111,33 @@ class _Answered(Exception):
     def __init__(self, record: StoredRun) -> None:
         super().__init__(record.run_id)
         self.record = record
+
+
+def _failed_waiting(record: StoredRun) -> list[Any] | None:
+    """The pauses a failed run waited on when its deadline failed it; ``None`` if it was running.
+
+    A run that failed while running keeps the checkpoint its claim started
+    from: none (it started), or the paused one its answer (``meta.answer``) was
+    for. One failed by a deadline keeps the checkpoint of a pause nobody answered.
+    """
+    checkpoint = record.checkpoint
+    if checkpoint is None or checkpoint.get("status") != "paused":
+        return None
+    pauses: list[Any] = checkpoint["pauses"]
+    answer = RunMeta.of(record.meta).answer
+    answered = answer is not None and any(p["pause_id"] == answer.pause_id for p in pauses)
+    return None if answered else pauses
+
+
+def _patched(entry: JournalEntry, patch: Mapping[str, Any]) -> JournalEntry:
+    """``entry`` with ``patch`` set over what it changed (a fork's state patch)."""
+    data = dict(entry.data)
+    data["set"] = {**data.get("set", {}), **patch}
+    if "ext" in data:
+        data["ext"] = {k: v for k, v in data["ext"].items() if k not in patch}
+    if "del" in data:
+        data["del"] = [k for k in data["del"] if k not in patch]
+    return dataclasses.replace(entry, data=data)
 
 
 class _NotStale(Exception):
@@ -264,6 +301,7 @@ class Runs:
                     input=seed,
                     structure=structure_of(flow.steps),
                     redact=tuple(sorted(flow.redact)),
+                    whole=True,
                 ).to_json(),
             ),
             [event("started", actor, {"input": redact(seed, flow)})],
@@ -555,6 +593,195 @@ class Runs:
             await asyncio.sleep(0.02)
             record = await self.store.get(record.run_id)
         return record
+
+    # -- fork and retry ---------------------------------------------------------
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        at: int,
+        state_patch: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """Start a new run from step ``at`` of a run's history; the original is untouched.
+
+        Step ``at`` and everything after it happen afresh in the new run;
+        the stages before it never run again: the new run starts from the
+        state they left (with ``state_patch`` applied over it). Forking at a
+        ``paused`` step (or the ``resumed`` step that answered it) gives a run
+        waiting at that pause, for another answer. A parallel block or a
+        for-each is one step: forking at it runs the whole block again. Both
+        audits link the runs (``forked`` / ``forked_to``).
+
+        Args:
+            run_id: The run to fork (paused, or ended: not running).
+            at: The step's ``index`` (see :meth:`history`).
+            state_patch: State keys to set before the new run goes on, checked
+                like a stage's writes.
+            actor: Who forks (recorded in both audits).
+
+        Returns:
+            The new run's record, driven to its next pause or its end.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            RunStateError: The run is running, or was started before runs
+                kept a whole history.
+            StepNotFoundError: The run has no step ``at``.
+            StateError: A patched value does not fit the chart's state.
+            ChartChangedError: The chart changed since the run started.
+        """
+        parent = await self.store.get(run_id)
+        flow = self._chart(parent.chart)
+        meta = RunMeta.of(parent.meta)
+        if parent.status == "running":
+            raise RunStateError(
+                f"run {run_id!r} is running: fork a run once it is paused or has ended",
+                run_id=run_id,
+                status=parent.status,
+            )
+        if not meta.whole:
+            raise RunStateError(
+                f"run {run_id!r} was started by an earlier release, before runs kept their "
+                "whole history: it cannot be forked",
+                run_id=run_id,
+                status=parent.status,
+            )
+        self._check_fingerprint(parent, flow)
+        entries = list(await self.store.journal(run_id))
+        if not 0 <= at < len(entries):
+            raise StepNotFoundError(
+                f"run {run_id!r} has no step {at}; its steps are 0 to {len(entries) - 1} "
+                "(see its history)",
+                run_id=run_id,
+                at=at,
+            )
+        if entries[at].kind == "resumed":
+            at -= 1  # the pause it answered
+        paused = entries[at].kind == "paused"
+        kept = entries[: at + 1] if paused else entries[:at]
+        child_id = os.urandom(16).hex()
+        patch = self._patch(flow, state_patch)
+        seed = dict(meta.input)
+        if patch and not kept:
+            seed.update(patch)  # forked at the first step: the new run starts from a patched input
+        elif patch:
+            kept[-1] = _patched(kept[-1], patch)
+        child_meta = meta.replace(input=seed, answer=None, idempotency={}, segment=0, whole=True)
+        linked = event("forked", actor, {"parent_run_id": run_id, "at": at})
+        now = time.time()
+        child = StoredRun(
+            run_id=child_id,
+            chart=parent.chart,
+            fingerprint=flow.fingerprint,
+            status="running",
+            created_at=now,
+            updated_at=now,
+            meta=child_meta.to_json(),
+        )
+        if paused:
+            checkpoint = self._driver.paused_checkpoint(child, kept, flow)
+            pauses = tuple(
+                dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
+                for p in checkpoint["pauses"]
+            )
+            record = await self.store.create(
+                dataclasses.replace(child, status="paused", checkpoint=checkpoint, pauses=pauses),
+                [linked],
+                kept,
+            )
+            await self._link(run_id, child_id, at, actor)
+            return self._driver.record(record, await self.store.audit(child_id))
+        record = await self.store.create(
+            dataclasses.replace(
+                child,
+                lease_owner=self._driver.token(),
+                lease_until=now + self.lease_seconds,
+            ),
+            [linked],
+            kept,
+        )
+        await self._link(run_id, child_id, at, actor)
+        proceed, tracker = await self._driver.continuation(record, flow)
+        return await self._driver.drive(record, flow, proceed, tracker)
+
+    async def _link(self, parent: str, child: str, at: int, actor: str | None) -> None:
+        await self.store.append_audit(
+            parent, [event("forked_to", actor, {"run_id": child, "at": at})]
+        )
+
+    @staticmethod
+    def _patch(flow: FlowChart, patch: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The state patch as JSON, each value checked as a stage's write would be."""
+        if not patch:
+            return {}
+        checked = {key: flow.codec.check(key, value, "fork") for key, value in patch.items()}
+        return flow.codec.encode(checked)
+
+    async def retry(self, run_id: str, *, actor: str | None = None) -> RunRecord:
+        """Run a failed run again from the stage that failed, on the state before it.
+
+        The same run goes on (same id, its history continues): the stages that
+        finished before the failure do not run again; the failed stage runs
+        afresh (deploy the fix first). A run that failed at a pause's deadline
+        goes back to waiting there. Two retries at once give one retry.
+
+        Returns:
+            The run's record, driven to its next pause or its end.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            RunStateError: The run did not fail.
+            RunAlreadyClaimedError: Another retry got there first.
+        """
+
+        def claim(current: StoredRun) -> Update:
+            if current.status == "running":
+                raise RunAlreadyClaimedError(
+                    f"run {run_id!r} is running: another retry or resume got there first",
+                    run_id=run_id,
+                )
+            if current.status != "failed":
+                raise RunStateError(
+                    f"run {run_id!r} is {current.status}; only a failed run can be retried",
+                    run_id=run_id,
+                    status=current.status,
+                )
+            now = time.time()
+            retried = event("retried", actor, {"error": current.error})
+            waiting = _failed_waiting(current)
+            if waiting is not None:  # it failed at a pause's deadline: it waits again
+                flow = self._chart(current.chart)
+                pauses = tuple(
+                    dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
+                    for p in waiting
+                )
+                return Update(
+                    run=dataclasses.replace(
+                        current, status="paused", pauses=pauses, error=None, updated_at=now
+                    ),
+                    events=[retried],
+                )
+            return Update(
+                run=dataclasses.replace(
+                    current,
+                    status="running",
+                    error=None,
+                    snapshot=None,
+                    lease_owner=self._driver.token(),
+                    lease_until=now + self.lease_seconds,
+                    updated_at=now,
+                ),
+                events=[retried],
+            )
+
+        claimed, audit = await self.store.update(run_id, claim, audit=True)
+        if claimed.status != "running":
+            return self._driver.record(claimed, audit)
+        flow = self._chart(claimed.chart)
+        proceed, tracker = await self._driver.continuation(claimed, flow)
+        return await self._driver.drive(claimed, flow, proceed, tracker)
 
     # -- cancelling and deadlines --------------------------------------------
 

@@ -221,14 +221,10 @@ class SqlPlans:
             yield self._query("DELETE FROM {schema_version}")
             yield self._query("INSERT INTO {schema_version} VALUES (%s)", (len(migrations),))
 
-    def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> Plan[StoredRun]:
-        """Insert the run at version 1 (see ``Store.create``); run it in a transaction."""
-        return (yield from self.create_with(run, events, ()))
-
-    def create_with(
+    def create(
         self, run: StoredRun, events: Sequence[AuditEvent], steps: Sequence[JournalEntry]
     ) -> Plan[StoredRun]:
-        """``create``, with the run's first journal entries; run it in a transaction."""
+        """Insert the run at version 1 (see ``Store.create``); run it in a transaction."""
         sql = (
             f"INSERT INTO {{runs}} ({', '.join(_WRITTEN_COLUMNS)}, audit_seq, step_count) "
             f"VALUES ({_marks(len(_WRITTEN_COLUMNS) + 2)}) "
@@ -477,9 +473,14 @@ class PlannedStore(ABC):
     async def _run(self, plan: Plan[T], *, write: bool = False) -> T:
         """Run ``plan``; in one transaction when it writes."""
 
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+    async def create(
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+    ) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
-        return await self._run(self._plans.create(run, events), write=True)
+        return await self._run(self._plans.create(run, events, steps), write=True)
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""

@@ -76,6 +76,9 @@ AuditKind = Literal[
     "cancel_requested",
     "cancelled",
     "expired",
+    "forked",
+    "forked_to",
+    "retried",
 ]
 
 
@@ -275,8 +278,13 @@ class Store(Protocol):
         """The store's URL with any password removed (safe to log and show)."""
         ...
 
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
-        """Insert a new run (version 1), index its pauses and append ``events``.
+    async def create(
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+    ) -> StoredRun:
+        """Insert a new run (version 1), index its pauses, append ``events`` and journal ``steps``.
 
         Raises:
             RunExistsError: A run with ``run.run_id`` exists; nothing is written.

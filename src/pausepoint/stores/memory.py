@@ -118,12 +118,17 @@ class MemoryStore:
         self._due.pop(run.run_id, None)
         self._leases.pop(run.run_id, None)
 
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+    async def create(
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+    ) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
         with self._lock:
             if run.run_id in self._runs:
                 raise run_exists(run.run_id)
-            return self._write(run, 1, events)
+            return self._write(run, 1, events, steps)
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""

@@ -371,11 +371,16 @@ class RedisStore:
             result: list[str] = await self._scripts["write"](keys=keys, args=args)
         return result
 
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
+    async def create(
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+    ) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
-        if (await self._write(run, None, events))[0] == "exists":
+        if (await self._write(run, None, events, steps))[0] == "exists":
             raise run_exists(run.run_id)
-        return dataclasses.replace(run, version=1, step_count=0)
+        return dataclasses.replace(run, version=1, step_count=len(steps))
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""
