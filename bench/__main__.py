@@ -12,6 +12,7 @@ target never changes the exit code (figures from shared CI machines are noise).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -25,7 +26,7 @@ from typing import Any
 
 import pausepoint
 
-from . import durable, foreach, inbox, lg, overhead, plain, pp, servers
+from . import agent_size, disk, durable, foreach, inbox, lg, overhead, plain, pp, servers
 from .harness import FULL, QUICK, Case, Sample, Settings, measure
 from .inbox import CREATED, FIRST_PAGE, ONE_CHART, SEQUENTIAL
 from .scenarios import CHAIN_SIZES
@@ -58,7 +59,9 @@ class Target:
     """A limit that some figures of one row must stay under (or, ``at_least``, reach).
 
     With ``times``, the limit is that many times the figure of the row ``times``
-    (of the same scenario) in the same column.
+    (of the same scenario) in the same column, and the figure is shown as a
+    multiple of it (``against`` names that row). ``beside`` names a row shown
+    for comparison only: the figure is followed by its multiple of that row's.
     """
 
     scenario: str
@@ -68,6 +71,8 @@ class Target:
     text: str
     at_least: bool = False
     times: str | None = None
+    against: str = "floor"
+    beside: str | None = None
 
     def _checks(self, figures: Sequence[Figure]) -> list[tuple[float | None, float | None]]:
         """(figure, the limit it is held to) for each column."""
@@ -94,11 +99,17 @@ class Target:
     def shown(self, figures: Sequence[Figure]) -> str:
         """The figures held to the target (as multiples of the other row's, with ``times``)."""
         cells = []
-        for value, bound in self._checks(figures):
+        for column, (value, bound) in zip(self.columns, self._checks(figures), strict=True):
             if self.times is not None and value is not None and bound is not None:
-                cells.append(f"{value / (bound / self.limit):.2f}x floor")
-            else:
-                cells.append(_number(value, ""))
+                cells.append(f"{value / (bound / self.limit):.2f}x {self.against}")
+                continue
+            cell = _number(value, "")
+            base = (
+                None if self.beside is None else _value(figures, self.scenario, self.beside, column)
+            )
+            if value is not None and base:
+                cell += f" ({value / base:.2f}x floor)"
+            cells.append(cell)
         return " / ".join(cells)
 
 
@@ -110,38 +121,91 @@ RUN_TO_PAUSE = "run→pause µs"
 RESUME_TO_DONE = "resume→done µs"
 OVER_BARE = "over bare ms"
 
+BOTH = (RUN_TO_PAUSE, RESUME_TO_DONE)
+AGENT_WRITTEN = "written / record"
+AGENT_CHECKPOINT = "checkpoint / messages"
+
+
+def _durable_targets() -> list[Target]:
+    """S2p and S3, for each durability: the issue's limits, held against the floors of the run."""
+    targets = []
+    for sqlite, postgres in (
+        (durable.SQLITE_RUNS, durable.POSTGRES_RUNS),
+        (durable.SQLITE_RUNS_PAUSE, durable.POSTGRES_RUNS_PAUSE),
+    ):
+        targets += [
+            Target(
+                "S2p",
+                sqlite,
+                BOTH,
+                2.0,
+                "≤ 2x the sqlite3 floor, each direction",
+                times=durable.SQLITE_FLOOR,
+            ),
+            Target(
+                "S2p",
+                postgres,
+                BOTH,
+                2.0,
+                "≤ 2x the psycopg floor, each direction",
+                times=durable.POSTGRES_FLOOR,
+            ),
+            Target(
+                "S2p",
+                postgres,
+                BOTH,
+                1.0,
+                "ahead of PostgresSaver, each direction",
+                times=durable.POSTGRES_LANGGRAPH,
+                against="PostgresSaver",
+            ),
+        ]
+    for runs in (durable.SQLITE_RUNS, durable.SQLITE_RUNS_PAUSE):
+        targets += [
+            Target(
+                "S3",
+                runs,
+                (CREATED,),
+                3000.0,
+                "≥ 3,000 runs created/s",
+                at_least=True,
+                beside=durable.SQLITE_FLOOR,
+            ),
+            Target(
+                "S3",
+                runs,
+                (SEQUENTIAL,),
+                2000.0,
+                "≥ 2,000 resumes/s one after another",
+                at_least=True,
+                beside=durable.SQLITE_FLOOR,
+            ),
+        ]
+    targets.append(Target("S3", durable.SQLITE_RUNS, (FIRST_PAGE,), 5.0, "first inbox page ≤ 5 ms"))
+    return targets
+
+
 TARGETS = (
     Target("S1", S1_PP, ("N=100", "N=1000"), 3.0, "≤ 3 µs/stage at N=100, 1000"),
     Target("S2", S2_PP, (RUN_TO_PAUSE,), 40.0, "≤ 40 µs run→pause"),
     Target("S2", S2_PP, (RESUME_TO_DONE,), 40.0, "≤ 40 µs resume→done"),
-    Target(
-        "S2p",
-        durable.SQLITE_RUNS,
-        (RUN_TO_PAUSE,),
-        1.5,
-        "≤ 1.5x the sqlite3 floor run→pause",
-        times=durable.SQLITE_FLOOR,
+    *_durable_targets(),
+    *(
+        Target(
+            "disk",
+            label,
+            (disk.FILE,),
+            1024.0,
+            "≤ 1 KB per paused run on disk",
+            beside=durable.SQLITE_FLOOR,
+        )
+        for label in (disk.PP_STAGE, disk.PP_PAUSE)
     ),
-    Target(
-        "S2p",
-        durable.SQLITE_RUNS,
-        (RESUME_TO_DONE,),
-        1.5,
-        "≤ 1.5x the sqlite3 floor resume→done",
-        times=durable.SQLITE_FLOOR,
+    *(
+        Target("agent", label, (AGENT_WRITTEN,), 3.0, "written over its life ≤ 3x its record")
+        for label in ("pausepoint, typical", "pausepoint, typical, durability=pause")
     ),
-    Target("S2p", durable.POSTGRES_RUNS, (RUN_TO_PAUSE,), 2000.0, "≤ 2 ms run→pause"),
-    Target("S2p", durable.POSTGRES_RUNS, (RESUME_TO_DONE,), 2000.0, "≤ 2 ms resume→done"),
-    Target("S3", durable.SQLITE_RUNS, (CREATED,), 3000.0, "≥ 3,000 runs created/s", at_least=True),
-    Target("S3", durable.SQLITE_RUNS, (FIRST_PAGE,), 5.0, "first inbox page ≤ 5 ms"),
-    Target(
-        "S3",
-        durable.SQLITE_RUNS,
-        (SEQUENTIAL,),
-        2000.0,
-        "≥ 2,000 resumes/s one after another",
-        at_least=True,
-    ),
+    Target("agent", "pausepoint, terse", (AGENT_CHECKPOINT,), 2.0, "checkpoint ≤ 2x its messages"),
     Target("import", IMPORT_PP, (OVER_BARE,), 15.0, "≤ 15 ms over bare python"),
 )
 
@@ -320,6 +384,94 @@ class Bench:
             for note in inbox.NOTES
         ]
 
+    def disk(self) -> None:
+        runs = 30 if self.settings.name == "quick" else 500
+        contenders: list[tuple[str, Callable[[servers.Places], disk.Usage], str | None]] = [
+            (durable.SQLITE_FLOOR, lambda where: disk.floor(where, runs), None),
+            (disk.PP_STAGE, lambda where: disk.pausepoint(where, runs, "stage"), None),
+            (disk.PP_PAUSE, lambda where: disk.pausepoint(where, runs, "pause"), None),
+            (
+                disk.LANGGRAPH,
+                lambda where: disk.langgraph(where, runs),
+                durable.langgraph_missing("sqlite"),
+            ),
+        ]
+        notes = [note.format(runs=runs) for note in disk.NOTES]
+        with servers.places("disk") as where:
+            for label, usage_of, unavailable in contenders:
+                if unavailable is not None:
+                    for column in disk.COLUMNS:
+                        self.figures.append(
+                            Figure("disk", label, column, None, "B", note=unavailable)
+                        )
+                    continue
+                _progress(f"disk {label}")
+                usage = usage_of(where)
+                self.figures.append(Figure("disk", label, disk.FILE, usage.file, "B"))
+                self.figures.append(Figure("disk", label, disk.RECORDS, usage.records, "B"))
+                notes += disk.breakdown(label, usage)
+        self.notes["disk"] = notes
+
+    def agent(self) -> None:
+        turns = 10 if self.settings.name == "quick" else 100
+        columns = ("record B", "written B", AGENT_WRITTEN, "checkpoint B", "messages B")
+        notes = []
+        for profile in ("typical", "terse"):
+            script = agent_size.Script(turns, profile)
+            _progress(f"agent {profile} ({turns} turns)")
+            rows = []
+            for durability in ("stage", "pause"):
+                found, parts = asyncio.run(agent_size.measure_pausepoint(script, durability))
+                suffix = "" if durability == "stage" else ", durability=pause"
+                rows.append((f"pausepoint, {profile}{suffix}", found[0]))
+                notes.append(
+                    f"pausepoint, {profile}{suffix}: written = "
+                    + " · ".join(
+                        f"{k.split(': ')[1]} {v:,}"
+                        for k, v in parts.items()
+                        if k.startswith("written")
+                    )
+                    + "; its checkpoint = "
+                    + " · ".join(
+                        f"{k} {v:,}"
+                        for k, v in parts.items()
+                        if not k.startswith("written") and k != "checkpoint"
+                    )
+                )
+            label = f"LangGraph + InMemorySaver, {profile}"
+            if lg.UNAVAILABLE is not None:
+                for column in (*columns, AGENT_CHECKPOINT):
+                    self.figures.append(
+                        Figure("agent", label, column, None, "B", note=lg.UNAVAILABLE)
+                    )
+            else:
+                rows.append((label, agent_size.measure_langgraph(script, "dicts")))
+            for label, row in rows:
+                ratio = (
+                    None if row.record is None or row.written is None else row.written / row.record
+                )
+                values = (row.record, row.written, ratio, row.latest, row.messages)
+                for column, value in zip(columns, values, strict=True):
+                    unit = "x" if column == AGENT_WRITTEN else "B"
+                    self.figures.append(Figure("agent", label, column, value, unit))
+                self.figures.append(
+                    Figure("agent", label, AGENT_CHECKPOINT, row.latest / row.messages, "x")
+                )
+        self.notes["agent"] = [
+            f"{turns} model turns of a scripted conversation (pausepoint.agent: model, then "
+            "tools, each turn); ask_human at the middle turn and the last; measured while paused "
+            "at the last. typical: each search result ~1 KB; terse: ~90 B",
+            "record: the run record as stored (checkpoint, pauses, bookkeeping); written: every "
+            "record, journal entry and audit event Runs handed the store from the start to the "
+            "last pause, as JSON (a record counts whole at each write: the relational stores "
+            "rewrite the row; lease renewals left out); checkpoint: pausepoint's as compact "
+            "JSON, LangGraph's latest checkpoint with its blobs and pending writes; messages: the "
+            "conversation as compact JSON (OpenAI format)",
+            "LangGraph: a StateGraph model → tools loop with interrupt(), messages as dicts; "
+            "written = every checkpoint it keeps (append-only); it has no record apart from them",
+            *notes,
+        ]
+
     def imports(self) -> None:
         runs = self.settings.import_runs
         with tempfile.TemporaryDirectory(prefix="pausepoint-bench-pyc-") as pycache:
@@ -453,6 +605,8 @@ SECTIONS = {
     "S2": "S2  refund chart receive → approve (pause) → process, in memory: median µs, bytes",
     "S2p": "S2p the refund chart persisted, every step committed to a store: median µs",
     "S3": "S3  10,000 paused runs in one store (300 in --quick): rates per second, times in ms",
+    "disk": "bytes on disk per paused refund run, SQLite (breakdown per run below)",
+    "agent": "a 100-turn agent (10 in --quick): bytes over its life, and its checkpoint",
     "S4": "S4  for-each of 100 items, 30 of them pausing: items per second, median",
     "import": "import time, ms (best of several fresh interpreters)",
     "stage call": "a sync stage called from the event loop: µs per call, median",
@@ -565,6 +719,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.s2()
     bench.s2p()
     bench.s3()
+    bench.disk()
+    bench.agent()
     bench.s4()
     bench.thread_hop()
     bench.imports()

@@ -12,15 +12,18 @@ is answered, and runs to the last question, where it is measured while paused:
 - **latest**: what resuming needs: pausepoint's checkpoint as compact JSON (as
   the stores write it); for LangGraph (``InMemorySaver``) the latest checkpoint,
   its metadata, the channel blobs it points at and its pending writes.
+- **record**: pausepoint's run record as the store holds it (checkpoint,
+  pauses, bookkeeping; a paused run keeps no snapshot beside its checkpoint).
 - **kept**: everything the store holds for the conversation. pausepoint runs it
-  through ``Runs`` on the memory store and counts the run's record (checkpoint,
-  pauses, bookkeeping; a paused run keeps no snapshot beside its checkpoint) and
-  its audit. LangGraph keeps every checkpoint of the thread, each with its own
-  copy of the ``messages`` channel.
+  through ``Runs`` on the memory store and counts the run's record, its audit
+  and its journal. LangGraph keeps every checkpoint of the thread, each with its
+  own copy of the ``messages`` channel.
 - **written**: the bytes written over the whole conversation. For pausepoint,
-  every record and audit event ``Runs`` wrote: a progress checkpoint after every
-  stage (each one overwrites the last), the claims and the pauses; for LangGraph,
-  what it keeps.
+  every record, audit event and journal entry ``Runs`` handed the store: the
+  create with its claim, one journal entry per finished stage (with
+  ``durability="stage"``), the claim of the resume (the whole record, as the
+  relational stores rewrite the row), and each pause with its checkpoint; lease
+  renewals (a number each) are left out. For LangGraph, what it keeps.
 - **messages**: the conversation itself as compact JSON (OpenAI format), the yardstick.
 
 Two what-if rows show what an engine change would give pausepoint: the
@@ -38,7 +41,7 @@ import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import pausepoint
 from pausepoint import Runs
@@ -50,9 +53,11 @@ from pausepoint.agent import (
     tool,
     tool_call,
 )
-from pausepoint.stores._common import event_to_doc, run_to_doc
-from pausepoint.stores.base import AuditEvent, StoredRun
+from pausepoint.stores._common import event_to_doc, run_to_doc, step_to_doc
+from pausepoint.stores.base import AuditEvent, Decider, JournalEntry, StoredRun, Update
 from pausepoint.stores.memory import MemoryStore
+
+Durability = Literal["stage", "pause"]
 
 SYSTEM = "You are a research assistant. Use search; ask a human when unsure."
 PROMPT = "Go through the records one by one and flag anything odd."
@@ -119,9 +124,12 @@ class Figures:
     written: int | None
     messages: int
     note: str = ""
+    record: int | None = None
 
 
-async def measure_pausepoint(script: Script) -> tuple[list[Figures], dict[str, int]]:
+async def measure_pausepoint(
+    script: Script, durability: Durability = "stage"
+) -> tuple[list[Figures], dict[str, int]]:
     @tool
     def search(query: str) -> str:
         """Search the records."""
@@ -132,14 +140,16 @@ async def measure_pausepoint(script: Script) -> tuple[list[Figures], dict[str, i
         model, [search, ask_human], system=SYSTEM, max_turns=script.turns + 1, name="Agent"
     )
     store = Counted(MemoryStore())
-    async with Runs(store, {"agent": chart}) as runs:
+    async with Runs(store, {"agent": chart}, durability=durability) as runs:
         record = await runs.start("agent", {"prompt": PROMPT})
         assert record.status == "paused"
         record = await runs.resume(record.run_id, {"answer": ANSWER})
         assert record.status == "paused"
         stored = await store.get(record.run_id)
-        kept = stored_size(stored) + sum(
-            size(event_to_doc(e)) for e in await store.audit(record.run_id)
+        kept = (
+            stored_size(stored)
+            + sum(size(event_to_doc(e)) for e in await store.audit(record.run_id))
+            + sum(size(step_to_doc(s)) for s in await store.journal(record.run_id))
         )
     checkpoint = stored.checkpoint
     assert checkpoint is not None
@@ -159,8 +169,19 @@ async def measure_pausepoint(script: Script) -> tuple[list[Figures], dict[str, i
         "tree per turn": tree // script.turns,
         "the rest": latest - state - tree,
     }
+    breakdown.update({f"written: {part}": count for part, count in store.parts.items()})
+    if durability == "pause":
+        row = Figures(
+            "pausepoint, durability=pause",
+            latest,
+            kept,
+            store.written,
+            msg_bytes,
+            record=stored_size(stored),
+        )
+        return [row], breakdown
     return [
-        Figures("pausepoint", latest, kept, store.written, msg_bytes),
+        Figures("pausepoint", latest, kept, store.written, msg_bytes, record=stored_size(stored)),
         Figures("  what if: tree without ms/reads/writes", size(trimmed), None, None, msg_bytes),
         Figures("  what if: tree kept beside the checkpoint", size(apart), None, None, msg_bytes),
     ], breakdown
@@ -172,19 +193,35 @@ def stored_size(run: StoredRun) -> int:
 
 
 class Counted:
-    """A store wrapper that adds up the bytes of every record and audit event written."""
+    """A store wrapper that adds up the bytes of every record, audit event and journal entry written.
+
+    Each write method of the ``Store`` protocol is counted as its caller hands
+    it over: a record whole (the relational stores rewrite the row), events and
+    entries as their JSON documents. Reads and lease renewals pass through.
+    """
 
     def __init__(self, store: Any) -> None:
         self._store = store
         self.written = 0
+        self.parts = {"record": 0, "audit": 0, "journal": 0}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def _count(self, run: StoredRun | None, events: Sequence[AuditEvent]) -> None:
-        self.written += (0 if run is None else stored_size(run)) + sum(
-            size(event_to_doc(e)) for e in events
-        )
+    def _count(
+        self,
+        run: StoredRun | None,
+        events: Sequence[AuditEvent] = (),
+        steps: Sequence[JournalEntry] = (),
+    ) -> None:
+        counts = {
+            "record": 0 if run is None else stored_size(run),
+            "audit": sum(size(event_to_doc(e)) for e in events),
+            "journal": sum(size(step_to_doc(s)) for s in steps),
+        }
+        for part, count in counts.items():
+            self.parts[part] += count
+            self.written += count
 
     async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
         self._count(run, events)
@@ -196,6 +233,27 @@ class Counted:
         self._count(run, events)
         return await self._store.replace(  # type: ignore[no-any-return]
             run, expected_version=expected_version, events=events
+        )
+
+    async def update(
+        self, run_id: str, decide: Decider, *, light: bool = False, audit: bool = False
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        def counted(current: StoredRun) -> Update | None:
+            change = decide(current)
+            if change is not None:
+                self._count(change.run, change.events, change.steps)
+            return change
+
+        return await self._store.update(  # type: ignore[no-any-return]
+            run_id, counted, light=light, audit=audit
+        )
+
+    async def append_steps(
+        self, run_id: str, owner: str, steps: Sequence[JournalEntry], lease_until: float
+    ) -> Mapping[str, Any] | None:
+        self._count(None, steps=steps)
+        return await self._store.append_steps(  # type: ignore[no-any-return]
+            run_id, owner, steps, lease_until
         )
 
     async def append_audit(self, run_id: str, events: Sequence[AuditEvent]) -> None:
@@ -372,8 +430,8 @@ def run(turns: int) -> None:
         "measured while paused at the last one. Bytes.\n"
     )
     header = (
-        f"{'profile':8} {'contender':44} {'latest':>10} {'kept':>11} {'written':>11} "
-        f"{'messages':>10} {'latest/messages':>16}  note"
+        f"{'profile':8} {'contender':44} {'latest':>10} {'record':>10} {'kept':>11} "
+        f"{'written':>11} {'messages':>10} {'latest/messages':>16} {'written/record':>15}  note"
     )
     print(header)
     print("-" * len(header))
@@ -381,14 +439,21 @@ def run(turns: int) -> None:
     for profile in ("terse", "typical"):
         script = Script(turns, profile)
         rows, breakdowns[profile] = asyncio.run(measure_pausepoint(script))
+        rows += asyncio.run(measure_pausepoint(script, "pause"))[0]
         if lg is not None:
             rows += [measure_langgraph(script, "dicts"), measure_langgraph(script, "objects")]
         for row in rows:
-            print(
-                f"{profile:8} {row.contender:44} {row.latest:>10,} {_n(row.kept):>11} "
-                f"{_n(row.written):>11} {row.messages:>10,} {row.latest / row.messages:>15.2f}x  {row.note}"
+            ratio = (
+                ""
+                if row.record is None or row.written is None
+                else f"{row.written / row.record:.2f}x"
             )
-    print("\npausepoint's checkpoint, part by part:")
+            print(
+                f"{profile:8} {row.contender:44} {row.latest:>10,} {_n(row.record):>10} "
+                f"{_n(row.kept):>11} {_n(row.written):>11} {row.messages:>10,} "
+                f"{row.latest / row.messages:>15.2f}x {ratio:>15}  {row.note}"
+            )
+    print("\npausepoint's checkpoint part by part, and what durability='stage' wrote:")
     for profile, parts in breakdowns.items():
         print(f"  {profile:8} " + " · ".join(f"{k} {v:,}" for k, v in parts.items()))
 

@@ -1,6 +1,7 @@
 """S3, many paused runs in one store: creation rate, the inbox, resumes one by one and at once.
 
-For each store, in order, in a fresh file / schema / key prefix:
+For each store, in order, in a fresh file / schema / key prefix (SQLite twice:
+``Runs`` with the default ``durability="stage"``, then with ``"pause"``):
 
 1. ``runs`` refund runs are started one after another, each to its pause (the
    refund chart registered twice, as ``refund`` and ``expense``; runs alternate);
@@ -93,11 +94,13 @@ def _charts() -> dict[str, Any]:
 # -- pausepoint Runs --------------------------------------------------------
 
 
-async def _runs(url: str, sizes: Sizes, settings: Settings) -> tuple[dict[str, Outcome], list[str]]:
+async def _runs(
+    url: str, sizes: Sizes, settings: Settings, durability: durable.Durability
+) -> tuple[dict[str, Outcome], list[str]]:
     from pausepoint import Runs, open_store
 
     out: dict[str, Outcome] = {}
-    async with Runs(open_store(url), _charts()) as runs:
+    async with Runs(open_store(url), _charts(), durability=durability) as runs:
         ids = [(await runs.start(CHARTS[0], REFUND_INPUT)).run_id]  # connects, warms up
         gc.collect()
         started = time.perf_counter_ns()
@@ -133,15 +136,19 @@ async def _runs(url: str, sizes: Sizes, settings: Settings) -> tuple[dict[str, O
 
 
 def measure_runs(
-    url: str, sizes: Sizes, settings: Settings, workers: Workers
+    url: str,
+    sizes: Sizes,
+    settings: Settings,
+    workers: Workers,
+    durability: durable.Durability = "stage",
 ) -> dict[str, Outcome]:
     """Steps 1 to 5 for pausepoint ``Runs`` on the store at ``url``."""
-    out, still_paused = asyncio.run(_runs(url, sizes, settings))
+    out, still_paused = asyncio.run(_runs(url, sizes, settings, durability))
     shares = [
         still_paused[i * sizes.per_process : (i + 1) * sizes.per_process]
         for i in range(sizes.processes)
     ]
-    count, elapsed_ns = workers.resume(url, shares)
+    count, elapsed_ns = workers.resume(url, shares, durability)
     out[sizes.parallel_column] = _rate(count, elapsed_ns)
     return out
 
@@ -194,12 +201,14 @@ class Workers:
             self._pipes.append(mine)
             self._processes.append(process)
 
-    def resume(self, url: str, shares: Sequence[list[str]]) -> tuple[int, int]:
+    def resume(
+        self, url: str, shares: Sequence[list[str]], durability: durable.Durability = "stage"
+    ) -> tuple[int, int]:
         """Resume each share in its own worker, all at once; return (resumes, elapsed ns)."""
         if not self._processes:
             self._start()
         for pipe, share in zip(self._pipes, shares, strict=True):
-            pipe.send((url, share))
+            pipe.send((url, share, durability))
         for pipe in self._pipes:
             _check(pipe.recv(), "ready")  # connected, waiting at the starting line
         for pipe in self._pipes:
@@ -232,19 +241,21 @@ def _check(message: Any, expected: str) -> Any:
 
 def _worker(pipe: Connection) -> None:
     while (job := pipe.recv()) is not None:
-        url, share = job
+        url, share, durability = job
         try:
-            if not asyncio.run(_resume_share(pipe, url, share)):
+            if not asyncio.run(_resume_share(pipe, url, share, durability)):
                 return
         except BaseException:
             pipe.send(("failed", traceback.format_exc()))
 
 
-async def _resume_share(pipe: Connection, url: str, share: list[str]) -> bool:
+async def _resume_share(
+    pipe: Connection, url: str, share: list[str], durability: durable.Durability
+) -> bool:
     """Resume ``share`` when the parent says go; ``False`` if it says stop instead."""
     from pausepoint import Runs, open_store
 
-    async with Runs(open_store(url), _charts()) as runs:
+    async with Runs(open_store(url), _charts(), durability=durability) as runs:
         expect((await runs.get(share[0])).status == "paused", "the worker's runs are paused")
         pipe.send(("ready",))
         if pipe.recv() != "go":  # blocks the loop, which has nothing else to do
@@ -280,6 +291,13 @@ def rows(where: Places, sizes: Sizes, settings: Settings, workers: Workers) -> l
             lambda: measure_runs(where.sqlite_url("pausepoint"), sizes, settings, workers),
         ),
         (
+            durable.SQLITE_RUNS_PAUSE,
+            SQLITE,
+            lambda: measure_runs(
+                where.sqlite_url("pausepoint-pause"), sizes, settings, workers, "pause"
+            ),
+        ),
+        (
             durable.POSTGRES_FLOOR,
             POSTGRES,
             lambda: measure_floor(
@@ -307,6 +325,10 @@ NOTES = [
     "resumes/s: {sequential:,} resumes one after another in this process; resumes/s, "
     "{processes} procs: {processes} x {per_process:,} other runs resumed at once from "
     "{processes} worker processes (spawned beforehand, connected, released together)",
+    "durability=pause: the same with Runs(..., durability='pause'): a start or a resume "
+    "writes the claim and the outcome only (see S2p)",
+    "the rates are absolute, so they follow the disk's commit time (synchronous = FULL): "
+    "the floor's row, measured in the same run, shows what the disk allows",
     "floor: the S2p floor, one row per run with a partial index on paused rows; pages by "
     "(created_at, run_id); resumes = SELECT + UPDATE",
     "LangGraph keeps no inbox of paused runs: its open-source savers can only list checkpoints "

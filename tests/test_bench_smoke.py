@@ -53,17 +53,41 @@ def _server_row(out: str, scenario: str, contender: str, cells: int) -> None:
 
 
 def _durable_rows(out: str) -> None:
-    """S2p and S3: the floors and pausepoint on every store."""
+    """S2p, S3 and the bytes on disk: the floors and pausepoint on every store."""
     for scenario, runs_cells in (("S2p", 2), ("S3", 5)):
         floor_cells = 2 if scenario == "S2p" else 4  # the S3 floor resumes from one process only
         _row(out, scenario, "sqlite3 insert / update + commit", cells=floor_cells)
         _row(out, scenario, "pausepoint Runs, SQLite", cells=runs_cells)
+        _row(out, scenario, "pausepoint Runs, SQLite, durability=pause", cells=runs_cells)
         _server_row(out, scenario, "psycopg insert / update (autocommit)", cells=floor_cells)
         _server_row(out, scenario, "pausepoint Runs, PostgreSQL", cells=runs_cells)
         _server_row(out, scenario, "pausepoint Runs, Redis", cells=runs_cells)
+    for durability in ("", ", durability=pause"):
+        _server_row(out, "S2p", f"pausepoint Runs, PostgreSQL{durability}", cells=2)
+        _server_row(out, "S2p", f"pausepoint Runs, Redis{durability}", cells=2)
     assert re.search(r"^S3\s+LangGraph \(any saver\)\s+n/a \(no inbox", out, re.MULTILINE), out
-    for target in ("≤ 1.5x the sqlite3 floor run→pause", "≥ 3,000 runs created/s"):
-        assert re.search(rf"{re.escape(target)}\s+\S+.*\s(met|NOT met|n/a)$", out, re.MULTILINE)
+    _row(out, "disk", "sqlite3 insert / update + commit", cells=2)
+    _row(out, "disk", "pausepoint Runs, SQLite", cells=2)
+    _row(out, "disk", "pausepoint Runs, SQLite, durability=pause", cells=2)
+    for durability in ("stage", "pause"):
+        _row(
+            out,
+            "agent",
+            f"pausepoint, typical{'' if durability == 'stage' else ', durability=pause'}",
+            cells=6,
+        )
+    for target in (
+        "≤ 2x the sqlite3 floor, each direction",
+        "≤ 2x the psycopg floor, each direction",
+        "ahead of PostgresSaver, each direction",
+        "≥ 3,000 runs created/s",
+        "≤ 1 KB per paused run on disk",
+        "written over its life ≤ 3x its record",
+        "checkpoint ≤ 2x its messages",
+    ):
+        assert re.search(rf"{re.escape(target)}\s+\S+.*\s(met|NOT met|n/a)$", out, re.MULTILINE), (
+            target
+        )
 
 
 def test_quick_bench_prints_every_scenario() -> None:
