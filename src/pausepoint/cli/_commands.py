@@ -7,12 +7,12 @@ import contextlib
 import importlib
 import os
 import shlex
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
 from pausepoint.errors import PausepointError
@@ -35,14 +35,7 @@ from ._app import (
     resolve_chart,
     with_runs,
 )
-from ._render import (
-    inbox_table,
-    make_console,
-    page_json,
-    print_outcome,
-    print_run,
-    record_json,
-)
+from ._plain import page_json, record_json
 
 TOKENS_ENV = "PAUSEPOINT_TOKENS"
 SESSION_SECRET_ENV = "PAUSEPOINT_SESSION_SECRET"
@@ -62,6 +55,11 @@ UnusedChartsOption = Annotated[
 @contextlib.contextmanager
 def spinner(message: str) -> Iterator[None]:
     """A spinner on stderr while work goes on (shown on terminals only)."""
+    if not sys.stderr.isatty():  # scripts and pipes: no spinner, and no rich to import
+        yield
+        return
+    from rich.console import Console
+
     with Console(stderr=True).status(message):
         yield
 
@@ -81,6 +79,8 @@ def report(record: RunRecord, schemas: Mapping[str, Any], as_json: bool, flags: 
     if as_json:
         print_json(record_json(record))
     else:
+        from ._render import make_console, print_outcome
+
         print_outcome(make_console(), record, schemas=schemas, flags=flags)
     if record.status == "failed":
         fail(f"run {record.run_id!r} failed: {record.error}")
@@ -172,6 +172,8 @@ def ls_command(
     if as_json:
         print_json(page_json(page))
         return
+    from ._render import inbox_table, make_console
+
     console = make_console()
     if not page.items:
         console.print("No run is waiting for a person.")
@@ -203,6 +205,8 @@ def show_command(
     if as_json:
         print_json(record_json(record))
     else:
+        from ._render import make_console, print_run
+
         print_run(make_console(), record)
 
 
@@ -324,14 +328,15 @@ def sweep_command(
     With --json, prints one line per sweep: {"expired": [...], "recovered": [...]}.
     """
     registry = load_registry(charts)
-    console = make_console()
 
     def show(expired: list[str], recovered: list[str]) -> None:
         if as_json:
             print_json({"expired": expired, "recovered": recovered}, compact=True)
         elif expired or recovered or every is None:
+            from ._render import make_console
+
             stamp = time.strftime("%H:%M:%S")
-            console.print(
+            make_console().print(
                 f"{stamp} expired {len(expired)}: {', '.join(expired) or '—'}; "
                 f"recovered {len(recovered)}: {', '.join(recovered) or '—'}",
                 soft_wrap=True,
@@ -347,7 +352,7 @@ def sweep_command(
             await asyncio.sleep(every)
 
     if every is not None and not as_json:
-        Console(stderr=True).print(f"sweeping every {every:g}s; Ctrl-C stops", highlight=False)
+        typer.echo(f"sweeping every {every:g}s; Ctrl-C stops", err=True)
     try:
         with_runs(store, registry, work)
     except KeyboardInterrupt:

@@ -10,14 +10,12 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
-from pausepoint.demo import charts as demo_charts
 from pausepoint.runs import RunRecord, Runs
 
 from ._app import DEMO_CHARTS, JsonOption, app, fail, guarded, print_json, with_runs
 from ._commands import spinner
-from ._render import make_console, print_narrative, question_of, record_json
+from ._plain import question_of, record_json
 
 DEMO_STORE = "sqlite:///pausepoint-demo.db"
 DEMO_INPUT = {"order_id": "ORD-2024-7891", "amount": 900}
@@ -53,6 +51,13 @@ def demo_command(
             "the demo resumes the run in another process, which cannot see a memory:// "
             "store: use a sqlite:///file.db (or Redis/PostgreSQL) URL"
         )
+    # Imported here, not at the top: every other command would pay for them.
+    from rich.text import Text
+
+    from pausepoint.demo import charts as demo_charts
+
+    from ._render import make_console, print_narrative
+
     console = make_console()
     quiet = as_json
 

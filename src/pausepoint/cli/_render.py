@@ -1,16 +1,14 @@
-"""How runs look on a terminal (rich) and in ``--json`` output.
+"""How runs look on a terminal (rich); ``--json`` output is in :mod:`._plain`.
 
-Everything shown comes from user code or user input (stage names, questions,
+Commands import this module only when they print for a person, so that
+``--json`` and scripted use never import rich. Everything shown comes from user code or user input (stage names, questions,
 state), so text is built with :class:`rich.text.Text` and never parsed as markup.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -21,7 +19,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from pausepoint.runs import RunRecord
-from pausepoint.stores import AuditEvent, PauseEntry, PendingPage
+from pausepoint.stores import AuditEvent, PendingPage
+
+from ._plain import compact, duration, example_answer, question_of, schema_fields, timestamp
 
 STATUS_STYLES = {
     "paused": "bold yellow",
@@ -38,7 +38,6 @@ NODE_ICONS = {
     "failed": ("✗", "red"),
     "running": ("…", "cyan"),
 }
-_QUESTION_KEYS = ("question", "message", "prompt", "reason", "title")
 
 
 def make_console() -> Console:
@@ -46,80 +45,7 @@ def make_console() -> Console:
     return Console(highlight=False, markup=False, emoji=False)
 
 
-# -- JSON ----------------------------------------------------------------------
-
-
-def pause_json(pause: PauseEntry) -> dict[str, Any]:
-    """A pause as the HTTP API shows it: ``id``, ``stage_id``, ``data``, ``created_at``, ``deadline``."""
-    return {
-        "id": pause.pause_id,
-        "stage_id": pause.stage_id,
-        "data": pause.data,
-        "created_at": pause.created_at,
-        "deadline": pause.deadline,
-    }
-
-
-def record_json(record: RunRecord) -> dict[str, Any]:
-    """The run record as plain JSON, shaped like the HTTP API's ``Run``."""
-    return {
-        "run_id": record.run_id,
-        "chart": record.chart,
-        "status": record.status,
-        "pause": None if record.pause is None else pause_json(record.pause),
-        "pauses": [pause_json(pause) for pause in record.pauses],
-        "snapshot": record.snapshot,
-        "audit": [dataclasses.asdict(event) for event in record.audit],
-        "error": record.error,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "version": record.version,
-    }
-
-
-def page_json(page: PendingPage) -> dict[str, Any]:
-    """An inbox page as ``{"items": [...], "next_cursor": ...}``, as the HTTP API returns it."""
-    return {
-        "items": [
-            {
-                "run_id": item.run_id,
-                "chart": item.chart,
-                "pause": pause_json(item.pause),
-                "run_created_at": item.run_created_at,
-            }
-            for item in page.items
-        ],
-        "next_cursor": page.next_cursor,
-    }
-
-
-# -- small formatters ------------------------------------------------------------
-
-
-def question_of(data: Any) -> str:
-    """What a pause asks, in one line: its question, else its data as compact JSON."""
-    if isinstance(data, str):
-        return data
-    if isinstance(data, Mapping):
-        for key in _QUESTION_KEYS:
-            if isinstance(data.get(key), str):
-                return str(data[key])
-    return _compact(data, 80)
-
-
-def duration(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h 20m``, ``2d 4h``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
+# -- small rich texts -----------------------------------------------------------------
 
 
 def deadline_text(deadline: float | None, now: float) -> Text:
@@ -131,57 +57,9 @@ def deadline_text(deadline: float | None, now: float) -> Text:
     return Text(f"in {duration(deadline - now)}")
 
 
-def timestamp(at: float) -> str:
-    """Local date and time to the second."""
-    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def status_text(status: str) -> Text:
     """The run's status, coloured."""
     return Text(status, style=STATUS_STYLES.get(status, "bold"))
-
-
-def _compact(value: Any, limit: int | None = None) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
-
-
-def example_answer(schema: Mapping[str, Any] | None) -> str:
-    """A JSON object to paste into ``--input``: the schema's required fields with placeholders."""
-    if not schema or not isinstance(schema.get("properties"), Mapping):
-        return "{...}"
-    placeholders = {"boolean": True, "integer": 0, "number": 0, "string": "...", "array": []}
-    required = schema.get("required") or list(schema["properties"])
-    example = {
-        name: placeholders.get(_type_of(schema["properties"].get(name, {})).split("|")[0])
-        for name in required
-    }
-    return _compact(example)
-
-
-def schema_fields(schema: Mapping[str, Any] | None) -> str | None:
-    """``approved: boolean, approver: string, note?: string|null`` from a JSON Schema."""
-    if not schema or not isinstance(schema.get("properties"), Mapping):
-        return None
-    required = set(schema.get("required") or ())
-    return ", ".join(
-        f"{name}{'' if name in required else '?'}: {_type_of(prop)}"
-        for name, prop in schema["properties"].items()
-    )
-
-
-def _type_of(prop: Mapping[str, Any]) -> str:
-    if "type" in prop:
-        kind = prop["type"]
-        return "|".join(kind) if isinstance(kind, list) else str(kind)
-    if "enum" in prop:
-        return "|".join(_compact(v) for v in prop["enum"])
-    options = prop.get("anyOf") or prop.get("oneOf")
-    if options:
-        return "|".join(_type_of(option) for option in options)
-    return "any"
 
 
 # -- one run's outcome (run, resume, cancel) ----------------------------------------
@@ -376,7 +254,7 @@ def _event_details(event: AuditEvent) -> str:
     if event.kind == "paused":
         return f"at {data.get('stage_id')}: {question_of(data.get('data'))}"
     if event.kind == "resumed":
-        return f"{data.get('stage_id')} ← {_compact(data.get('input'), 120)}"
+        return f"{data.get('stage_id')} ← {compact(data.get('input'), 120)}"
     if event.kind in ("resume_refused", "cancelled"):
         return str(data.get("reason") or "")
     if event.kind == "expired":
@@ -384,5 +262,5 @@ def _event_details(event: AuditEvent) -> str:
     if event.kind == "failed":
         return str(data.get("error") or "")
     if event.kind == "started":
-        return f"input {_compact(data.get('input', {}), 120)}"
-    return _compact(data, 120) if data else ""
+        return f"input {compact(data.get('input', {}), 120)}"
+    return compact(data, 120) if data else ""
