@@ -203,7 +203,7 @@ class Claim:
                 self.run_id, self.owner, entries, time.time() + self._lease
             )
         except ClaimLostError as exc:
-            self._log_lost(exc)
+            self.log_lost(exc)
             raise
         if request is not None:
             self._cancelled(request)
@@ -241,10 +241,11 @@ class Claim:
         try:
             return await self.store.update(self.run_id, decide, light=True, audit=True)
         except ClaimLostError as exc:
-            self._log_lost(exc)
+            self.log_lost(exc)
             raise
 
-    def _log_lost(self, exc: PausepointError) -> None:
+    def log_lost(self, exc: PausepointError) -> None:
+        """Say, once per claim, why this process stops working on the run."""
         log.warning("run %s: claim lost, stopping without writing: %s", self.run_id, exc)
 
 

@@ -259,11 +259,13 @@ class RunDriver:
                 stored, audit = await claim.finish(lambda _: (changes, [failed], written))
                 return self.record(stored, audit)
             if claim.lost:
-                raise ClaimLostError(
+                lost = ClaimLostError(
                     f"run {record.run_id!r} was taken over by another process while this one "
                     "ran it; this process wrote nothing after that",
                     run_id=record.run_id,
                 )
+                claim.log_lost(lost)
+                raise lost
             outcome = self._outcome(executor, flow, record, tracker, written, claim.owner)
             stored, audit = await claim.finish(outcome)
         return self.record(stored, audit)

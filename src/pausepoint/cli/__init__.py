@@ -1,4 +1,6 @@
-"""The ``pausepoint`` command: demo, run, ls, show, resume, cancel, sweep, serve, worker.
+"""The ``pausepoint`` command: run, resume and inspect runs, serve them, scale them out.
+
+Commands: demo, run, ls, show, resume, cancel, history, fork, retry, sweep, serve, worker.
 
 Every command takes ``--store URL`` (or ``PAUSEPOINT_STORE``; default the SQLite
 file ``pausepoint.db`` in the working directory) and, where charts are needed,
@@ -9,12 +11,17 @@ chart). ``--json`` prints machine-readable output. A user mistake prints one
 
 from __future__ import annotations
 
-from . import _commands, _demo, _worker
+from . import _commands, _demo, _lifecycle, _worker
 from ._app import app
 
 __all__ = ["app", "main"]
 
-_REGISTERED = (_commands, _demo, _worker)  # importing them registers their commands on `app`
+_REGISTERED = (
+    _commands,
+    _demo,
+    _lifecycle,
+    _worker,
+)  # importing them registers their commands on `app`
 
 
 def main() -> None:
