@@ -79,6 +79,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
 from pausepoint.chart import FlowChart
 from pausepoint.errors import (
+    ClaimLostError,
     RunAlreadyClaimedError,
     RunExistsError,
     RunNotPausedError,
@@ -376,6 +377,12 @@ async def _resume(
             stage_id=stage_id,
             idempotency_key=idempotency_key,
         )
+    except ClaimLostError as exc:
+        # This worker claimed the run, then lost it (stopped or cut off past its
+        # lease): another worker finishes it. Not a duplicate: an operator should see it.
+        status = (await runs.store.get(run_id)).status
+        log.warning("run %s: claim lost while resuming, left to its new holder: %s", run_id, exc)
+        return {"run_id": run_id, "status": status}
     except (RunAlreadyClaimedError, StalePauseError, RunNotPausedError) as exc:
         # Another copy of this task (or another answer) got there first: that is
         # the claim doing its job, not a failure, and retrying cannot change it.
