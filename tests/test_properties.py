@@ -630,7 +630,10 @@ def swept_paths(case: Case) -> list[tuple[Any, ...]]:
     return [
         path
         for path in walk(case.checkpoint)
-        if path[0] != "execution_tree" or (sweep_tree and len(path) <= 3)
+        if path[0] != "execution_tree"
+        or (sweep_tree and len(path) <= 3)
+        # a node's pause and resume records, at any depth (their seq once escaped as a TypeError)
+        or (sweep_tree and len(path) >= 2 and path[-2] in ("pause", "resume"))
     ]
 
 

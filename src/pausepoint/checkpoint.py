@@ -391,6 +391,7 @@ def _check_phase(node: dict[str, Any], here: str) -> None:
         isinstance(pause.get("pause_id"), str)
         and isinstance(pause.get("summary"), str)
         and isinstance(pause.get("at"), int | float)
+        and _optional_seq(pause)
     ):
         raise CheckpointFormatError(
             f"checkpoint field '{here}.pause' is malformed", field=f"{here}.pause"
@@ -403,10 +404,24 @@ def _check_phase(node: dict[str, Any], here: str) -> None:
             isinstance(resume.get(k), list) and all(isinstance(i, str) for i in resume[k])
             for k in ("input_keys", "reads", "writes")
         )
+        and _optional_seq(resume)
+        and (
+            "notes" not in resume
+            or (
+                isinstance(resume["notes"], list)
+                and all(isinstance(i, str) for i in resume["notes"])
+            )
+        )
     ):
         raise CheckpointFormatError(
             f"checkpoint field '{here}.resume' is malformed", field=f"{here}.resume"
         )
+
+
+def _optional_seq(phase: Mapping[str, Any]) -> bool:
+    """Whether a pause's or resume's ``seq``, when present, is an event number (an int)."""
+    seq = phase.get("seq", 0)
+    return type(seq) is int
 
 
 def _fits(value: Any, fields: Mapping[str, type | tuple[type, ...]]) -> bool:
