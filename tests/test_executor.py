@@ -1096,3 +1096,31 @@ async def test_narrate_adds_sentences_in_both_phases_and_survives_a_fresh_execut
         "Ask resumed by input {}.",
         "Ask: manager said 'yes'",
     ]
+
+
+def test_run_sync_reuses_one_loop_per_thread_and_works_from_any_thread() -> None:
+    """Each thread drives its runs on one loop of its own, call after call."""
+    import asyncio
+    import threading
+
+    loops: list[Any] = []
+
+    async def where(scope: Any) -> None:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+
+    chart = flow_chart("Where", where, "where").build()
+
+    def twice() -> None:
+        for _ in range(2):
+            assert FlowChartExecutor(chart).run_sync() == "completed"
+
+    twice()
+    thread = threading.Thread(target=twice)
+    thread.start()
+    thread.join(timeout=30)
+    assert len(loops) == 4
+    assert loops[0] is loops[1]  # reused in the main thread
+    assert loops[2] is loops[3]  # and in the other one
+    assert loops[0] is not loops[2]
+    assert loops[2].is_closed()  # closed when its thread ended
