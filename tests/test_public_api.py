@@ -50,6 +50,7 @@ EXPECTED = {
     "StepNotFoundError",
     "ChartMismatchError",
     "ChartChangedError",
+    "ChartNotFoundError",
     "ResumeTargetError",
     "RunInputError",
     "RunOutputError",

@@ -8,14 +8,16 @@ interpreter exit.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ExecutorUsageError
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -26,6 +28,8 @@ class _Held:
     __slots__ = ("loop",)
 
     def __init__(self) -> None:
+        import asyncio  # here, so that `import pausepoint` stays without it
+
         self.loop = asyncio.new_event_loop()
 
     def __del__(self) -> None:
@@ -68,6 +72,8 @@ def run_until_complete(coro: Coroutine[Any, Any, T], hint: str) -> T:
     Raises:
         ExecutorUsageError: Called from inside a running event loop.
     """
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -45,6 +45,7 @@ __all__ = [
     "ChartChangedError",
     "ChartError",
     "ChartMismatchError",
+    "ChartNotFoundError",
     "CheckpointError",
     "CheckpointFinishedError",
     "CheckpointFormatError",
@@ -314,6 +315,10 @@ class RunError(PausepointError):
     def __init__(self, message: str, *, run_id: str) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+class ChartNotFoundError(RunError):
+    """No chart is registered under the name a run or a request refers to."""
 
 
 class RunNotFoundError(RunError):

@@ -53,6 +53,7 @@ from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
 from .errors import (
     ChartChangedError,
+    ChartNotFoundError,
     CheckpointError,
     PausepointError,
     ResumeInputError,
@@ -1017,7 +1018,7 @@ class Runs:
         try:
             return self.charts[name]
         except KeyError:
-            raise RunError(
+            raise ChartNotFoundError(
                 f"no chart is registered as {name!r}; registered: {', '.join(sorted(self.charts)) or 'none'}",
                 run_id="",
             ) from None

@@ -26,6 +26,8 @@ WRITES = {
     ("post", "/api/runs"),
     ("post", "/api/runs/{run_id}/resume"),
     ("post", "/api/runs/{run_id}/cancel"),
+    ("post", "/api/runs/{run_id}/fork"),
+    ("post", "/api/runs/{run_id}/retry"),
 }
 
 
@@ -56,6 +58,9 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
         "/api/runs/{run_id}",
         "/api/runs/{run_id}/resume",
         "/api/runs/{run_id}/cancel",
+        "/api/runs/{run_id}/history",
+        "/api/runs/{run_id}/fork",
+        "/api/runs/{run_id}/retry",
         "/api/charts",
         "/api/charts/{name}",
     }
@@ -66,6 +71,8 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
         ("get", "/api/runs/{run_id}"): ("200", "Run"),
         ("post", "/api/runs/{run_id}/resume"): ("200", "Run"),
         ("post", "/api/runs/{run_id}/cancel"): ("200", "Run"),
+        ("post", "/api/runs/{run_id}/fork"): ("201", "Run"),
+        ("post", "/api/runs/{run_id}/retry"): ("200", "Run"),
         ("get", "/api/charts"): ("200", "ChartList"),
         ("get", "/api/charts/{name}"): ("200", "Chart"),
     }
@@ -75,6 +82,7 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
     bodies = {
         ("post", "/api/runs"): "StartRequest",
         ("post", "/api/runs/{run_id}/resume"): "ResumeRequest",
+        ("post", "/api/runs/{run_id}/fork"): "ForkRequest",
     }
     for (method, path), model in bodies.items():
         schema = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]

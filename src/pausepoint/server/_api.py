@@ -12,21 +12,28 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from pausepoint.errors import ResumeTargetError, RunAlreadyClaimedError, StalePauseError
+from pausepoint.errors import (
+    ChartNotFoundError,
+    ResumeTargetError,
+    RunAlreadyClaimedError,
+    StalePauseError,
+)
 from pausepoint.runs import Runs
 
 from ._auth import actor_for_token
 from ._charts import describe_chart
-from ._errors import ApiError, ChartNotFoundError, responses
+from ._errors import ApiError, responses
 from ._inbox import SharedReads, inbox_body
 from ._models import (
     CancelRequest,
     Chart,
     ChartList,
+    ForkRequest,
     InboxPage,
     ResumeRequest,
     Run,
     StartRequest,
+    Step,
     run_out,
 )
 from ._outcome import closing_event
@@ -233,6 +240,42 @@ def api_router(
         """Cancel a paused run; its pauses leave the inbox (409 unless it is paused)."""
         reason = body.reason if body is not None else None
         return run_out(await runs.cancel(run_id, actor=actor, reason=reason))
+
+    @router.get(
+        "/runs/{run_id}/history",
+        tags=["runs"],
+        summary="A run's steps",
+        responses=responses(404, 422, 503),
+    )
+    async def run_history(run_id: str) -> list[Step]:
+        """Each stage that finished, each pause and each answer (with who gave it), in order."""
+        return [
+            Step(index=s.index, stage_id=s.stage_id, kind=s.kind, at=s.at, actor=s.actor)  # type: ignore[arg-type]  # kinds the journal writes
+            for s in await runs.history(run_id)
+        ]
+
+    @router.post(
+        "/runs/{run_id}/fork",
+        status_code=201,
+        tags=["runs"],
+        summary="Start a new run from a step of a run's history",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def fork_run(run_id: str, body: ForkRequest, actor: Actor, response: Response) -> Run:
+        """The stages before the step never run again; at a pause, the new run waits there."""
+        record = await runs.fork(run_id, at=body.at, state_patch=body.state_patch, actor=actor)
+        response.headers["Location"] = f"/api/runs/{record.run_id}"
+        return run_out(record)
+
+    @router.post(
+        "/runs/{run_id}/retry",
+        tags=["runs"],
+        summary="Run a failed run again from its failed stage",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def retry_run(run_id: str, actor: Actor) -> Run:
+        """The stages that finished before the failure do not run again (409 unless it failed)."""
+        return run_out(await runs.retry(run_id, actor=actor))
 
     @router.get("/charts", tags=["charts"], summary="Every chart")
     async def list_charts() -> ChartList:

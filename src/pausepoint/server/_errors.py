@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from pausepoint._json import NotJSONError
 from pausepoint.errors import (
     ChartError,
+    ChartNotFoundError,
     CheckpointError,
     PausepointError,
     ResumeInputError,
@@ -29,7 +30,10 @@ from pausepoint.errors import (
     RunInputError,
     RunNotFoundError,
     RunNotPausedError,
+    RunStateError,
     StalePauseError,
+    StateError,
+    StepNotFoundError,
     StoreError,
     StoreUnavailableError,
 )
@@ -37,10 +41,6 @@ from pausepoint.errors import (
 from ._models import Error, ErrorDetail
 
 __all__ = ["ERROR_RESPONSES", "ApiError", "ChartNotFoundError", "error_of"]
-
-
-class ChartNotFoundError(RunError):
-    """No chart is registered under the name asked for."""
 
 
 class ApiError(Exception):
@@ -77,6 +77,9 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (RunAlreadyClaimedError, 409),
     (StalePauseError, 409),
     (RunNotPausedError, 409),
+    (RunStateError, 409),
+    (StepNotFoundError, 404),
+    (StateError, 422),
     (ResumeInputError, 422),
     (RunInputError, 422),
     (NotJSONError, 422),
@@ -85,7 +88,7 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (StoreUnavailableError, 503),
     (StoreError, 409),
     (ChartError, 409),
-    (RunError, 404),  # Runs raises a bare RunError for an unregistered chart
+    (RunError, 404),
     (PausepointError, 409),
 )
 

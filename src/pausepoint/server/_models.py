@@ -16,6 +16,7 @@ __all__ = [
     "ChartList",
     "Error",
     "ErrorDetail",
+    "ForkRequest",
     "InboxItem",
     "InboxPage",
     "Pause",
@@ -24,6 +25,7 @@ __all__ = [
     "Snapshot",
     "Stage",
     "StartRequest",
+    "Step",
     "inbox_out",
     "run_out",
 ]
@@ -153,6 +155,27 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, description="Why; recorded in the audit.")
+
+
+class ForkRequest(BaseModel):
+    """Start a new run from a step of a run's history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: int = Field(ge=0, description="The step's index (see the run's history).")
+    state_patch: dict[str, Any] | None = Field(
+        default=None, description="State keys to set before the new run goes on."
+    )
+
+
+class Step(BaseModel):
+    """One step of a run's history."""
+
+    index: int
+    stage_id: str
+    kind: Literal["stage", "paused", "resumed"]
+    at: float = Field(description="When (UNIX seconds).")
+    actor: str | None = Field(default=None, description="Who answered, for resumed.")
 
 
 class Stage(BaseModel):
