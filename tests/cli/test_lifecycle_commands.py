@@ -58,3 +58,11 @@ def test_bad_forks_and_retries_are_one_line_errors(cli: Any) -> None:
     assert not_failed.code == 1
     assert "is paused; only a failed run can be retried" in not_failed.error_line()
     assert cli("show", run_id, "--json").json()["audit"][-1]["kind"] == "paused"
+
+
+def test_sweep_takes_the_workers_lease(cli: Any) -> None:
+    """--lease sets the lease of the runs a sweeper takes over; nonsense is refused."""
+    assert cli("sweep", "--lease", "5", "--json").code == 0
+    refused = cli("sweep", "--lease", "0")
+    assert refused.code == 2
+    assert "--lease" in refused.stderr

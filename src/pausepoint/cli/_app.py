@@ -202,12 +202,14 @@ def with_runs(
     store_url: str,
     charts: Mapping[str, FlowChart],
     work: Callable[[Runs], Awaitable[T]],
+    *,
+    lease_seconds: float = 30.0,
 ) -> T:
     """Open the store, run ``work`` on a ``Runs`` over it in a fresh event loop, close it."""
     store = open_store_or_fail(store_url)
 
     async def go() -> T:
-        async with Runs(store, charts) as runs:
+        async with Runs(store, charts, lease_seconds=lease_seconds) as runs:
             return await work(runs)
 
     return asyncio.run(go())

@@ -318,6 +318,16 @@ def sweep_command(
             "--every", metavar="SECONDS", min=0.01, help="Sweep again every SECONDS until Ctrl-C."
         ),
     ] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            envvar="PAUSEPOINT_LEASE",
+            metavar="SECONDS",
+            min=0.1,
+            help="The lease of the runs this sweeper takes over (use the workers' lease).",
+        ),
+    ] = 30.0,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     as_json: JsonOption = False,
@@ -354,7 +364,7 @@ def sweep_command(
     if every is not None and not as_json:
         typer.echo(f"sweeping every {every:g}s; Ctrl-C stops", err=True)
     try:
-        with_runs(store, registry, work)
+        with_runs(store, registry, work, lease_seconds=lease)
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
 
