@@ -19,7 +19,11 @@ Servers: PostgreSQL from ``PAUSEPOINT_BENCH_POSTGRES_URL`` (default
 broker from ``--broker`` (default ``PAUSEPOINT_BENCH_REDIS_URL`` or
 ``redis://127.0.0.1:6379/0``, keys under a fresh prefix, deleted after; or an
 ``amqp://`` URL, a fresh queue, deleted after). ``--quick`` uses small batches
-(figures only indicative).
+(figures only indicative). ``--processes N`` measures only that many worker
+processes, ``--prefetch N`` runs the workers with that prefetch multiplier
+(each one given is measured in turn), and ``--profile DIR`` samples the worker
+and its pool with py-spy during the bursts and prints the functions with most
+samples.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import os
 import platform
 import shutil
@@ -68,6 +74,7 @@ FULL = Mode("full", (1, 2, 4), burst=1000, single=100, warmup=5, repeats=3)
 @dataclass
 class Row:
     processes: int
+    prefetch: int | None
     per_second: float
     burst_p50: float
     burst_p99: float
@@ -125,7 +132,9 @@ class Broker:
 class Worker:
     """One ``pausepoint worker --concurrency N`` process group."""
 
-    def __init__(self, broker: Broker, store_url: str, processes: int, log: Path) -> None:
+    def __init__(
+        self, broker: Broker, store_url: str, processes: int, log: Path, prefetch: int | None
+    ) -> None:
         self.log = log
         options = [f"--broker-option=global_keyprefix={v}" for v in broker.options.values()]
         self.command = [
@@ -152,6 +161,7 @@ class Worker:
             "--without-mingle",
             "--without-gossip",
             "--without-heartbeat",
+            *([f"--prefetch-multiplier={prefetch}"] if prefetch else []),
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -262,8 +272,15 @@ class Bench:
         return latencies
 
 
-def measure(mode: Mode, broker_url: str) -> tuple[list[Row], dict[str, str]]:
+def measure(
+    mode: Mode,
+    broker_url: str,
+    profile: Path | None = None,
+    prefetches: Sequence[int | None] = (None,),
+) -> tuple[list[Row], dict[str, str]]:
     from pausepoint.celery import make_celery_app
+
+    from .spy import hot_functions, sampled
 
     rows = []
     broker = Broker(broker_url)
@@ -280,21 +297,29 @@ def measure(mode: Mode, broker_url: str) -> tuple[list[Row], dict[str, str]]:
             bench = Bench(app, store_url, schema)
             info = {"postgres": bench.conn.execute("SHOW server_version").fetchone()[0]}
             try:
-                for processes in mode.processes:
-                    with Worker(broker, store_url, processes, logs / f"w{processes}.log") as w:
+                for processes, prefetch in itertools.product(mode.processes, prefetches):
+                    log = logs / f"w{processes}-{prefetch}.log"
+                    with Worker(broker, store_url, processes, log, prefetch) as w:
                         # warm every pool process up: imports, store connection pool
                         bench.burst(mode.warmup * processes, w)
                         # the burst with the median throughput of `repeats` (a shared
                         # machine's noise comes and goes)
-                        bursts = sorted(
-                            (bench.burst(mode.burst, w) for _ in range(mode.repeats)),
-                            key=lambda outcome: outcome[0],
-                        )
+                        out = profile / f"worker-{processes}-{prefetch}.txt" if profile else None
+                        assert w.process is not None
+                        with sampled(w.process.pid, out, subprocesses=True):
+                            bursts = sorted(
+                                (bench.burst(mode.burst, w) for _ in range(mode.repeats)),
+                                key=lambda outcome: outcome[0],
+                            )
+                        if out is not None and out.exists():
+                            hot = hot_functions(out, top=25)
+                            print(f"py-spy, {processes} process(es): " + "\n".join(hot))
                         per_second, burst = bursts[len(bursts) // 2]
                         single = bench.one_at_a_time(mode.single, w)
                     rows.append(
                         Row(
                             processes,
+                            prefetch,
                             per_second,
                             statistics.median(burst) * 1000,
                             percentile(burst, 0.99) * 1000,
@@ -316,13 +341,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.celery_bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small batches (CI smoke)")
     parser.add_argument("--broker", default=REDIS_URL, help="redis://... or amqp://...")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        action="append",
+        metavar="N",
+        help="measure only N worker processes (repeatable); 1, 2 and 4 by default",
+    )
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        action="append",
+        metavar="N",
+        help="run the workers with --prefetch-multiplier=N (repeatable: each is measured)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the workers with py-spy during the bursts (figures then skewed)",
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
+    if args.processes:
+        mode = dataclasses.replace(mode, processes=tuple(args.processes))
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     import celery
     import pausepoint
 
-    rows, info = measure(mode, args.broker)
+    rows, info = measure(mode, args.broker, args.profile, args.prefetch or (None,))
     broker_kind = "RabbitMQ" if args.broker.startswith("amqp") else "Redis"
     print(
         f"Celery resumes ({mode.name}: median of {mode.repeats} bursts of {mode.burst}, "
@@ -336,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     header = (
         "processes",
+        "prefetch",
         "burst resumes/s",
         "burst p50 ms",
         "burst p99 ms",
@@ -349,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for row in rows:
         cells = (
             str(row.processes),
+            "app's" if row.prefetch is None else str(row.prefetch),
             f"{row.per_second:,.0f}",
             f"{row.burst_p50:,.0f}",
             f"{row.burst_p99:,.0f}",

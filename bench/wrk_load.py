@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
 import json
 import os
 import shutil
@@ -53,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +60,7 @@ from urllib.parse import quote
 from . import servers
 from .load import HOST, TOKEN, check, precreate, serving, versions
 from .servers import POSTGRES, SQLITE, Places
+from .spy import hot_functions, sampled
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "wrk.lua"
@@ -203,78 +202,6 @@ def inbox_pages(base: str, count: int) -> list[str]:
             if cursor is None:
                 break
     return paths
-
-
-# -- profiling ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def sampled(pid: int, out: Path | None) -> Iterator[None]:
-    """Sample process ``pid`` with py-spy while the block runs, into ``out`` (collapsed stacks)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if out is None:
-        yield
-        return
-    if not Path(spy).exists():
-        raise RuntimeError("--profile needs py-spy: pip install py-spy")
-    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
-    sampler = subprocess.Popen(
-        [*command, "--rate", "250", "--nonblocking"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)  # let it attach
-    try:
-        yield
-    finally:
-        sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        try:
-            sampler.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            sampler.kill()
-            sampler.wait()
-
-
-def hot_functions(collapsed: Path, top: int = 15) -> list[str]:
-    """The functions with most samples in a py-spy collapsed-stacks file.
-
-    First by inclusive share, counting only pausepoint's and installed packages'
-    functions (the standard library's event loop and threads hold every stack),
-    then by self share, counting every function.
-    """
-    inclusive: collections.Counter[str] = collections.Counter()
-    own: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        total += count
-        frames = stack.split(";")
-        for frame in {_short(f) for f in frames if _is_package(f)}:
-            inclusive[frame] += count
-        own[_short(frames[-1])] += count
-    if not total:
-        return ["no samples"]
-    lines = [f"{total:,} samples; inclusive share (pausepoint and packages), then self share"]
-    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
-    lines.append("  --")
-    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
-    return lines
-
-
-def _is_package(frame: str) -> bool:
-    """Whether a frame is pausepoint's or an installed package's (py-spy names files from
-    their import root: ``asyncio/events.py``, ``pausepoint/runs.py``)."""
-    top = frame.partition(" (")[2].split("/")[0].split(":")[0].removesuffix(".py")
-    return not (top in sys.stdlib_module_names or top.startswith("<") or top == "bench")
-
-
-def _short(frame: str) -> str:
-    """``fn (path/to/module.py:12)`` as ``fn (module.py)``: lines vary, functions add up."""
-    name, _, where = frame.partition(" (")
-    return f"{name} ({Path(where.rstrip(')').rpartition(':')[0]).name})"
 
 
 # -- one store ---------------------------------------------------------------

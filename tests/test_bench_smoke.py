@@ -142,3 +142,16 @@ def test_quick_wrk_load_prints_every_phase() -> None:
             continue
         for phase in ("ceiling", "inbox", "inbox pages", "resume"):
             _row(out, store, phase, cells=6)
+
+
+def test_quick_fresh_resume_prints_every_contender() -> None:
+    """``python -m bench.fresh_resume --quick``: each fresh-process contender with its figures."""
+    out = _bench("-m", "bench.fresh_resume")
+    assert "a fresh process resumes one run (quick mode)" in out
+    for contender in (
+        "python -c pass",
+        "sqlite3 floor: update + commit",
+        "pausepoint Runs.resume, SQLite",
+        "pausepoint resume --json (CLI)",
+    ):
+        _row(out, "fresh", contender, cells=3)
