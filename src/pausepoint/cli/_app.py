@@ -76,6 +76,19 @@ ChartsOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON for scripts instead of tables and text.")
 ]
+LeaseOption = Annotated[
+    float,
+    typer.Option(
+        "--lease",
+        envvar="PAUSEPOINT_LEASE",
+        metavar="SECONDS",
+        min=0.1,
+        help="How long a run stays claimed once its process stops renewing it (a dead "
+        "process's run is taken over this long after its last renewal; a live one renews "
+        "from a thread every third of it, whatever its stages do). Give workers and "
+        "sweepers the same.",
+    ),
+]
 
 
 # -- error reporting ---------------------------------------------------------

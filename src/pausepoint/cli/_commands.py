@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +22,7 @@ from pausepoint.stores import PendingPage
 from ._app import (
     ChartsOption,
     JsonOption,
+    LeaseOption,
     StoreOption,
     app,
     check_chart_loaded,
@@ -257,12 +258,9 @@ def resume_command(
 ) -> None:
     """Answer a paused run, exactly once, and drive it on to its next pause or its end."""
     answer = parse_input(input)
-    registry = load_registry(charts)
 
-    async def work(runs: Runs) -> tuple[RunRecord, dict[str, Any]]:
-        current = await runs.get(run_id)
-        check_chart_loaded(current.chart, run_id, runs.charts)
-        record = await runs.resume(
+    def resume(runs: Runs) -> Awaitable[RunRecord]:
+        return runs.resume(
             run_id,
             answer,
             actor=actor,
@@ -270,9 +268,28 @@ def resume_command(
             stage_id=stage_id,
             idempotency_key=idempotency_key,
         )
+
+    drive_run(run_id, resume, f"Resuming {run_id}…", store, charts, as_json)
+
+
+def drive_run(
+    run_id: str,
+    action: Callable[[Runs], Awaitable[RunRecord]],
+    doing: str,
+    store: str,
+    charts: str | None,
+    as_json: bool,
+) -> None:
+    """Run ``action`` (a resume, fork or retry of ``run_id``) with its chart loaded; report it."""
+    registry = load_registry(charts)
+
+    async def work(runs: Runs) -> tuple[RunRecord, dict[str, Any]]:
+        current = await runs.get(run_id)
+        check_chart_loaded(current.chart, run_id, runs.charts)
+        record = await action(runs)
         return record, await _schemas(runs, record)
 
-    with spinner(f"Resuming {run_id}…"):
+    with spinner(doing):
         record, schemas = with_runs(store, registry, work)
     report(record, schemas, as_json, hint_flags(store, charts))
 
@@ -318,16 +335,7 @@ def sweep_command(
             "--every", metavar="SECONDS", min=0.01, help="Sweep again every SECONDS until Ctrl-C."
         ),
     ] = None,
-    lease: Annotated[
-        float,
-        typer.Option(
-            "--lease",
-            envvar="PAUSEPOINT_LEASE",
-            metavar="SECONDS",
-            min=0.1,
-            help="The lease of the runs this sweeper takes over (use the workers' lease).",
-        ),
-    ] = 30.0,
+    lease: LeaseOption = 30.0,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     as_json: JsonOption = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 import typer
@@ -16,13 +17,11 @@ from ._app import (
     JsonOption,
     StoreOption,
     app,
-    check_chart_loaded,
     guarded,
-    load_registry,
     print_json,
     with_runs,
 )
-from ._commands import _schemas, hint_flags, report, spinner
+from ._commands import drive_run
 
 RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="The run id.", show_default=False)]
 
@@ -102,17 +101,11 @@ def fork_command(
 ) -> None:
     """Start a new run from a step of a run's history; the stages before it never run again."""
     patch = _patch(assignments or [])
-    registry = load_registry(charts)
 
-    async def work(runs: Runs) -> tuple[RunRecord, dict[str, Any]]:
-        current = await runs.get(run_id)
-        check_chart_loaded(current.chart, run_id, runs.charts)
-        record = await runs.fork(run_id, at=at, state_patch=patch or None, actor=actor)
-        return record, await _schemas(runs, record)
+    def fork(runs: Runs) -> Awaitable[RunRecord]:
+        return runs.fork(run_id, at=at, state_patch=patch or None, actor=actor)
 
-    with spinner(f"Forking {run_id} at step {at}…"):
-        record, schemas = with_runs(store, registry, work)
-    report(record, schemas, as_json, hint_flags(store, charts))
+    drive_run(run_id, fork, f"Forking {run_id} at step {at}…", store, charts, as_json)
 
 
 @app.command("retry")
@@ -127,14 +120,8 @@ def retry_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run a failed run again from the stage that failed, on the state before it."""
-    registry = load_registry(charts)
 
-    async def work(runs: Runs) -> tuple[RunRecord, dict[str, Any]]:
-        current = await runs.get(run_id)
-        check_chart_loaded(current.chart, run_id, runs.charts)
-        record = await runs.retry(run_id, actor=actor)
-        return record, await _schemas(runs, record)
+    def retry(runs: Runs) -> Awaitable[RunRecord]:
+        return runs.retry(run_id, actor=actor)
 
-    with spinner(f"Retrying {run_id}…"):
-        record, schemas = with_runs(store, registry, work)
-    report(record, schemas, as_json, hint_flags(store, charts))
+    drive_run(run_id, retry, f"Retrying {run_id}…", store, charts, as_json)

@@ -13,6 +13,7 @@ from pausepoint._loading import DEFAULT_STORE
 
 from ._app import (
     ChartsOption,
+    LeaseOption,
     StoreOption,
     app,
     fail,
@@ -90,18 +91,7 @@ def worker_command(
             help="Seconds between two sweeps sent by beat.",
         ),
     ] = 10.0,
-    lease: Annotated[
-        float,
-        typer.Option(
-            "--lease",
-            envvar="PAUSEPOINT_LEASE",
-            metavar="SECONDS",
-            min=0.1,
-            help="How long a run stays claimed once its worker stops renewing it (a dead "
-            "worker's run is taken over this long after its last renewal; a live worker "
-            "renews from a thread every third of it, whatever its stages do).",
-        ),
-    ] = 30.0,
+    lease: LeaseOption = 30.0,
     result_backend: Annotated[
         str | None,
         typer.Option(
