@@ -29,7 +29,17 @@ from . import pp
 from .scenarios import REFUND_ANSWER, REFUND_INPUT
 from .servers import POSTGRES, REDIS, SQLITE, Places, down, places
 
-STORE_METHODS = ("create", "get", "replace", "append_audit", "audit", "list_pending")
+STORE_METHODS = (
+    "create",
+    "get",
+    "update",
+    "append_steps",
+    "journal",
+    "replace",
+    "append_audit",
+    "audit",
+    "list_pending",
+)
 
 
 class Clock:
@@ -87,7 +97,7 @@ def _instrument_drivers(backend: str, clock: Clock) -> Callable[[], None]:
         from pausepoint.stores import sqlite
 
         patch(sqlite.SQLiteStore, "_call", lambda f: clock.wrap("  in the worker thread", f))
-        patch(sqlite.SQLiteStore, "_drive", lambda f: clock.wrap("    one transaction", f))
+        patch(sqlite, "_drive", lambda f: clock.wrap("    one transaction", f))
         patch(sqlite, "_execute", lambda f: clock.wrap("      its statements", f))
     elif backend == POSTGRES:
         import psycopg
