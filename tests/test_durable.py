@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from pausepoint import FlowChart, PausableHandler, Runs, Scope, flow_chart, open_store
+from pausepoint import (
+    FlowChart,
+    PausableHandler,
+    RunExistsError,
+    Runs,
+    Scope,
+    flow_chart,
+    open_store,
+)
 from pausepoint.demo import chart as refund
 from stores.support import fresh_store_url
 
@@ -223,3 +231,23 @@ async def test_a_running_run_reads_as_of_its_last_finished_stage(url: str) -> No
     assert [node["id"] for node in live.snapshot["execution_tree"]] == ["first"]
     assert done.snapshot is not None
     assert done.snapshot["shared_state"] == {"n": 1, "first": "done", "second": "done"}
+
+
+@pytest.mark.parametrize("url", ["memory", "sqlite"], indirect=True)
+async def test_with_durability_pause_a_new_run_is_written_when_it_pauses(url: str) -> None:
+    """One write for a start; a taken run id is found then, and the first run is untouched."""
+    async with Runs(open_store(url), {"refund": refund}, durability="pause") as runs:
+        rec = await runs.start("refund", {"order_id": "ORD-1", "amount": 900}, run_id="r1")
+        assert rec.status == "paused"
+        assert [e.kind for e in rec.audit] == ["started", "paused"]
+        assert [e.seq for e in rec.audit] == [1, 2]
+        assert rec.audit == (await runs.get("r1")).audit
+        assert [s.kind for s in await runs.history("r1")] == ["paused"]
+        with pytest.raises(RunExistsError, match="durability='pause'"):
+            await runs.start("refund", {"order_id": "ORD-2", "amount": 900}, run_id="r1")
+        again = await runs.get("r1")
+        assert again.snapshot is not None
+        assert again.snapshot["shared_state"]["order_id"] == "ORD-1"
+        done = await runs.resume("r1", {"approved": True, "approver": "Kim"}, actor="kim")
+        assert done.status == "completed"
+        assert [s.kind for s in await runs.history("r1")] == ["paused", "resumed"]

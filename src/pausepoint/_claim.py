@@ -30,7 +30,7 @@ from typing import Any
 
 from ._stages import _redacted
 from .chart import FlowChart
-from .errors import ClaimLostError, PausepointError
+from .errors import ClaimLostError, PausepointError, RunExistsError
 from .stores.base import AuditEvent, JournalEntry, Store, StoredRun, Update
 
 __all__ = ["Claim", "LeaseKeeper", "cancel_of", "cancelled_event", "event", "redact"]
@@ -152,6 +152,9 @@ class Claim:
         lease_seconds: The lease.
         on_cancel: Called with a cancel request found on the record.
         on_lost: Called when the keeper finds the claim taken over.
+        unsaved: The audit events of a run not written yet (``durability="pause"``
+            writes a new run first when it pauses or ends): ``finish`` creates
+            it with them. Nobody else can see such a run, so nothing renews it.
     """
 
     def __init__(
@@ -162,8 +165,11 @@ class Claim:
         lease_seconds: float,
         on_cancel: Callable[[Mapping[str, Any]], object],
         on_lost: Callable[[], object],
+        unsaved: Sequence[AuditEvent] | None = None,
     ) -> None:
         assert record.lease_owner is not None
+        self.record = record
+        self.unsaved = unsaved
         self.store = store
         self.run_id = record.run_id
         self.owner: str = record.lease_owner
@@ -175,7 +181,8 @@ class Claim:
         self.lost = False
 
     async def __aenter__(self) -> Claim:
-        self._keeper.hold(self.run_id, self.owner, self._cancelled, self._taken_over)
+        if self.unsaved is None:
+            self._keeper.hold(self.run_id, self.owner, self._cancelled, self._taken_over)
         if self.cancel is not None:
             self._on_cancel(self.cancel)
         return self
@@ -218,6 +225,8 @@ class Claim:
             ClaimLostError: Another process holds the run now; nothing was written.
         """
         owner = self.owner
+        if self.unsaved is not None:
+            return await self._create(outcome)
 
         def decide(current: StoredRun) -> Update:
             if current.status != "running" or current.lease_owner != owner:
@@ -243,6 +252,31 @@ class Claim:
         except ClaimLostError as exc:
             self.log_lost(exc)
             raise
+
+    async def _create(self, outcome: Outcome) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+        """Write a run not written yet, as it ended: one transaction (see ``unsaved``)."""
+        assert self.unsaved is not None
+        changes, events, steps = outcome(None)
+        record = dataclasses.replace(
+            self.record,
+            updated_at=time.time(),
+            lease_owner=None,
+            lease_until=None,
+            **changes,
+        )
+        audit = tuple(
+            dataclasses.replace(e, seq=seq) for seq, e in enumerate([*self.unsaved, *events], 1)
+        )
+        try:
+            stored = await self.store.create(record, audit, steps)
+        except RunExistsError:
+            raise RunExistsError(
+                f"run id {self.run_id!r} is taken: this run's stages ran, but with "
+                "durability='pause' a new run is first written when it pauses or ends, and "
+                "its outcome was not kept; use a new run id",
+                run_id=self.run_id,
+            ) from None
+        return stored, audit
 
     def log_lost(self, exc: PausepointError) -> None:
         """Say, once per claim, why this process stops working on the run."""

@@ -201,13 +201,22 @@ class RunDriver:
     # -- driving an executor ------------------------------------------------------
 
     async def drive(
-        self, record: StoredRun, flow: FlowChart, step: Proceed, tracker: Tracker
+        self,
+        record: StoredRun,
+        flow: FlowChart,
+        step: Proceed,
+        tracker: Tracker,
+        *,
+        unsaved: Sequence[AuditEvent] | None = None,
     ) -> RunRecord:
         """Run ``step`` on a fresh executor, holding ``record``'s claim, and record how it ended.
 
         A cancel request found on the record while it runs (see ``Runs.cancel``)
         stops the executor before its next stage; so does finding the claim
         taken over, after which nothing more is written.
+
+        ``unsaved``: ``record`` is not written yet; its outcome creates it, with
+        these audit events first (see :class:`~pausepoint._claim.Claim`).
 
         Raises:
             ClaimLostError: Another process took the run over; it finishes it.
@@ -236,6 +245,7 @@ class RunDriver:
                 request.get("reason"), actor=request.get("actor")
             ),
             on_lost=lambda: executor.cancel("another process took the run over"),
+            unsaved=unsaved,
         )
         async with claim:
             try:

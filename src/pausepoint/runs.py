@@ -159,8 +159,11 @@ class Runs:
             refused with ``ChartChangedError``.
         durability: ``"stage"`` (default): one journal write per finished stage,
             so a crash repeats only the stage in flight. ``"pause"``: write only
-            when the run pauses or ends (one write per start or resume fewer
-            per stage), and a crash repeats every stage since the run was claimed.
+            when the run pauses or ends: a start is one write, a resume two
+            (the claim, the outcome). A crash then repeats every stage since the
+            claim, and a new run is not in the store before it first pauses or
+            ends: a crash before that loses it, and a taken ``run_id`` is found
+            only then (``RunExistsError``, the stages having run).
     """
 
     def __init__(
@@ -288,28 +291,29 @@ class Runs:
         seed = json_copy(validate_run_input(flow, input), "input")
         run_id = run_id or os.urandom(16).hex()
         now = time.time()
-        record = await self.store.create(
-            StoredRun(
-                run_id=run_id,
-                chart=chart,
-                fingerprint=flow.fingerprint,
-                status="running",
-                created_at=now,
-                updated_at=now,
-                lease_owner=self._driver.token(),
-                lease_until=now + self.lease_seconds,
-                meta=RunMeta(
-                    input=seed,
-                    structure=structure_of(flow.steps),
-                    redact=tuple(sorted(flow.redact)),
-                    whole=True,
-                ).to_json(),
-            ),
-            [event("started", actor, {"input": redact(seed, flow)})],
+        record = StoredRun(
+            run_id=run_id,
+            chart=chart,
+            fingerprint=flow.fingerprint,
+            status="running",
+            created_at=now,
+            updated_at=now,
+            lease_owner=self._driver.token(),
+            lease_until=now + self.lease_seconds,
+            meta=RunMeta(
+                input=seed,
+                structure=structure_of(flow.steps),
+                redact=tuple(sorted(flow.redact)),
+                whole=True,
+            ).to_json(),
         )
-        return await self._driver.drive(
-            record, flow, lambda ex: ex.run(seed, run_id=run_id), Tracker(dict(seed), [])
-        )
+        started = [event("started", actor, {"input": redact(seed, flow)})]
+        proceed: Proceed = lambda ex: ex.run(seed, run_id=run_id)  # noqa: E731
+        tracker = Tracker(dict(seed), [])
+        if self.durability == "pause":  # written first when it pauses or ends
+            return await self._driver.drive(record, flow, proceed, tracker, unsaved=started)
+        record = await self.store.create(record, started)
+        return await self._driver.drive(record, flow, proceed, tracker)
 
     # -- resuming -----------------------------------------------------------
 
