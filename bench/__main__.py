@@ -712,18 +712,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="CI smoke mode: tiny batches, a few seconds"
     )
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the figures as JSON")
+    sections = ("s1", "s2", "s2p", "s3", "disk", "agent", "s4", "thread_hop", "imports")
+    parser.add_argument(
+        "--only",
+        metavar="SECTIONS",
+        help=f"comma-separated sections to run, of {', '.join(sections)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    chosen = sections if args.only is None else tuple(args.only.lower().split(","))
+    unknown = sorted(set(chosen) - set(sections))
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}")
 
     bench = Bench(QUICK if args.quick else FULL)
-    bench.s1()
-    bench.s2()
-    bench.s2p()
-    bench.s3()
-    bench.disk()
-    bench.agent()
-    bench.s4()
-    bench.thread_hop()
-    bench.imports()
+    for section in sections:
+        if section in chosen:
+            getattr(bench, section)()
     info = machine()
     print(table(bench, info))
     if args.json is not None:
