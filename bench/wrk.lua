@@ -20,10 +20,11 @@ local paths_path = os.getenv("WRK_PATHS")
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'WRK_JSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, '
-      .. '"status": %d, "timeout": %d, "mean_us": %.1f, "p50_us": %d, "p99_us": %d, '
-      .. '"max_us": %d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, '
+      .. '"write": %d, "status": %d, "timeout": %d, "mean_us": %.1f, "p50_us": %d, '
+      .. '"p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout,
     latency.mean, latency:percentile(50), latency:percentile(99), latency.max
   ))
 end

@@ -8,8 +8,8 @@ a fresh PostgreSQL schema; see :mod:`bench.servers`):
 
 1. ``runs`` refund runs are started through ``Runs`` to their pause (no HTTP);
 2. ``create_app(runs, tokens=...)`` is served by one uvicorn process
-   (``python -m bench.load --serve URL --port N``: asyncio loop, h11, no access
-   log) on ``127.0.0.1``;
+   (``python -m bench.load --serve URL --port N``: no access log; uvloop and
+   httptools when installed, else the asyncio loop and h11) on ``127.0.0.1``;
 3. wrk, ``connections`` keep-alive connections over ``threads`` threads, runs
    after a short warm-up:
 
@@ -53,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -115,6 +116,7 @@ class Phase:
     name: str
     requests: int = 0
     seconds: float = 0.0
+    response_bytes: float = 0.0
     errors: int = 0
     mean_ms: float = 0.0
     p50_ms: float = 0.0
@@ -179,6 +181,7 @@ def run_wrk(
         name,
         requests=report["requests"],
         seconds=report["duration_us"] / 1e6,
+        response_bytes=report["bytes"] / report["requests"] if report["requests"] else 0.0,
         errors=sum(report[k] for k in kinds),
         mean_ms=report["mean_us"] / 1e3,
         p50_ms=report["p50_us"] / 1e3,
@@ -294,6 +297,12 @@ def _progress(what: str) -> None:
     print(f"  {what} ...", file=sys.stderr, flush=True)
 
 
+def _uvicorn_flavour() -> str:
+    """The loop and HTTP parser uvicorn picks ("auto") in the server, whose imports are ours."""
+    loop = "uvloop" if find_spec("uvloop") else "asyncio loop"
+    return f"{loop}, {'httptools' if find_spec('httptools') else 'h11'}"
+
+
 def _wrk_version(wrk: str | None) -> str:
     if wrk is None:
         return "wrk not installed"
@@ -311,13 +320,14 @@ def table(sizes: Sizes, results: Sequence[StoreResult], took: float) -> str:
         f"  OS         {info['os']}",
         f"  Python     {info['python']} (built {info['python_build']})",
         f"  versions   {versions()}; {_wrk_version(shutil.which('wrk'))}",
-        f"  server     uvicorn, 1 process (asyncio loop, h11), on {HOST}; create_app over Runs",
+        f"  server     uvicorn, 1 process ({_uvicorn_flavour()}), on {HOST}; create_app over Runs",
         f"  load       wrk, {sizes.connections} keep-alive connections over "
         f"{sizes.threads} threads, on the same machine",
         f"  runs       {sizes.runs:,} refund runs paused per store beforehand",
         "",
     ]
-    header = ["wrk", "request", "requests", "req/s", "avg ms", "p50 ms", "p99 ms", "max ms"]
+    header = ["wrk", "request", "requests", "KB each", "req/s", "avg ms", "p50 ms", "p99 ms"]
+    header += ["max ms"]
     rows = [[*header, "of ceiling", "errors", "note"]]
     for result in results:
         if result.note is not None and not result.phases:
@@ -330,6 +340,7 @@ def table(sizes: Sizes, results: Sequence[StoreResult], took: float) -> str:
                     result.label,
                     phase.name,
                     f"{phase.requests:,}",
+                    f"{phase.response_bytes / 1e3:.1f}",
                     f"{phase.rate:,.0f}",
                     f"{phase.mean_ms:.1f}",
                     f"{phase.p50_ms:.1f}",
