@@ -223,9 +223,14 @@ class Counted:
             self.parts[part] += count
             self.written += count
 
-    async def create(self, run: StoredRun, events: Sequence[AuditEvent]) -> StoredRun:
-        self._count(run, events)
-        return await self._store.create(run, events)  # type: ignore[no-any-return]
+    async def create(
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+    ) -> StoredRun:
+        self._count(run, events, steps)
+        return await self._store.create(run, events, steps)  # type: ignore[no-any-return]
 
     async def replace(
         self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
