@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import operator
 import platform
@@ -196,8 +197,10 @@ class Counted:
     """A store wrapper that adds up the bytes of every record, audit event and journal entry written.
 
     Each write method of the ``Store`` protocol is counted as its caller hands
-    it over: a record whole (the relational stores rewrite the row), events and
-    entries as their JSON documents. Reads and lease renewals pass through.
+    it over: a record whole (the relational stores rewrite the row), but for a
+    checkpoint or snapshot an update keeps as it read it (the SQL stores do not
+    write those columns again), events and entries as their JSON documents.
+    Reads and lease renewals pass through.
     """
 
     def __init__(self, store: Any) -> None:
@@ -246,7 +249,15 @@ class Counted:
         def counted(current: StoredRun) -> Update | None:
             change = decide(current)
             if change is not None:
-                self._count(change.run, change.events, change.steps)
+                run = change.run
+                if not light:  # what the SQL stores leave unwritten: the values kept as read
+                    kept = {
+                        name: None
+                        for name in ("checkpoint", "snapshot")
+                        if getattr(run, name) is getattr(current, name)
+                    }
+                    run = dataclasses.replace(run, **kept)
+                self._count(run, change.events, change.steps)
             return change
 
         return await self._store.update(  # type: ignore[no-any-return]

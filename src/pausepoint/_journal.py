@@ -12,6 +12,11 @@ once, not the whole state after every stage. Its ``data``:
     new items.
 ``del``
     State keys removed.
+``mv``
+    ``[[from, to], ...]``: a key removed whose list went onto the end of list
+    ``to`` (results gathered under one key, then merged into a conversation),
+    before the items ``ext`` adds: written once, not as both an extension and
+    a removal.
 ``tree``
     ``[i, nodes]``: the execution tree from top-level position ``i`` on is now
     ``nodes`` (earlier nodes did not change).
@@ -65,12 +70,44 @@ def diff(
     if grown:
         data["ext"] = grown
     removed = [key for key in old_state if key not in new_state]
+    if removed and grown:
+        moved = _moves(old_state, removed, grown)
+        if moved:
+            data["mv"] = moved
+            removed = [key for key in removed if key not in {m[0] for m in moved}]
+            for source, into in moved:
+                rest = grown[into][len(old_state[source]) :]
+                if rest:
+                    grown[into] = rest
+                else:
+                    del grown[into]
+            if not grown:
+                del data["ext"]
     if removed:
         data["del"] = removed
     start = _first_change(old_tree, new_tree)
     if start < len(new_tree) or start < len(old_tree):
         data["tree"] = [start, list(new_tree[start:])]
     return data
+
+
+def _moves(
+    old_state: Mapping[str, Any], removed: list[str], grown: dict[str, list[Any]]
+) -> list[list[str]]:
+    """The removed lists that are the start of what a grown list gained (one per list)."""
+    moves: list[list[str]] = []
+    for into, items in grown.items():
+        for key in removed:
+            old = old_state[key]
+            if (
+                type(old) is list
+                and 0 < len(old) <= len(items)
+                and items[: len(old)] == old
+                and all(key != m[0] for m in moves)
+            ):
+                moves.append([key, into])
+                break
+    return moves
 
 
 def _first_change(old: Sequence[TreeNode], new: Sequence[TreeNode]) -> int:
@@ -94,6 +131,8 @@ def replay(state: dict[str, Any], tree: list[TreeNode], entries: Sequence[Journa
     for entry in entries:
         data = entry.data
         state.update(data.get("set", {}))
+        for source, into in data.get("mv", ()):
+            state[into] = [*state.get(into, []), *state.pop(source)]
         for key, items in data.get("ext", {}).items():
             state[key] = [*state.get(key, []), *items]
         for key in data.get("del", ()):

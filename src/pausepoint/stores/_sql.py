@@ -291,13 +291,23 @@ class SqlPlans:
         result = current
         if change is not None:
             run, events, steps = change.run, change.events, change.steps
-            assignments = ", ".join(f"{c} = %s" for c in _WRITTEN_COLUMNS[1:])
+            # A big value the decider kept as it read it (a claim keeps the checkpoint) is
+            # not written again. (With ``light`` the decider sets both itself.)
+            kept = set() if light else _kept(current, run)
+            written = [
+                (column, value)
+                for column, value in zip(
+                    _WRITTEN_COLUMNS[1:], self._run_row(run, current.version + 1)[1:], strict=True
+                )
+                if column not in kept
+            ]
+            assignments = ", ".join(f"{column} = %s" for column, _ in written)
             sql = (
                 f"UPDATE {{runs}} SET {assignments}, audit_seq = audit_seq + %s, "
                 "step_count = step_count + %s WHERE run_id = %s RETURNING audit_seq, step_count"
             )
-            row = self._run_row(run, current.version + 1)
-            (seq, count), *_ = yield self._query(sql, (*row[1:], len(events), len(steps), run_id))
+            values = [value for _, value in written]
+            (seq, count), *_ = yield self._query(sql, (*values, len(events), len(steps), run_id))
             if indexed_pauses(current):
                 yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
             yield from self._insert_pending(run)
@@ -454,6 +464,15 @@ class SqlPlans:
         )
         rows = yield self._query(sql, (now, limit))
         return tuple(self._run_from_row(row) for row in rows)
+
+
+def _kept(current: StoredRun, run: StoredRun) -> set[str]:
+    """The big columns ``run`` holds as the very objects read in ``current``: unchanged."""
+    return {
+        name
+        for name in ("checkpoint", "snapshot")
+        if getattr(run, name) is getattr(current, name) and getattr(run, name) is not None
+    }
 
 
 def _marks(count: int) -> str:
