@@ -49,7 +49,7 @@ def test_gathered_results_merged_into_a_list_are_written_once(
     base: dict[str, Any], conversation: list[Any], gathered: list[Any], reply: list[Any]
 ) -> None:
     """``results`` appended to ``messages`` (and more after them), then removed: one move."""
-    old = {**base, "messages": conversation + [0], "results": gathered}
+    old = {**base, "messages": [*conversation, 0], "results": gathered}
     new = {k: v for k, v in old.items() if k != "results"}
     new["messages"] = [*old["messages"], *gathered, *reply]
     data = diff(old, new, [], [])
