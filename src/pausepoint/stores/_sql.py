@@ -70,14 +70,11 @@ class Query:
         sql: The statement, with the backend's placeholders.
         params: Its parameters; with ``many``, a sequence of parameter tuples.
         many: Execute once per parameter tuple (``executemany``); yields no rows.
-        blind: The plan does not read its rows (none come back for it), so a
-            driver may send it along with the next statements without waiting.
     """
 
     sql: str
     params: Sequence[Any] = ()
     many: bool = False
-    blind: bool = False
 
 
 Plan = Generator[Query, Rows, T]
@@ -147,10 +144,8 @@ class SqlPlans:
         """Fill a statement template's ``{table}`` names and ``%s`` placeholders."""
         return template.format(**self._tables).replace("%s", self._placeholder)
 
-    def _query(
-        self, template: str, params: Sequence[Any] = (), *, many: bool = False, blind: bool = False
-    ) -> Query:
-        return Query(self.sql(template), params, many, blind or many)
+    def _query(self, template: str, params: Sequence[Any] = (), *, many: bool = False) -> Query:
+        return Query(self.sql(template), params, many)
 
     # -- codec -----------------------------------------------------------------
 
@@ -264,7 +259,7 @@ class SqlPlans:
             if not found:
                 raise run_not_found(run.run_id)
             raise version_conflict(run.run_id, expected_version, found[0][0])
-        yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run.run_id,), blind=True)
+        yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run.run_id,))
         yield from self._insert_pending(run)
         yield from self._insert_audit(run.run_id, events, updated[0][0] - len(events) + 1)
         return dataclasses.replace(run, version=expected_version + 1)
@@ -314,7 +309,7 @@ class SqlPlans:
             values = [value for _, value in written]
             (seq, count), *_ = yield self._query(sql, (*values, len(events), len(steps), run_id))
             if indexed_pauses(current):
-                yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,), blind=True)
+                yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
             yield from self._insert_pending(run)
             yield from self._insert_audit(run_id, events, seq - len(events) + 1)
             yield from self._insert_steps(run_id, steps, count - len(steps))

@@ -220,10 +220,8 @@ class PostgresStore(PlannedStore):
         async with self._connection() as conn:
             if not write:
                 return await _drive(conn, plan)
-            # Pipeline mode: statements whose rows the plan does not read go out with
-            # the next ones, so a write is a few round trips, not one per statement.
-            async with conn.pipeline(), conn.transaction():
-                return await _drive(conn, plan, pipelined=True)
+            async with conn.transaction():
+                return await _drive(conn, plan)
 
     def renewer(self) -> LeaseRenewer:
         """Return a lease renewer with a connection of its own (see ``Store.renewer``)."""
@@ -274,25 +272,18 @@ def _drive_blocking(conn: psycopg.Connection[TupleRow], plan: Plan[T]) -> T:
         return done.value  # type: ignore[no-any-return]  # a plan's return value, typed by Plan[T]
 
 
-async def _drive(conn: Connection, plan: Plan[T], *, pipelined: bool = False) -> T:
-    """Run a plan's queries on ``conn`` and return the plan's result.
-
-    With ``pipelined`` (``conn`` in pipeline mode), a blind query is sent and
-    not waited for: its outcome (an error, say) arrives with the next query's.
-    """
+async def _drive(conn: Connection, plan: Plan[T]) -> T:
+    """Run a plan's queries on ``conn`` and return the plan's result."""
     try:
         query: Query = next(plan)
         while True:
             async with conn.cursor() as cursor:
-                rows: Rows = []
                 if query.many:
                     await cursor.executemany(query.sql, query.params)
+                    rows: Rows = []
                 else:
                     await cursor.execute(query.sql, query.params)
-                    if pipelined:  # results arrive when asked for; a non-blind query has rows
-                        rows = [] if query.blind else await cursor.fetchall()
-                    elif cursor.description:
-                        rows = await cursor.fetchall()
+                    rows = await cursor.fetchall() if cursor.description else []
             query = plan.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]  # a plan's return value, typed by Plan[T]
