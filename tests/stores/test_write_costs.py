@@ -88,8 +88,7 @@ async def test_transactions_per_start_and_resume(
     before += opening + 1 + 1
     async with Runs(open_store(database), {"refund": chart}, durability=durability) as runs:
         started = [
-            await runs.start("refund", {"order_id": f"ORD-{i}", "amount": 900})
-            for i in range(RUNS)
+            await runs.start("refund", {"order_id": f"ORD-{i}", "amount": 900}) for i in range(RUNS)
         ]
     assert {rec.status for rec in started} == {"paused"}
     after_starts = transactions(database)
