@@ -151,7 +151,7 @@ def test_errors_keep_their_type_and_facts_across_processes() -> None:
 
 
 def test_sweep_task_reports_what_it_did(local_app: Any) -> None:
-    assert local_app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": []}
+    assert local_app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": [], "purged": 0}
 
 
 async def test_dispatcher_precheck_refuses_like_runs_resume_and_sends_nothing(

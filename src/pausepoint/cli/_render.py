@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from pausepoint.runs import RunRecord
+from pausepoint.runs import RunList, RunRecord
 from pausepoint.stores import AuditEvent, PauseEntry, PendingPage
 
 STATUS_STYLES = {
@@ -57,6 +57,7 @@ def pause_json(pause: PauseEntry) -> dict[str, Any]:
         "data": pause.data,
         "created_at": pause.created_at,
         "deadline": pause.deadline,
+        "key": pause.key,
     }
 
 
@@ -86,6 +87,26 @@ def page_json(page: PendingPage) -> dict[str, Any]:
                 "chart": item.chart,
                 "pause": pause_json(item.pause),
                 "run_created_at": item.run_created_at,
+            }
+            for item in page.items
+        ],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def run_list_json(page: RunList) -> dict[str, Any]:
+    """A page of runs as ``{"items": [...], "next_cursor": ...}``, as the HTTP API returns it."""
+    return {
+        "items": [
+            {
+                "run_id": item.run_id,
+                "chart": item.chart,
+                "status": item.status,
+                "stage": item.stage,
+                "pauses": [pause_json(p) for p in item.pauses],
+                "error": item.error,
+                "created_at": item.created_at,
+                "updated_at": item.updated_at,
             }
             for item in page.items
         ],
@@ -139,6 +160,11 @@ def timestamp(at: float) -> str:
 def status_text(status: str) -> Text:
     """The run's status, coloured."""
     return Text(status, style=STATUS_STYLES.get(status, "bold"))
+
+
+def _first_line(text: str, limit: int) -> str:
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _compact(value: Any, limit: int | None = None) -> str:
@@ -256,6 +282,34 @@ def inbox_table(page: PendingPage, now: float) -> Table:
             question_of(item.pause.data),
             duration(now - item.pause.created_at),
             deadline_text(item.pause.deadline, now),
+        )
+    return table
+
+
+def runs_table(page: RunList, now: float, title: str) -> Table:
+    """Runs as a table: run, chart, status, stage, last change, error."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    widest = max((len(item.run_id) for item in page.items), default=3)
+    table.add_column("run", no_wrap=True, min_width=widest, style="bold")
+    table.add_column("chart", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column("stage", overflow="fold")
+    table.add_column("changed", overflow="fold", justify="right")
+    table.add_column("error", overflow="fold", min_width=12, ratio=1)
+    for item in page.items:
+        table.add_row(
+            item.run_id,
+            item.chart,
+            status_text(item.status),
+            item.stage or "",
+            f"{duration(now - item.updated_at)} ago",
+            _first_line(item.error or "", 120),
         )
     return table
 
