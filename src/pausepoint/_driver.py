@@ -95,6 +95,8 @@ class RunDriver:
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.keeper = LeaseKeeper(store, lease_seconds)
         self._claims = itertools.count(1)
+        self.after_pause: Callable[[RunRecord], Awaitable[RunRecord]] | None = None
+        """Called with a run that paused under a business key; returns its latest record."""
 
     def token(self) -> str:
         """A new claim token: this process's owner name and a number of its own."""
@@ -262,6 +264,7 @@ class RunDriver:
                     "pauses": (),
                     "snapshot": dict(executor.get_snapshot()),
                     "error": str(exc),
+                    "stage": getattr(exc, "stage_id", None),
                 }
                 failed = event(
                     "failed", None, {"stage_id": getattr(exc, "stage_id", None), "error": str(exc)}
@@ -278,7 +281,10 @@ class RunDriver:
                 raise lost
             outcome = self._outcome(executor, flow, record, tracker, written, claim.owner)
             stored, audit = await claim.finish(outcome)
-        return self.record(stored, audit)
+        result = self.record(stored, audit)
+        if self.after_pause is not None and any(p.key is not None for p in stored.pauses):
+            return await self.after_pause(result)  # an answer may wait for it already
+        return result
 
     def _outcome(
         self,
@@ -326,6 +332,7 @@ class RunDriver:
                     "pauses": (),
                     "snapshot": dict(executor.get_snapshot()),
                     "error": None,
+                    "stage": None,
                 },
                 [event("completed", None, {})],
                 entries,
@@ -340,6 +347,7 @@ class RunDriver:
                 "pauses": pauses,
                 "snapshot": None,  # the checkpoint holds it all; see snapshot()
                 "error": None,
+                "stage": pauses[0].stage_id if pauses else None,
             },
             [
                 event(
@@ -365,6 +373,7 @@ class RunDriver:
             data=pause["data"],
             created_at=pause["paused_at"],
             deadline=None if timeout is None else pause["paused_at"] + timeout,
+            key=pause.get("key"),
         )
 
     # -- reporting ------------------------------------------------------------------

@@ -145,8 +145,15 @@ def pausable_stage(
     retry: Retry | None = None,
     retry_resume: bool = False,
     time_limit: float | timedelta | None = None,
+    key: Callable[[Any], str] | None = None,
 ) -> PausableStage:
     check_id(id)
+    if key is not None and not callable(key):
+        raise ChartError(
+            f"pausable stage {id!r}: key must be a function of the scope returning a str, "
+            f"e.g. key=lambda scope: f'order:{{scope.order_id}}'; got {key!r}",
+            stage_id=id,
+        )
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     if seconds is not None and seconds <= 0:
         raise ChartError(f"pausable stage {id!r}: timeout must be positive", stage_id=id)
@@ -178,6 +185,7 @@ def pausable_stage(
         retry=guard.retry,
         retry_resume=retry_resume,
         time_limit=guard.time_limit,
+        key=key,
     )
 
 

@@ -333,7 +333,7 @@ class StageRunner:
             scope = self._scope(env, path)
             data = await self._call(node.execute, node.execute_is_async, record, scope, "execute")
         else:
-            data, _ = await self._call_guarded(
+            data, scope = await self._call_guarded(
                 node.execute,
                 node.execute_is_async,
                 record,
@@ -359,6 +359,7 @@ class StageRunner:
                 stage_name=node.name,
                 phase="execute",
             ) from exc
+        key = self._business_key(node, scope, record, path) if node.key is not None else None
         pause_id = os.urandom(12).hex()
         now = time.time()
         record["status"] = "paused"
@@ -368,15 +369,49 @@ class StageRunner:
             "summary": summarize_pause(data, self._chart.redact),
             "seq": self._tick(),
         }
-        self._pauses.append(
-            {"pause_id": pause_id, "stage_id": path, "data": data, "paused_at": now}
-        )
+        pause: PendingPause = {
+            "pause_id": pause_id,
+            "stage_id": path,
+            "data": data,
+            "paused_at": now,
+        }
+        if key is not None:
+            pause["key"] = key
+        self._pauses.append(pause)
         paused: Frame = {"t": position, "stage_id": path, "pause_id": pause_id}
         if self._control.requested:
             self._control.requested = False
             paused["brk"] = True  # takes effect once resume has run
             record.pop("breaks_loop", None)
         return paused
+
+    @staticmethod
+    def _business_key(node: PausableStage, scope: Scope, record: TreeNode, path: str) -> str:
+        """The key a pause of ``node`` waits under, from the scope it paused with."""
+        assert node.key is not None
+        try:
+            key = node.key(scope)
+        except Exception as exc:
+            record["status"] = "failed"
+            record["error"] = f"key= raised {type(exc).__name__}: {exc}"
+            raise StageError(
+                f"stage {path!r} ({node.name}): its key= function raised "
+                f"{type(exc).__name__}: {exc}",
+                stage_id=path,
+                stage_name=node.name,
+                phase="execute",
+            ) from exc
+        if not isinstance(key, str) or not key:
+            record["status"] = "failed"
+            record["error"] = f"key= returned {key!r}"
+            raise StageError(
+                f"stage {path!r} ({node.name}): its key= function must return a non-empty "
+                f"str, got {key!r}",
+                stage_id=path,
+                stage_name=node.name,
+                phase="execute",
+            )
+        return key
 
     async def _resume_pausable(
         self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame, path: str

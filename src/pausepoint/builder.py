@@ -82,6 +82,7 @@ def flow_chart(
     retry: Retry | None = None,
     retry_resume: bool = False,
     time_limit: float | timedelta | None = None,
+    key: Callable[[Scope], str] | None = None,
 ) -> FlowChartBuilder:
     """Start a chart with its first stage.
 
@@ -97,6 +98,7 @@ def flow_chart(
         retry: Try the stage again when it fails (see :class:`~pausepoint.Retry`).
         retry_resume: For a pausable first stage: retry its ``resume`` too.
         time_limit: How long the stage may run, in seconds (see ``add_function``).
+        key: For a pausable first stage: its business key (see ``add_pausable_function``).
 
     Returns:
         A builder; chain ``add_*`` calls and finish with ``build()``.
@@ -118,7 +120,10 @@ def flow_chart(
             retry=retry,
             retry_resume=retry_resume,
             time_limit=time_limit,
+            key=key,
         )
+    if key is not None:
+        raise ChartError(f"stage {id!r}: key= is for pausable stages only", stage_id=id)
     return builder.add_function(
         name, fn_or_handler, id, description, retry=retry, time_limit=time_limit
     )
@@ -173,6 +178,7 @@ class FlowChartBuilder:
         retry: Retry | None = None,
         retry_resume: bool = False,
         time_limit: float | timedelta | None = None,
+        key: Callable[[Scope], str] | None = None,
     ) -> FlowChartBuilder:
         """Append a pausable stage.
 
@@ -194,6 +200,11 @@ class FlowChartBuilder:
                 applies a person's answer, and its side effects may not bear repeating.
             time_limit: How long ``execute`` and ``resume`` may each run
                 (see ``add_function``).
+            key: The business key a pause of this stage waits under, computed
+                from the scope when the stage pauses, e.g.
+                ``key=lambda scope: f"order:{scope.order_id}"``. Outside systems
+                then answer with ``Runs.resume_by_key`` or ``Runs.signal``,
+                knowing the key instead of the run id.
         """
         self._append(
             pausable_stage(
@@ -207,6 +218,7 @@ class FlowChartBuilder:
                 retry=retry,
                 retry_resume=retry_resume,
                 time_limit=time_limit,
+                key=key,
             )
         )
         return self
@@ -533,10 +545,12 @@ class BranchBuilder(Generic[NodeT]):
         retry: Retry | None = None,
         retry_resume: bool = False,
         time_limit: float | timedelta | None = None,
+        business_key: Callable[[Scope], str] | None = None,
     ) -> BranchBuilder[NodeT]:
         """Add a branch that is a pausable stage; ``key`` is also its stage id.
 
-        The keywords work as in ``FlowChartBuilder.add_pausable_function``.
+        The keywords work as in ``FlowChartBuilder.add_pausable_function``;
+        ``business_key`` is that method's ``key=`` (here ``key`` names the branch).
         """
         return self._add(
             pausable_stage(
@@ -550,6 +564,7 @@ class BranchBuilder(Generic[NodeT]):
                 retry=retry,
                 retry_resume=retry_resume,
                 time_limit=time_limit,
+                key=business_key,
             )
         )
 

@@ -27,10 +27,11 @@ The tasks, all JSON (serializer and accepted content), each returning
 ``pausepoint.resume(run_id, input, actor=None, pause_id=None, idempotency_key=None, stage_id=None)``
     :meth:`Runs.resume <pausepoint.runs.Runs.resume>`.
 ``pausepoint.sweep()``
-    :meth:`Runs.expire_due <pausepoint.runs.Runs.expire_due>`, then
-    :meth:`Runs.recover <pausepoint.runs.Runs.recover>`; celery beat sends it every
-    ``sweep_every`` seconds. Several sweepers at once are safe: both are
-    compare-and-set based.
+    :meth:`Runs.sweep <pausepoint.runs.Runs.sweep>`: deadlines, recovery and
+    retention (``CelerySettings.retention``), returning
+    ``{"expired": [...], "recovered": [...], "purged": n}``; celery beat sends it
+    every ``sweep_every`` seconds. Several sweepers at once are safe: every step
+    is compare-and-set based or one atomic batch of the store.
 
 What is guaranteed, and by whom:
 
@@ -76,6 +77,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         f"pausepoint.celery needs the {error.name!r} package: pip install 'pausepoint[celery]'"
     ) from error
 
+from pausepoint._lifecycle import parse_retention
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
 from pausepoint.chart import FlowChart
 from pausepoint.errors import (
@@ -87,7 +89,7 @@ from pausepoint.errors import (
     StoreUnavailableError,
 )
 from pausepoint.executor import validate_run_input
-from pausepoint.runs import RunRecord, Runs
+from pausepoint.runs import Retention, RunRecord, Runs
 from pausepoint.stores import open_store
 
 __all__ = [
@@ -144,6 +146,8 @@ class CelerySettings:
         signing_key: The checkpoint signing key, as given to ``Runs``.
         broker_options: Celery's ``broker_transport_options`` (e.g. Redis's
             ``visibility_timeout`` or ``global_keyprefix``).
+        retention: How long finished runs are kept, as ``Runs(retention=...)``;
+            applied by the sweep.
     """
 
     broker_url: str
@@ -157,12 +161,14 @@ class CelerySettings:
     retry_backoff_max: int = 60
     signing_key: str | None = None
     broker_options: Mapping[str, Any] = field(default_factory=dict)
+    retention: Retention | None = None
 
     def __post_init__(self) -> None:
         if not self.broker_url:
             raise ValueError(f"no broker URL: pass broker_url or set {BROKER_ENV}")
         if self.lease_seconds <= 0 or self.sweep_every <= 0:
             raise ValueError("lease_seconds and sweep_every must be positive")
+        parse_retention(self.retention)  # refuse a bad policy here, not in every worker
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CelerySettings:
@@ -312,7 +318,7 @@ def install_tasks(app: Celery, settings: CelerySettings) -> None:
         acks_late=False,
         ignore_result=True,
     )
-    def sweep(task: Any) -> dict[str, list[str]]:
+    def sweep(task: Any) -> dict[str, Any]:
         return engine.call(_sweep)
 
     app.conf.task_routes = {
@@ -392,12 +398,9 @@ async def _resume(
     return _result(record)
 
 
-async def _sweep(runs: Runs) -> dict[str, list[str]]:
-    expired = await runs.expire_due()
-    recovered = await runs.recover()
-    if expired or recovered:
-        log.info("sweep: expired %s; recovered %s", expired, recovered)
-    return {"expired": expired, "recovered": recovered}
+async def _sweep(runs: Runs) -> dict[str, Any]:
+    report = await runs.sweep()
+    return {"expired": report.expired, "recovered": report.recovered, "purged": report.purged}
 
 
 # -- one Runs and one event loop per worker process -----------------------------------
@@ -457,6 +460,7 @@ class _Engine:
                 self.charts(),
                 lease_seconds=settings.lease_seconds,
                 signing_key=settings.signing_key,
+                retention=settings.retention,
             )
         return local.runner, local.runs
 

@@ -230,7 +230,8 @@ class PausableStage:
     ``timeout`` is how long a *pause* may wait for its answer (applied by
     ``Runs.expire_due``); ``time_limit`` is how long ``execute`` or ``resume``
     may *run*. ``retry`` applies to ``execute``, and to ``resume`` as well when
-    ``retry_resume`` is set.
+    ``retry_resume`` is set. ``key``, given the stage's scope when it pauses,
+    returns the business key the pause waits under (``Runs.resume_by_key``).
     """
 
     id: str
@@ -246,6 +247,7 @@ class PausableStage:
     retry: Retry | None = None
     retry_resume: bool = False
     time_limit: float | None = None
+    key: Callable[[Any], str] | None = None
     kind: Literal["pausable"] = "pausable"
 
     def input_json_schema(self) -> dict[str, Any] | None:

@@ -57,12 +57,14 @@ class PendingPause(TypedDict):
         stage_id: Path of the paused stage (``payment/approve`` inside a subflow).
         data: What the stage's ``execute`` returned.
         paused_at: When it paused (UNIX seconds).
+        key: The business key it waits under, when its stage declares ``key=``.
     """
 
     pause_id: str
     stage_id: str
     data: Any
     paused_at: float
+    key: NotRequired[str]
 
 
 class Checkpoint(TypedDict):

@@ -30,7 +30,11 @@ says what went wrong, where, and what to do next::
     │   ├── RunExistsError            a run with that id already exists
     │   ├── RunAlreadyClaimedError    another resume holds the run
     │   ├── RunNotPausedError         the run is not waiting for anyone
+    │   ├── RunIsRunningError         the run is running: it cannot be deleted now
     │   └── StalePauseError           the answer is for a pause that is no longer current
+    ├── PurgeRefusedError             a purge without a filter, or of running runs
+    ├── NoWaiterError                 no pause waits under the business key
+    │   └── SignalBufferFullError     and the key's signal buffer is full
     └── StoreError                    the store failed
         ├── StoreUnavailableError     the store cannot be reached
         └── VersionConflictError      a compare-and-set lost against a concurrent writer
@@ -54,18 +58,22 @@ __all__ = [
     "ClaimLostError",
     "ExecutorUsageError",
     "LoopLimitError",
+    "NoWaiterError",
     "PausepointError",
+    "PurgeRefusedError",
     "ResumeInputError",
     "ResumeTargetError",
     "RunAlreadyClaimedError",
     "RunError",
     "RunExistsError",
     "RunInputError",
+    "RunIsRunningError",
     "RunNotFoundError",
     "RunNotPausedError",
     "RunOutputError",
     "RunStateError",
     "RunTimeoutError",
+    "SignalBufferFullError",
     "StageError",
     "StageTimeoutError",
     "StalePauseError",
@@ -380,6 +388,30 @@ class StepNotFoundError(RunError):
 
 class StalePauseError(RunError):
     """The answer names a pause that is no longer current (answered already, or replaced)."""
+
+
+class RunIsRunningError(RunError):
+    """The run is running (a process holds it); wait for it to pause or end, or cancel it."""
+
+
+class PurgeRefusedError(PausepointError, ValueError):
+    """A purge was refused before anything was erased: no filter, or running runs named."""
+
+
+class NoWaiterError(PausepointError):
+    """No pause waits under the business key (and the answer was not buffered).
+
+    Attributes:
+        key: The business key.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class SignalBufferFullError(NoWaiterError):
+    """No pause waits under the key, and its buffer holds as many answers as allowed."""
 
 
 class StoreError(PausepointError):

@@ -47,6 +47,7 @@ from ._claim import cancel_of, cancelled_event, event, redact
 from ._driver import Durability, Proceed, RunDriver, RunRecord
 from ._journal import Tracker
 from ._json import json_copy
+from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, parse_retention
 from ._meta import RecordedAnswer, RunMeta
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
@@ -78,7 +79,18 @@ from .stores.base import (
     Update,
 )
 
-__all__ = ["CompatibilityRule", "Durability", "RunRecord", "Runs", "Step", "unchanged_from_pause"]
+__all__ = [
+    "CompatibilityRule",
+    "Durability",
+    "Retention",
+    "RunList",
+    "RunRecord",
+    "RunSummary",
+    "Runs",
+    "Step",
+    "SweepReport",
+    "unchanged_from_pause",
+]
 
 log = logging.getLogger("pausepoint.runs")
 
@@ -145,7 +157,7 @@ class _NotStale(Exception):
     """The run was renewed, finished or taken over since it was listed as stale."""
 
 
-class Runs:
+class Runs(Lifecycle):
     """Durable runs of registered charts over one store.
 
     Args:
@@ -164,6 +176,9 @@ class Runs:
             claim, and a new run is not in the store before it first pauses or
             ends: a crash before that loses it, and a taken ``run_id`` is found
             only then (``RunExistsError``, the stages having run).
+        retention: How long finished runs are kept, applied by :meth:`sweep`:
+            ``{"completed": timedelta(days=30), ("refund", "failed"): timedelta(days=90)}``
+            (see :data:`~pausepoint.runs.Retention`). Without it runs are kept forever.
     """
 
     def __init__(
@@ -175,6 +190,7 @@ class Runs:
         lease_seconds: float = 30.0,
         compatibility: CompatibilityRule | None = None,
         durability: Durability = "stage",
+        retention: Retention | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -194,6 +210,8 @@ class Runs:
             durability=durability,
         )
         self._owner = self._driver.owner
+        self._driver.after_pause = self._deliver_buffered
+        self._retention = parse_retention(retention)
 
     async def __aenter__(self) -> Runs:
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,29 @@ def test_errors_keep_their_type_and_facts_across_processes() -> None:
     )
 
 
+def test_the_sweep_task_applies_the_settings_retention(sqlite_url: str, tmp_path: Path) -> None:
+    """retention= in the settings reaches the workers' Runs; a bad policy is refused at once."""
+    app = pp_celery.make_celery_app(
+        "memory://", sqlite_url, celery_charts.charts, retention={"paused": 0.01}
+    )
+    try:
+        started = app.tasks[pp_celery.START_TASK](
+            chart="approval", input={"side_log": str(tmp_path / "side.log")}
+        )
+        assert started["status"] == "paused"
+        time.sleep(0.05)
+        assert app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": [], "purged": 1}
+    finally:
+        pp_celery._on_process_shutdown()
+        app.close()
+    with pytest.raises(ValueError, match="'running' is not a status runs can be purged in"):
+        pp_celery.CelerySettings(
+            broker_url="memory://", store_url=sqlite_url, retention={"running": 1}
+        )
+
+
 def test_sweep_task_reports_what_it_did(local_app: Any) -> None:
-    assert local_app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": []}
+    assert local_app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": [], "purged": 0}
 
 
 async def test_dispatcher_precheck_refuses_like_runs_resume_and_sends_nothing(

@@ -62,7 +62,7 @@ def test_run_json_is_the_run_record(cli: Any) -> None:
     assert record["chart"] == "refund"
     assert record["status"] == "paused"
     assert record["pause"]["stage_id"] == "approve"
-    assert set(record["pause"]) == {"id", "stage_id", "data", "created_at", "deadline"}
+    assert set(record["pause"]) == {"id", "stage_id", "data", "created_at", "deadline", "key"}
     assert record["pauses"] == [record["pause"]]
     assert record["snapshot"]["shared_state"]["amount"] == 300
     assert [event["kind"] for event in record["audit"]] == ["started", "paused"]
@@ -303,7 +303,7 @@ def test_sweep_expires_an_overdue_pause(cli: Any, charts_module: str) -> None:
     time.sleep(0.1)
     outcome = cli("sweep", "--charts", charts_module, "--json")
     assert outcome.code == 0, outcome.stderr
-    assert outcome.json() == {"expired": [run_id], "recovered": []}
+    assert outcome.json() == {"expired": [run_id], "recovered": [], "purged": 0}
     assert cli("show", run_id, "--json").json()["status"] == "expired"
     assert "expired 0" in cli("sweep", "--charts", charts_module).stdout
 

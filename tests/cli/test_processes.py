@@ -85,7 +85,7 @@ def test_sweep_expires_a_timed_out_pause(pp: Any) -> None:
     time.sleep(0.1)
     swept = pp("sweep", "--charts", "pp_cli_charts", "--json")
     assert swept.code == 0, swept.stderr
-    assert swept.json() == {"expired": [run_id], "recovered": []}
+    assert swept.json() == {"expired": [run_id], "recovered": [], "purged": 0}
     record = pp("show", run_id, "--json").json()
     assert record["status"] == "expired"
     assert record["audit"][-1]["kind"] == "expired"
@@ -107,7 +107,9 @@ def test_sweep_every_stops_cleanly_on_ctrl_c(
         assert process.stdout is not None
         first = process.stdout.readline()
         second = process.stdout.readline()
-        assert json.loads(first) == json.loads(second) == {"expired": [], "recovered": []}
+        assert (
+            json.loads(first) == json.loads(second) == {"expired": [], "recovered": [], "purged": 0}
+        )
         process.send_signal(signal.SIGINT)
         _, errors = process.communicate(timeout=20)
     finally:

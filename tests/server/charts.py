@@ -56,4 +56,26 @@ parallel: FlowChart = (
 )
 """Two pauses at once: one with a schema (every field kind), one without."""
 
-CHARTS: dict[str, FlowChart] = {"parallel": parallel}
+
+class Paid(BaseModel):
+    paid: bool
+
+
+def _order_id(scope: Scope) -> Any:
+    return scope.get("order_id", "none")
+
+
+payment: FlowChart = (
+    flow_chart("Seed", _seed, "seed")
+    .add_pausable_function(
+        "AwaitPayment",
+        _ask("Paid?"),
+        "await-payment",
+        input_schema=Paid,
+        key=lambda scope: f"order:{_order_id(scope)}",
+    )
+    .build()
+)
+"""Waits under the business key ``order:<order_id>``."""
+
+CHARTS: dict[str, FlowChart] = {"parallel": parallel, "payment": payment}

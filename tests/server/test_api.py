@@ -134,15 +134,23 @@ async def test_malformed_requests_are_422_never_500(client: httpx.AsyncClient) -
         ),
         await client.post("/api/runs", json={"chart": "refund", "run_id": "a/b"}, headers=KIM),
         await client.get("/api/runs", params={"limit": 0}),
-        await client.get("/api/runs", params={"status": "completed"}),
-        await client.get("/api/runs", params={"cursor": "garbage"}),
+        await client.get("/api/runs", params={"status": "done"}),
+        await client.get("/api/runs", params={"cursor": ""}),
+        await client.get("/api/runs", params={"cursor": "not a cursor!"}),
     ]
     for response in cases:
         assert response.status_code == 422, response.text
         assert set(response.json()) >= {"error", "message"}
     assert cases[1].json()["details"][0]["loc"] == ["body", "chart"]
     assert cases[2].json()["error"] == "NotJSONError"
-    assert cases[6].json()["error"] == "InvalidCursorError"
+
+
+async def test_a_well_formed_cursor_no_page_has_is_404(client: httpx.AsyncClient) -> None:
+    """A cursor that fits the documented pattern but names no page: 404, never 422."""
+    for status in ("paused", "failed"):
+        response = await client.get("/api/runs", params={"status": status, "cursor": "garbage"})
+        assert response.status_code == 404, response.text
+        assert response.json()["error"] == "InvalidCursorError"
 
 
 async def test_second_resume_is_409_and_names_who_answered(client: httpx.AsyncClient) -> None:
@@ -266,7 +274,7 @@ async def test_inbox_filters_and_pages(client: httpx.AsyncClient) -> None:
 async def test_charts(client: httpx.AsyncClient) -> None:
     """Charts list their stages, each pausable stage's input JSON Schema, and Mermaid."""
     listed = (await client.get("/api/charts")).json()["items"]
-    assert {c["name"] for c in listed} == {"refund", "parallel"}
+    assert {c["name"] for c in listed} == {"refund", "parallel", "payment"}
     refund = (await client.get("/api/charts/refund")).json()
     assert [s["id"] for s in refund["stages"]] == ["receive", "approve", "process", "notify"]
     approve = refund["stages"][1]

@@ -14,7 +14,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
 from starlette.testclient import TestClient
 
 from pausepoint import Runs, open_store
@@ -28,7 +27,13 @@ WRITES = {
     ("post", "/api/runs/{run_id}/cancel"),
     ("post", "/api/runs/{run_id}/fork"),
     ("post", "/api/runs/{run_id}/retry"),
+    ("delete", "/api/runs/{run_id}"),
+    ("post", "/api/signals/{key}"),
 }
+
+
+def is_write(method: str, path: str) -> bool:
+    return (method, path) in WRITES or (method == "post" and path.startswith("/api/charts/"))
 
 
 async def openapi_of(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -53,7 +58,8 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
     """Every API route, typed request and response bodies, no HTML pages."""
     document = await openapi_of(client)
     paths = document["paths"]
-    assert set(paths) == {
+    stage_routes = {p for p in paths if p.startswith("/api/charts/") and p.endswith("/resume")}
+    assert set(paths) - stage_routes == {
         "/api/runs",
         "/api/runs/{run_id}",
         "/api/runs/{run_id}/resume",
@@ -61,18 +67,20 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
         "/api/runs/{run_id}/history",
         "/api/runs/{run_id}/fork",
         "/api/runs/{run_id}/retry",
+        "/api/signals/{key}",
         "/api/charts",
         "/api/charts/{name}",
     }
+    assert "/api/charts/refund/stages/approve/resume" in stage_routes
     ref = "#/components/schemas/"
     ok = {
         ("post", "/api/runs"): ("201", "Run"),
-        ("get", "/api/runs"): ("200", "InboxPage"),
         ("get", "/api/runs/{run_id}"): ("200", "Run"),
         ("post", "/api/runs/{run_id}/resume"): ("200", "Run"),
         ("post", "/api/runs/{run_id}/cancel"): ("200", "Run"),
         ("post", "/api/runs/{run_id}/fork"): ("201", "Run"),
         ("post", "/api/runs/{run_id}/retry"): ("200", "Run"),
+        ("post", "/api/signals/{key}"): ("200", "SignalResult"),
         ("get", "/api/charts"): ("200", "ChartList"),
         ("get", "/api/charts/{name}"): ("200", "Chart"),
     }
@@ -91,8 +99,16 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
     assert set(schemas["Run"]["required"]) >= {"run_id", "chart", "status", "pause", "audit"}
     assert schemas["Pause"]["properties"]["id"]["type"] == "string"
     assert "HTTPValidationError" not in schemas  # every 422 uses the common error body
-    params = {p["name"] for p in paths["/api/runs"]["get"]["parameters"]}
-    assert params == {"status", "chart", "stage", "limit", "cursor"}
+    listing = paths["/api/runs"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listing["schema"] == {
+        "anyOf": [{"$ref": ref + "InboxPage"}, {"$ref": ref + "RunPage"}],
+        "title": "Response List Runs Api Runs Get",
+    }
+    params = {p["name"]: p for p in paths["/api/runs"]["get"]["parameters"]}
+    assert set(params) == {"status", "chart", "stage", "older_than", "limit", "cursor"}
+    cursor = params["cursor"]["schema"]["anyOf"][0]
+    assert (cursor["minLength"], cursor["pattern"]) == (1, "^[A-Za-z0-9_-]+$")
+    assert set(params["status"]["schema"]["anyOf"][0]["enum"]) >= {"failed", "completed"}
     resume_params = paths["/api/runs/{run_id}/resume"]["post"]["parameters"]
     assert {"name": "Idempotency-Key", "in": "header"}.items() <= resume_params[1].items()
 
@@ -111,7 +127,7 @@ async def test_document_declares_errors_and_bearer_auth(client: httpx.AsyncClien
     error = {"$ref": "#/components/schemas/Error"}
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
-            write = (method, path) in WRITES
+            write = is_write(method, path)
             assert ("security" in operation) is write, (method, path)
             codes = {c for c in operation["responses"] if c.startswith(("4", "5"))}
             if write:
@@ -155,17 +171,23 @@ def _paused_run(chart: str) -> str:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_fuzzed_requests_never_get_a_server_error(case: Any) -> None:
-    """Generated requests, signed in, at real paused runs: never a 5xx; answers fit the document."""
+    """Generated requests, signed in, at real paused runs, every check: no 5xx, answers fit."""
     if case.path_parameters and "run_id" in case.path_parameters:
         chart = "parallel" if len(case.path_parameters["run_id"]) % 2 else "refund"
         case.path_parameters["run_id"] = _paused_run(chart)
+    body = case.body if isinstance(case.body, dict) else {}
+    stage_route = case.operation.path.startswith("/api/charts/")
+    if stage_route and isinstance(body.get("run_id"), str):
+        body["run_id"] = _paused_run(case.operation.path.split("/")[3])
     response = case.call(headers=KIM)
-    case.validate_response(
-        response,
-        checks=[
-            not_a_server_error,
-            schemathesis.checks.status_code_conformance,
-            schemathesis.checks.content_type_conformance,
-            schemathesis.checks.response_schema_conformance,
-        ],
-    )
+    excluded = []
+    if case.operation.path == "/api/runs/{run_id}/resume":
+        # The generic route takes any JSON and checks it against whichever stage the run
+        # is paused at (422 as designed); each stage's exact schema is its own route,
+        # POST /api/charts/{chart}/stages/{stage}/resume, fuzzed with every check.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
+    if stage_route:
+        # Answers are validated as Runs.resume validates them, by pydantic in lax mode:
+        # 0 passes for false and a timestamp for a date, though the schema says otherwise.
+        excluded.append(schemathesis.checks.negative_data_rejection)
+    case.validate_response(response, excluded_checks=excluded)

@@ -73,11 +73,11 @@ async def resume_old_runs(url: str) -> None:
 async def test_a_release_0_1_sqlite_file_migrates_and_resumes(sqlite_url: str) -> None:
     assert schema_version("sqlite", sqlite_url) == 1
     await resume_old_runs(sqlite_url)
-    assert schema_version("sqlite", sqlite_url) == 2
+    assert schema_version("sqlite", sqlite_url) == 3
 
 
 @pytest.mark.postgres
 async def test_a_release_0_1_postgres_schema_migrates_and_resumes(postgres_url: str) -> None:
     assert schema_version("postgres", postgres_url) == 1
     await resume_old_runs(postgres_url)
-    assert schema_version("postgres", postgres_url) == 2
+    assert schema_version("postgres", postgres_url) == 3

@@ -71,3 +71,34 @@ async def durable_round_trip() -> str:
         assert rec.pause is not None
         rec = await runs.resume(rec.run_id, {"approved": True}, actor="kim", pause_id=rec.pause.id)
         return f"{rec.status} {len(page.items)} {page.next_cursor}"
+
+
+async def lifecycle(run_id: str) -> tuple[int, int, str]:
+    from datetime import timedelta
+
+    from pausepoint import RunList, SweepReport
+
+    keyed = (
+        flow_chart("Receive", receive, "receive")
+        .add_pausable_function(
+            "AwaitPayment",
+            PausableHandler(execute=classify, resume=decide_refund),
+            "await-payment",
+            key=lambda scope: f"order:{scope.order_id}",
+        )
+        .build()
+    )
+    runs = Runs(
+        open_store("memory://"),
+        {"refund": chart, "payment": keyed},
+        retention={"completed": timedelta(days=30), ("refund", "failed"): timedelta(days=90)},
+    )
+    report: SweepReport = await runs.sweep()
+    page: RunList = await runs.list(status="failed", chart="refund", limit=50)
+    n = await runs.purge(status="completed", older_than=timedelta(days=30), dry_run=True)
+    await runs.delete(run_id, actor="kim")
+    rec = await runs.resume_by_key("order:ORD-7", {"paid": True}, actor="stripe")
+    recs = await runs.signal(
+        "order:ORD-7", {"paid": True}, actor="stripe", buffer=timedelta(minutes=10)
+    )
+    return n + report.purged + len(recs), len(page.items), rec.status

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
+from pausepoint._lifecycle import parse_retention
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, load_chart, load_charts
 from pausepoint.chart import FlowChart
 from pausepoint.errors import PausepointError
@@ -150,6 +151,60 @@ def parse_input(text: str | None, option: str = "--input") -> Any:
         ) from None
 
 
+LISTED_STATUSES = (
+    "paused",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "expired",
+    "all",
+)
+"""What ``ls --status`` accepts."""
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str, option: str) -> float:
+    """Read an age such as ``90s``, ``30m``, ``12h``, ``30d``, ``2w`` or plain seconds.
+
+    Raises:
+        CLIError: The text is not such an age.
+    """
+    value = text.strip().lower()
+    unit = _AGE_UNITS.get(value[-1:])
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise CLIError(
+            f"{option} {text!r} is not an age: write a number with s, m, h, d or w, e.g. 30d"
+        )
+    return seconds
+
+
+def parse_retention_options(options: list[str]) -> dict[str | tuple[str, str], float]:
+    """Read ``--retain [CHART:]STATUS=AGE`` options into a ``retention=`` mapping.
+
+    Raises:
+        CLIError: An option does not have that shape.
+    """
+    retention: dict[str | tuple[str, str], float] = {}
+    for option in options:
+        target, equals, age = option.partition("=")
+        if not equals or not target:
+            raise CLIError(f"--retain {option!r}: write [CHART:]STATUS=AGE, e.g. completed=30d")
+        chart, colon, status = target.rpartition(":")
+        retention[(chart, status) if colon else status] = parse_age(age, "--retain")
+    try:
+        parse_retention(retention)
+    except ValueError as exc:
+        raise CLIError(f"--retain: {exc}") from None
+    return retention
+
+
 def parse_object(text: str | None, option: str = "--input") -> dict[str, Any]:
     """Like :func:`parse_input`, for inputs that must be a JSON object (a run's input)."""
     value = parse_input(text, option)
@@ -215,14 +270,16 @@ def with_runs(
     store_url: str,
     charts: Mapping[str, FlowChart],
     work: Callable[[Runs], Awaitable[T]],
-    *,
-    lease_seconds: float = 30.0,
+    **options: Any,
 ) -> T:
-    """Open the store, run ``work`` on a ``Runs`` over it in a fresh event loop, close it."""
+    """Open the store, run ``work`` on a ``Runs`` over it in a fresh event loop, close it.
+
+    ``options`` go to ``Runs`` (e.g. ``retention``).
+    """
     store = open_store_or_fail(store_url)
 
     async def go() -> T:
-        async with Runs(store, charts, lease_seconds=lease_seconds) as runs:
+        async with Runs(store, charts, **options) as runs:
             return await work(runs)
 
     return asyncio.run(go())

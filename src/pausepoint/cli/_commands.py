@@ -16,11 +16,13 @@ import typer
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
 from pausepoint.errors import PausepointError
-from pausepoint.runs import RunRecord, Runs
+from pausepoint.runs import RunList, RunRecord, Runs, SweepReport
 from pausepoint.stores import PendingPage
 
 from ._app import (
+    LISTED_STATUSES,
     ChartsOption,
+    CLIError,
     JsonOption,
     LeaseOption,
     StoreOption,
@@ -30,13 +32,15 @@ from ._app import (
     guarded,
     load_registry,
     open_store_or_fail,
+    parse_age,
     parse_input,
     parse_object,
+    parse_retention_options,
     print_json,
     resolve_chart,
     with_runs,
 )
-from ._plain import page_json, record_json
+from ._plain import page_json, record_json, run_list_json
 
 TOKENS_ENV = "PAUSEPOINT_TOKENS"
 SESSION_SECRET_ENV = "PAUSEPOINT_SESSION_SECRET"
@@ -144,14 +148,26 @@ def run_command(
 @app.command("ls")
 @guarded
 def ls_command(
+    status: Annotated[
+        str,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help="paused (the inbox: one line per pause), running, completed, failed, "
+            "cancelled, expired, or all.",
+        ),
+    ] = "paused",
     chart: Annotated[str | None, typer.Option("--chart", help="Only runs of this chart.")] = None,
     stage: Annotated[
-        str | None, typer.Option("--stage", help="Only pauses at this stage id.")
+        str | None,
+        typer.Option("--stage", help="Only pauses (or runs) at this stage id."),
     ] = None,
     older_than: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            "--older-than", metavar="SECONDS", min=0, help="Only pauses waiting this long."
+            "--older-than",
+            metavar="AGE",
+            help="Only pauses waiting (runs unchanged) this long: 90s, 30m, 12h, 30d, 2w.",
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Page size.")] = 50,
@@ -162,11 +178,19 @@ def ls_command(
     charts: UnusedChartsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the inbox: pauses waiting for a person, newest first."""
+    """List the inbox (pauses waiting for a person, newest first), or runs of any status."""
+    age = None if older_than is None else parse_age(older_than, "--older-than")
+    if status not in LISTED_STATUSES:
+        raise CLIError(f"--status must be one of {', '.join(LISTED_STATUSES)}, not {status!r}")
+    if status != "paused":
+        ls_runs(
+            None if status == "all" else status, chart, stage, age, limit, cursor, store, as_json
+        )
+        return
 
     async def work(runs: Runs) -> PendingPage:
         return await runs.pending(
-            chart=chart, stage=stage, older_than=older_than, limit=limit, cursor=cursor
+            chart=chart, stage=stage, older_than=age, limit=limit, cursor=cursor
         )
 
     page = with_runs(store, {}, work)
@@ -183,6 +207,43 @@ def ls_command(
     if page.next_cursor:
         console.print(
             f"more: pausepoint ls --cursor {shlex.quote(page.next_cursor)}", soft_wrap=True
+        )
+
+
+def ls_runs(
+    status: str | None,
+    chart: str | None,
+    stage: str | None,
+    age: float | None,
+    limit: int,
+    cursor: str | None,
+    store: str,
+    as_json: bool,
+) -> None:
+    """``ls --status S`` for any status but paused: one line per run."""
+
+    async def work(runs: Runs) -> RunList:
+        return await runs.list(
+            status=status, chart=chart, stage=stage, older_than=age, limit=limit, cursor=cursor
+        )
+
+    page = with_runs(store, {}, work)
+    if as_json:
+        print_json(run_list_json(page))
+        return
+    from ._render import make_console, runs_table
+
+    console = make_console()
+    label = status or "any status"
+    if not page.items:
+        console.print(f"No run is {label}." if status else "No runs.")
+    else:
+        console.print(runs_table(page, time.time(), f"Runs ({label}), last changed first"))
+    if page.next_cursor:
+        console.print(
+            f"more: pausepoint ls --status {status or 'all'} "
+            f"--cursor {shlex.quote(page.next_cursor)}",
+            soft_wrap=True,
         )
 
 
@@ -336,35 +397,49 @@ def sweep_command(
         ),
     ] = None,
     lease: LeaseOption = 30.0,
+    retain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--retain",
+            metavar="[CHART:]STATUS=AGE",
+            help="Erase runs of STATUS (of CHART) unchanged for AGE, e.g. completed=30d "
+            "or refund:failed=90d; repeat for more.",
+        ),
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Apply overdue pauses' timeout policies and recover runs whose process died.
+    """Apply overdue pauses' timeout policies, recover runs whose process died, apply retention.
 
-    Only runs of the loaded charts (see --charts) are swept; others are left alone.
-    With --json, prints one line per sweep: {"expired": [...], "recovered": [...]}.
+    Only runs of the loaded charts (see --charts) are expired or recovered; retention
+    (--retain) applies to runs of every chart. With --json, prints one line per sweep:
+    {"expired": [...], "recovered": [...], "purged": N}.
     """
     registry = load_registry(charts)
+    retention = parse_retention_options(retain or [])
 
-    def show(expired: list[str], recovered: list[str]) -> None:
+    def show(report: SweepReport) -> None:
+        expired, recovered = report.expired, report.recovered
         if as_json:
-            print_json({"expired": expired, "recovered": recovered}, compact=True)
-        elif expired or recovered or every is None:
+            print_json(
+                {"expired": expired, "recovered": recovered, "purged": report.purged},
+                compact=True,
+            )
+        elif expired or recovered or report.purged or every is None:
             from ._render import make_console
 
             stamp = time.strftime("%H:%M:%S")
             make_console().print(
                 f"{stamp} expired {len(expired)}: {', '.join(expired) or '—'}; "
-                f"recovered {len(recovered)}: {', '.join(recovered) or '—'}",
+                f"recovered {len(recovered)}: {', '.join(recovered) or '—'}; "
+                f"purged {report.purged}",
                 soft_wrap=True,
             )
 
     async def work(runs: Runs) -> None:
         while True:
-            expired = await runs.expire_due()
-            recovered = await runs.recover()
-            show(expired, recovered)
+            show(await runs.sweep())
             if every is None:
                 return
             await asyncio.sleep(every)
@@ -372,7 +447,7 @@ def sweep_command(
     if every is not None and not as_json:
         typer.echo(f"sweeping every {every:g}s; Ctrl-C stops", err=True)
     try:
-        with_runs(store, registry, work, lease_seconds=lease)
+        with_runs(store, registry, work, lease_seconds=lease, retention=retention)
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pausepoint.runs import RunRecord
+from pausepoint.runs import RunList, RunRecord
 from pausepoint.stores import PauseEntry, PendingPage
 
 _QUESTION_KEYS = ("question", "message", "prompt", "reason", "title")
@@ -29,6 +29,7 @@ def pause_json(pause: PauseEntry) -> dict[str, Any]:
         "data": pause.data,
         "created_at": pause.created_at,
         "deadline": pause.deadline,
+        "key": pause.key,
     }
 
 
@@ -65,7 +66,33 @@ def page_json(page: PendingPage) -> dict[str, Any]:
     }
 
 
+def run_list_json(page: RunList) -> dict[str, Any]:
+    """A page of runs as ``{"items": [...], "next_cursor": ...}``, as the HTTP API returns it."""
+    return {
+        "items": [
+            {
+                "run_id": item.run_id,
+                "chart": item.chart,
+                "status": item.status,
+                "stage": item.stage,
+                "pauses": [pause_json(p) for p in item.pauses],
+                "error": item.error,
+                "created_at": item.created_at,
+                "updated_at": item.updated_at,
+            }
+            for item in page.items
+        ],
+        "next_cursor": page.next_cursor,
+    }
+
+
 # -- small formatters ------------------------------------------------------------
+
+
+def first_line(text: str, limit: int) -> str:
+    """The first line of ``text``, cut to ``limit`` characters with an ellipsis."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def question_of(data: Any) -> str:

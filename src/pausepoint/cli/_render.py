@@ -18,10 +18,18 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from pausepoint.runs import RunRecord
+from pausepoint.runs import RunList, RunRecord
 from pausepoint.stores import AuditEvent, PendingPage
 
-from ._plain import compact, duration, example_answer, question_of, schema_fields, timestamp
+from ._plain import (
+    compact,
+    duration,
+    example_answer,
+    first_line,
+    question_of,
+    schema_fields,
+    timestamp,
+)
 
 STATUS_STYLES = {
     "paused": "bold yellow",
@@ -134,6 +142,34 @@ def inbox_table(page: PendingPage, now: float) -> Table:
             question_of(item.pause.data),
             duration(now - item.pause.created_at),
             deadline_text(item.pause.deadline, now),
+        )
+    return table
+
+
+def runs_table(page: RunList, now: float, title: str) -> Table:
+    """Runs as a table: run, chart, status, stage, last change, error."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    widest = max((len(item.run_id) for item in page.items), default=3)
+    table.add_column("run", no_wrap=True, min_width=widest, style="bold")
+    table.add_column("chart", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column("stage", overflow="fold")
+    table.add_column("changed", overflow="fold", justify="right")
+    table.add_column("error", overflow="fold", min_width=12, ratio=1)
+    for item in page.items:
+        table.add_row(
+            item.run_id,
+            item.chart,
+            status_text(item.status),
+            item.stage or "",
+            f"{duration(now - item.updated_at)} ago",
+            first_line(item.error or "", 120),
         )
     return table
 

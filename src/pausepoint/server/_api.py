@@ -1,4 +1,4 @@
-"""The JSON API under ``/api``: start, inbox, show, resume, cancel, charts.
+"""The JSON API under ``/api``: start, list, show, resume, cancel, delete, signals, charts.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures at runtime, and ``Actor`` is local to :func:`api_router`.
@@ -7,11 +7,13 @@ signatures at runtime, and ``Actor`` is local to :func:`api_router`.
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+from pydantic.errors import PydanticUserError
 
+from pausepoint.chart import PausableStage
 from pausepoint.errors import (
     ChartNotFoundError,
     ResumeTargetError,
@@ -19,6 +21,7 @@ from pausepoint.errors import (
     StalePauseError,
 )
 from pausepoint.runs import Runs
+from pausepoint.stores.base import RunStatus
 
 from ._auth import actor_for_token
 from ._charts import describe_chart
@@ -32,8 +35,12 @@ from ._models import (
     InboxPage,
     ResumeRequest,
     Run,
+    RunPage,
+    SignalRequest,
+    SignalResult,
     StartRequest,
     Step,
+    run_list_out,
     run_out,
 )
 from ._outcome import closing_event
@@ -122,12 +129,17 @@ def api_router(
         response.headers["Location"] = f"/api/runs/{record.run_id}"
         return run_out(record)
 
-    async def read_inbox(key: tuple[str | None, str | None, int, str | None]) -> bytes:
-        chart, stage, limit, cursor = key
+    async def read_inbox(
+        key: tuple[str | None, str | None, float | None, int, str | None],
+    ) -> bytes:
+        chart, stage, older_than, limit, cursor = key
         try:
-            page = await runs.pending(chart=chart, stage=stage, limit=limit, cursor=cursor)
+            page = await runs.pending(
+                chart=chart, stage=stage, older_than=older_than, limit=limit, cursor=cursor
+            )
         except ValueError as exc:
-            raise ApiError(422, "InvalidCursorError", str(exc)) from None
+            # The cursor is well formed but names no page of this listing.
+            raise ApiError(404, "InvalidCursorError", str(exc)) from None
         return inbox_body(page)
 
     inbox_reads = SharedReads(read_inbox)
@@ -135,26 +147,100 @@ def api_router(
     @router.get(
         "/runs",
         tags=["runs"],
-        summary="The inbox",
-        response_model=InboxPage,
-        responses=responses(422, 503),
+        summary="The inbox, or runs of any status",
+        response_model=InboxPage | RunPage,
+        responses=responses(404, 422, 503),
     )
     async def list_runs(
         status: Annotated[
-            Literal["paused"], Query(description="Only paused runs are listed: the inbox.")
+            RunStatus | Literal["all"],
+            Query(
+                description="`paused` (default): the inbox, one item per pause waiting for a "
+                "person. Any other status, or `all`: one item per run, last changed first."
+            ),
         ] = "paused",
         chart: Annotated[str | None, Query(description="Only runs of this chart.")] = None,
-        stage: Annotated[str | None, Query(description="Only pauses at this stage id.")] = None,
+        stage: Annotated[
+            str | None, Query(description="Only pauses (runs) at this stage id.")
+        ] = None,
+        older_than: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                le=1e9,
+                description="Only pauses waiting (runs unchanged) at least this many seconds.",
+            ),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 50,
         cursor: Annotated[
-            str | None, Query(description="`next_cursor` of the previous page.")
+            str | None,
+            Query(
+                min_length=1,
+                max_length=2000,
+                pattern=CURSOR_PATTERN,
+                description="`next_cursor` of the previous page, unchanged; a cursor no "
+                "page has gets 404.",
+            ),
         ] = None,
-    ) -> Response:
-        """List pauses waiting for a person, newest first, a page at a time."""
-        # Requests for the same page that arrive while it is being read share the
-        # next read (never an older one), encoded once: see SharedReads.
-        body = await inbox_reads.get((chart, stage, limit, cursor))
-        return Response(body, media_type="application/json")
+    ) -> Response | RunPage:
+        """List pauses waiting for a person (the inbox), or runs of any status, a page at a time."""
+        if status == "paused":
+            # Requests for the same page that arrive while it is being read share the
+            # next read (never an older one), encoded once: see SharedReads.
+            body = await inbox_reads.get((chart, stage, older_than, limit, cursor))
+            return Response(body, media_type="application/json")
+        try:
+            listed = await runs.list(
+                status=None if status == "all" else status,
+                chart=chart,
+                stage=stage,
+                older_than=older_than,
+                limit=limit,
+                cursor=cursor,
+            )
+        except ValueError as exc:
+            # The cursor is well formed but names no page of this listing.
+            raise ApiError(404, "InvalidCursorError", str(exc)) from None
+        return run_list_out(listed)
+
+    @router.delete(
+        "/runs/{run_id}",
+        status_code=204,
+        tags=["runs"],
+        summary="Erase a run",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def delete_run(run_id: str, actor: Actor) -> Response:
+        """Erase a run with its audit, journal and inbox entries (409 while it is running)."""
+        await runs.delete(run_id, actor=actor)
+        return Response(status_code=204)
+
+    @router.post(
+        "/signals/{key}",
+        tags=["runs"],
+        summary="Answer by business key",
+        responses=responses(401, 404, 409, 422, 503),
+    )
+    async def signal(
+        key: Annotated[
+            str,
+            Path(
+                min_length=1,
+                max_length=500,
+                description="The business key pauses wait under (a stage's `key=`).",
+            ),
+        ],
+        body: SignalRequest,
+        actor: Actor,
+    ) -> SignalResult:
+        """Answer every pause waiting under `key`, each exactly once.
+
+        No pause waiting: 404, unless `buffer` keeps the answer for the first run
+        that pauses under the key within that many seconds (409 when the key's
+        buffer is full).
+        """
+        records = await runs.signal(key, body.input, actor=actor, buffer=body.buffer)
+        return SignalResult(items=[run_out(r) for r in records], buffered=not records)
 
     @router.get(
         "/runs/{run_id}", tags=["runs"], summary="One run", responses=responses(404, 422, 503)
@@ -277,6 +363,11 @@ def api_router(
         """The stages that finished before the failure do not run again (409 unless it failed)."""
         return run_out(await runs.retry(run_id, actor=actor))
 
+    for chart_name, flow in runs.charts.items():
+        for path, node in flow.stages():
+            if isinstance(node, PausableStage):
+                _stage_route(router, runs, chart_name, path, node, Actor)
+
     @router.get("/charts", tags=["charts"], summary="Every chart")
     async def list_charts() -> ChartList:
         """List the registered charts with their stages, input schemas and diagrams."""
@@ -293,3 +384,71 @@ def api_router(
         return describe_chart(name, flow)
 
     return router
+
+
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+"""What a page's ``next_cursor`` looks like (URL-safe base64 without padding)."""
+
+
+def _stage_route(
+    router: APIRouter, runs: Runs, chart: str, stage_id: str, node: PausableStage, actor: Any
+) -> None:
+    """``POST /api/charts/{chart}/stages/{stage}/resume``: its body holds that stage's input schema."""
+    answer: Any = Any
+    if node.input_schema is not None:
+        try:
+            create_model("Probe", value=(node.input_schema, ...)).model_json_schema()
+            answer = node.input_schema
+        except PydanticUserError:
+            pass  # a type pydantic validates but cannot describe: documented as any JSON
+    safe = "".join(c if c.isalnum() else "_" for c in f"{chart}_{stage_id}")
+    body_model: type[BaseModel] = create_model(
+        f"Resume_{safe}",
+        __doc__=f"Answer a pause of stage `{stage_id}` of chart `{chart}`.",
+        __config__={"extra": "forbid"},
+        run_id=(str, Field(description=f"A run of `{chart}` paused at `{stage_id}`.")),
+        input=(answer, Field(description=f"The answer, as stage `{stage_id}` takes it.")),
+        pause_id=(
+            str | None,
+            Field(default=None, description="The pause answered; 409 if no longer pending."),
+        ),
+    )
+
+    async def resume_stage(body: body_model, who: actor) -> Run:  # type: ignore[valid-type]  # built above
+        record = await runs.store.get(body.run_id)  # type: ignore[attr-defined]  # idem
+        if record.chart != chart or stage_id not in {p.stage_id for p in record.pauses}:
+            raise ApiError(
+                409,
+                "ResumeTargetError",
+                f"run {record.run_id!r} is not paused at stage {stage_id!r} of chart {chart!r} "
+                f"(it is a {record.chart!r} run, {record.status}); nothing was answered",
+                details={"pending": [p.stage_id for p in record.pauses]},
+            )
+        value = body.input  # type: ignore[attr-defined]  # idem
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        try:
+            resumed = await runs.resume(
+                record.run_id,
+                value,
+                actor=who,
+                pause_id=body.pause_id,  # type: ignore[attr-defined]  # idem
+                stage_id=stage_id,
+            )
+        except ResumeTargetError as exc:
+            raise ApiError(409, type(exc).__name__, str(exc)) from None
+        return run_out(resumed)
+
+    router.add_api_route(
+        f"/charts/{chart}/stages/{stage_id}/resume",
+        resume_stage,
+        methods=["POST"],
+        tags=["stages"],
+        summary=f"Answer {chart} / {stage_id}",
+        description=f"Answer a pause of stage `{stage_id}` ({node.name}) of chart `{chart}`, "
+        "exactly once; the body's `input` is that stage's input schema. A run of another "
+        "chart or not paused there gets 409.",
+        response_model=Run,
+        responses=responses(401, 404, 409, 422, 503),
+        operation_id=f"resume_{safe}",
+    )

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from pausepoint import __version__
@@ -103,9 +104,21 @@ def _name_charts_in_openapi(app: FastAPI, runs: Runs) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        found = getattr(route, "methods", None)
+        if found and route.matches(request.scope)[0] != Match.NONE:  # PARTIAL: path fits
+            methods.update(found)
+    return ", ".join(sorted(methods))
+
+
 async def _handle(request: Request, exc: Exception) -> Response:
     """Answer an error: the common JSON body under /api, a page elsewhere."""
     status, body, headers = error_of(exc)
+    if status == 405:
+        headers = {**(headers or {}), "Allow": _allowed(request)}
     if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
         return JSONResponse(
             body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers

@@ -21,16 +21,20 @@ from pausepoint.errors import (
     ChartError,
     ChartNotFoundError,
     CheckpointError,
+    NoWaiterError,
     PausepointError,
+    PurgeRefusedError,
     ResumeInputError,
     ResumeTargetError,
     RunAlreadyClaimedError,
     RunError,
     RunExistsError,
     RunInputError,
+    RunIsRunningError,
     RunNotFoundError,
     RunNotPausedError,
     RunStateError,
+    SignalBufferFullError,
     StalePauseError,
     StateError,
     StepNotFoundError,
@@ -80,6 +84,10 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (RunStateError, 409),
     (StepNotFoundError, 404),
     (StateError, 422),
+    (RunIsRunningError, 409),
+    (SignalBufferFullError, 409),
+    (NoWaiterError, 404),
+    (PurgeRefusedError, 422),
     (ResumeInputError, 422),
     (RunInputError, 422),
     (NotJSONError, 422),
@@ -136,9 +144,10 @@ def _response(description: str) -> dict[str, Any]:
 
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     401: _response("No bearer token, or one the service does not know."),
-    404: _response("No such run or chart."),
+    404: _response("No such run or chart, no pause waits under the key, or no such page."),
     409: _response(
-        "The run moved on: already resumed or claimed, stale pause, exists, chart changed."
+        "The run moved on: already resumed or claimed, stale pause, exists, chart changed, "
+        "still running, or the key's answer buffer is full."
     ),
     422: _response("The request, or the answer, fails validation; `details` says where."),
     503: _response("The store cannot be reached; retry later."),

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pausepoint.runs import RunRecord
+from pausepoint.runs import RunList, RunRecord
 from pausepoint.stores.base import AuditEvent, AuditKind, PauseEntry, PendingPage, RunStatus
 
 __all__ = [
@@ -22,11 +22,16 @@ __all__ = [
     "Pause",
     "ResumeRequest",
     "Run",
+    "RunItem",
+    "RunPage",
+    "SignalRequest",
+    "SignalResult",
     "Snapshot",
     "Stage",
     "StartRequest",
     "Step",
     "inbox_out",
+    "run_list_out",
     "run_out",
 ]
 
@@ -62,6 +67,10 @@ class Pause(BaseModel):
     data: Any = Field(description="What the stage paused with (its question, facts).")
     created_at: float = Field(description="When the stage paused (UNIX seconds).")
     deadline: float | None = Field(description="When the stage's timeout policy applies.")
+    key: str | None = Field(
+        default=None,
+        description="The business key the pause waits under (`POST /api/signals/{key}`).",
+    )
 
 
 class AuditEntry(BaseModel):
@@ -121,6 +130,52 @@ class InboxPage(BaseModel):
     )
 
 
+class RunItem(BaseModel):
+    """A run in a listing (no state, no audit: `GET /api/runs/{run_id}` has them)."""
+
+    run_id: str
+    chart: str
+    status: RunStatus
+    stage: str | None = Field(
+        description="Where it stands: the stage it waits at, failed at or timed out at."
+    )
+    pauses: list[Pause] = Field(description="Its pending pauses, while paused.")
+    error: str | None = Field(description="Why it failed, when it did.")
+    created_at: float
+    updated_at: float = Field(description="When it last changed; listings sort by it.")
+
+
+class RunPage(BaseModel):
+    """A page of runs of one status (or all), most recently changed first."""
+
+    items: list[RunItem]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page."
+    )
+
+
+class SignalRequest(BaseModel):
+    """Answer every pause waiting under a business key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(description="The answer; must fit each waiting stage's input schema.")
+    buffer: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 86400,
+        description="When no pause waits yet, keep the answer this many seconds for the "
+        "first run that pauses under the key; without it such a signal gets 404.",
+    )
+
+
+class SignalResult(BaseModel):
+    """What a signal did."""
+
+    items: list[Run] = Field(description="The runs answered, as they stand afterwards.")
+    buffered: bool = Field(description="No pause waited: the answer is kept for the next one.")
+
+
 class StartRequest(BaseModel):
     """Start a run of a registered chart."""
 
@@ -140,7 +195,11 @@ class ResumeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: Any = Field(description="The answer; must fit the stage's input schema.")
+    input: Any = Field(
+        description="The answer; must fit the paused stage's input schema (422 otherwise). "
+        "Each stage's schema is the body of its own route, "
+        "`POST /api/charts/{chart}/stages/{stage}/resume`."
+    )
     pause_id: str | None = Field(
         default=None, description="The pause answered; 409 if it is no longer pending."
     )
@@ -215,6 +274,7 @@ def pause_out(entry: PauseEntry) -> Pause:
         data=entry.data,
         created_at=entry.created_at,
         deadline=entry.deadline,
+        key=entry.key,
     )
 
 
@@ -244,6 +304,26 @@ def inbox_out(page: PendingPage) -> InboxPage:
                 chart=item.chart,
                 pause=pause_out(item.pause),
                 run_created_at=item.run_created_at,
+            )
+            for item in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+def run_list_out(page: RunList) -> RunPage:
+    """Return the API form of a page of runs."""
+    return RunPage(
+        items=[
+            RunItem(
+                run_id=item.run_id,
+                chart=item.chart,
+                status=_status(item.status),
+                stage=item.stage,
+                pauses=[pause_out(p) for p in item.pauses],
+                error=item.error,
+                created_at=item.created_at,
+                updated_at=item.updated_at,
             )
             for item in page.items
         ],

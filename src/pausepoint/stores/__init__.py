@@ -16,9 +16,11 @@ from typing import cast
 from pausepoint.stores.base import (
     AuditEvent,
     AuditKind,
+    BufferedSignal,
     PauseEntry,
     PendingPage,
     PendingPause,
+    RunPage,
     RunStatus,
     Store,
     StoredRun,
@@ -27,9 +29,11 @@ from pausepoint.stores.base import (
 __all__ = [
     "AuditEvent",
     "AuditKind",
+    "BufferedSignal",
     "PauseEntry",
     "PendingPage",
     "PendingPause",
+    "RunPage",
     "RunStatus",
     "Store",
     "StoredRun",

@@ -31,6 +31,7 @@ from pausepoint.stores.base import (
     PauseEntry,
     PendingPage,
     PendingPause,
+    RunPage,
     StoredRun,
 )
 
@@ -40,7 +41,14 @@ MAX_PAGE = 1000
 PendingKey = tuple[float, str, str]
 """Where an inbox entry sorts: ``(pause.created_at, run_id, pause_id)``."""
 
+RunKey = tuple[float, str]
+"""Where a run sorts in listings: ``(updated_at, run_id)``."""
+
 _CURSOR_TAG = "pp1"
+_RUN_CURSOR_TAG = "pr1"
+
+MAX_PURGE = 10_000
+"""Largest batch one ``purge`` call erases."""
 
 
 def dump_json(value: Any) -> str:
@@ -56,6 +64,7 @@ def pause_to_doc(pause: PauseEntry) -> dict[str, Any]:
         "data": pause.data,
         "created_at": pause.created_at,
         "deadline": pause.deadline,
+        "key": pause.key,
     }
 
 
@@ -181,6 +190,57 @@ def make_page(items: Sequence[PendingPause], limit: int) -> PendingPage:
     return PendingPage(
         items=tuple(items[:limit]), next_cursor=encode_cursor(pending_key(items[limit - 1]))
     )
+
+
+def encode_run_cursor(key: RunKey) -> str:
+    """Return the opaque cursor for the run sorting at ``key`` in listings."""
+    raw = dump_json([_RUN_CURSOR_TAG, *key]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_run_cursor(cursor: str) -> RunKey:
+    """Return the sort key a cursor of :func:`encode_run_cursor` stands for.
+
+    Raises:
+        ValueError: The cursor was not made by :func:`encode_run_cursor`.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tag, updated_at, run_id = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        tag = None
+    else:
+        number = isinstance(updated_at, int | float) and not isinstance(updated_at, bool)
+        if tag == _RUN_CURSOR_TAG and number and isinstance(run_id, str):
+            return float(updated_at), run_id
+    raise ValueError(
+        f"invalid cursor {cursor!r}: pass back the next_cursor of a previous page unchanged"
+    )
+
+
+def make_run_page(items: Sequence[StoredRun], limit: int) -> RunPage:
+    """Cut a page of runs from up to ``limit + 1`` fetched in order (see :func:`make_page`)."""
+    if len(items) <= limit:
+        return RunPage(items=tuple(items), next_cursor=None)
+    last = items[limit - 1]
+    return RunPage(
+        items=tuple(items[:limit]), next_cursor=encode_run_cursor((last.updated_at, last.run_id))
+    )
+
+
+def check_purge_limit(limit: int) -> None:
+    """Refuse a purge batch size outside ``1..MAX_PURGE``.
+
+    Raises:
+        ValueError: ``limit`` is out of range.
+    """
+    if not 1 <= limit <= MAX_PURGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PURGE}, got {limit}")
+
+
+def light(run: StoredRun) -> StoredRun:
+    """The record as listings return it: without checkpoint and snapshot."""
+    return dataclasses.replace(run, checkpoint=None, snapshot=None)
 
 
 def redact_url(url: str) -> str:

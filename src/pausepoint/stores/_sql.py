@@ -19,7 +19,15 @@ Tables (names given by the backend):
 * ``audit``: ``(run_id, seq)`` keyed, insert only.
 * ``steps``: the journal, ``(run_id, idx)`` keyed, insert only; ``runs.step_count``
   is the number of entries, ``runs.lease_owner`` the claim that may append.
+* ``signals``: answers kept for a business key until a pause waits under it
+  (``id`` orders them), indexed by ``(key, id)`` and by ``expires_at``.
 * ``schema_version``: one row, the number of migrations applied.
+
+Migration 3 adds ``runs.stage`` and the indexes that serve :meth:`SqlPlans.list_runs`
+(``(status, updated_at, run_id)``, led by ``chart`` or ``stage`` too, and
+``(updated_at, run_id)``), ``pending.business_key`` with its index, and ``signals``.
+Erasing runs (:meth:`SqlPlans.delete`, :meth:`SqlPlans.purge`) deletes their rows
+from every table in one transaction per call; ``purge`` takes one bounded batch.
 """
 
 from __future__ import annotations
@@ -32,14 +40,17 @@ from typing import Any, TypeVar
 
 from pausepoint.stores._common import (
     check_limit,
+    check_purge_limit,
     check_schema_version,
     claim_lost,
     decode_cursor,
+    decode_run_cursor,
     due_at,
     event_from_doc,
     event_to_doc,
     indexed_pauses,
     make_page,
+    make_run_page,
     pause_from_doc,
     run_exists,
     run_from_doc,
@@ -51,10 +62,13 @@ from pausepoint.stores._common import (
 )
 from pausepoint.stores.base import (
     AuditEvent,
+    BufferedSignal,
     Decider,
     JournalEntry,
     PendingPage,
     PendingPause,
+    RunPage,
+    RunStatus,
     StoredRun,
 )
 
@@ -96,6 +110,7 @@ _RUN_FIELDS = (
     "lease_until",
     "meta",
     "cancel",
+    "stage",
     "step_count",
 )
 _RUN_COLUMNS = ", ".join(_RUN_FIELDS)
@@ -105,7 +120,11 @@ _LIGHT_COLUMNS = ", ".join(
 # step_count is the store's: only ever raised by the number of entries appended
 _WRITTEN_COLUMNS = (*_RUN_FIELDS[:-1], "due_at")
 _JSON_RUN_FIELDS = frozenset({"checkpoint", "pauses", "snapshot", "meta", "cancel"})
-_PENDING_COLUMNS = "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline"
+_PENDING_COLUMNS = (
+    "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, business_key"
+)
+_RUN_TABLES = ("pending", "audit", "steps", "runs")
+"""Every table holding rows of a run, children first: what erasing a run deletes from."""
 
 
 class SqlPlans:
@@ -121,6 +140,10 @@ class SqlPlans:
         lock: What a ``SELECT`` adds to lock the row it reads until the
             transaction ends (``FOR UPDATE``; empty where the transaction
             already holds the write lock, as SQLite's ``BEGIN IMMEDIATE`` does).
+        key_lock: A statement taking a lock on a business key (its one
+            parameter) until the transaction ends, so that two writers of one
+            key's signal buffer queue; empty where the transaction holds the
+            write lock already.
     """
 
     def __init__(
@@ -132,6 +155,7 @@ class SqlPlans:
         load: Callable[[Any], Any],
         url: str,
         lock: str = "",
+        key_lock: str = "",
     ) -> None:
         self._tables = tables
         self._placeholder = placeholder
@@ -139,6 +163,7 @@ class SqlPlans:
         self._load = load
         self._url = url
         self._lock = lock
+        self._key_lock = key_lock
 
     def sql(self, template: str) -> str:
         """Fill a statement template's ``{table}`` names and ``%s`` placeholders."""
@@ -168,11 +193,11 @@ class SqlPlans:
     def _insert_pending(self, run: StoredRun) -> Plan[None]:
         head = (run.run_id, run.chart, run.created_at)
         rows = [
-            (*head, p.pause_id, p.stage_id, self._dump(p.data), p.created_at, p.deadline)
+            (*head, p.pause_id, p.stage_id, self._dump(p.data), p.created_at, p.deadline, p.key)
             for p in indexed_pauses(run)
         ]
         if rows:
-            sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(8) + ")"
+            sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(9) + ")"
             yield self._query(sql, rows, many=True)
 
     def _insert_steps(self, run_id: str, steps: Sequence[JournalEntry], index: int) -> Plan[None]:
@@ -378,7 +403,7 @@ class SqlPlans:
     def audit(self, run_id: str) -> Plan[tuple[AuditEvent, ...]]:
         """Read a run's audit log (see ``Store.audit``)."""
         events = yield from self._audit_rows(run_id)
-        if not events:  # runs are never deleted, so "no events yet" and "no run" can be told apart
+        if not events:  # every run has a "started" event; none: is there a run at all?
             exists = yield self._query("SELECT 1 FROM {runs} WHERE run_id = %s", (run_id,))
             if not exists:
                 raise run_not_found(run_id)
@@ -426,24 +451,170 @@ class SqlPlans:
             + " ORDER BY created_at DESC, run_id DESC, pause_id DESC LIMIT %s"
         )
         rows = yield self._query(sql, (*params, limit + 1))
-        items = [
-            PendingPause(
-                run_id=run_id,
-                chart=chart_name,
-                run_created_at=run_created_at,
-                pause=pause_from_doc(
-                    {
-                        "pause_id": pause_id,
-                        "stage_id": stage_id,
-                        "data": self._load(data),
-                        "created_at": created_at,
-                        "deadline": deadline,
-                    }
-                ),
-            )
-            for run_id, chart_name, run_created_at, pause_id, stage_id, data, created_at, deadline in rows
-        ]
+        items = [self._pending_from_row(row) for row in rows]
         return make_page(items, limit)
+
+    def _pending_from_row(self, row: Sequence[Any]) -> PendingPause:
+        run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, key = row
+        return PendingPause(
+            run_id=run_id,
+            chart=chart,
+            run_created_at=run_created_at,
+            pause=pause_from_doc(
+                {
+                    "pause_id": pause_id,
+                    "stage_id": stage_id,
+                    "data": self._load(data),
+                    "created_at": created_at,
+                    "deadline": deadline,
+                    "key": key,
+                }
+            ),
+        )
+
+    def list_keyed(self, key: str, limit: int) -> Plan[tuple[PendingPause, ...]]:
+        """Read the pauses waiting under a business key (see ``Store.list_keyed``)."""
+        check_limit(limit)
+        sql = (
+            f"SELECT {_PENDING_COLUMNS} FROM {{pending}} WHERE business_key = %s "
+            "ORDER BY created_at DESC, run_id DESC, pause_id DESC LIMIT %s"
+        )
+        rows = yield self._query(sql, (key, limit))
+        return tuple(self._pending_from_row(row) for row in rows)
+
+    def list_runs(
+        self,
+        *,
+        status: RunStatus | None,
+        chart: str | None,
+        stage: str | None,
+        updated_before: float | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Plan[RunPage]:
+        """Read one page of runs (see ``Store.list_runs``) by keyset pagination.
+
+        As for the inbox: equality filters on the leading columns of one of the
+        ``runs`` listing indexes, and a range on ``(updated_at, run_id)``.
+        """
+        check_limit(limit)
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("status", status), ("chart", chart), ("stage", stage)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if updated_before is not None:
+            where.append("updated_at < %s")
+            params.append(updated_before)
+        if cursor is not None:
+            where.append("(updated_at, run_id) < (%s, %s)")
+            params.extend(decode_run_cursor(cursor))
+        sql = (
+            f"SELECT {_LIGHT_COLUMNS} FROM {{runs}}"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY updated_at DESC, run_id DESC LIMIT %s"
+        )
+        rows = yield self._query(sql, (*params, limit + 1))
+        return make_run_page([self._run_from_row(row) for row in rows], limit)
+
+    def _erase(self, run_ids: Sequence[str]) -> Plan[None]:
+        """Delete every row of these runs, children first."""
+        if run_ids:
+            marks = _marks(len(run_ids))
+            for table in _RUN_TABLES:
+                yield self._query(f"DELETE FROM {{{table}}} WHERE run_id IN ({marks})", run_ids)
+
+    def delete(self, run_id: str, expected_version: int) -> Plan[None]:
+        """Erase one run if its version matches (see ``Store.delete``); in a transaction."""
+        rows = yield self._query(
+            f"SELECT version FROM {{runs}} WHERE run_id = %s{self._lock}", (run_id,)
+        )
+        if not rows:
+            raise run_not_found(run_id)
+        if rows[0][0] != expected_version:
+            raise version_conflict(run_id, expected_version, rows[0][0])
+        yield from self._erase([run_id])
+
+    def purge(
+        self,
+        *,
+        status: RunStatus,
+        updated_before: float,
+        chart: str | None,
+        exclude_charts: Sequence[str],
+        limit: int,
+    ) -> Plan[tuple[str, ...]]:
+        """Erase one batch of old runs (see ``Store.purge``); run it in a transaction.
+
+        The batch is read through the ``(status, updated_at, run_id)`` index,
+        oldest first, and locked as read (rows another transaction holds are
+        skipped where the database can), then deleted from every table by id.
+        """
+        check_purge_limit(limit)
+        where = ["status = %s", "updated_at < %s"]
+        params: list[Any] = [status, updated_before]
+        if chart is not None:
+            where.append("chart = %s")
+            params.append(chart)
+        if exclude_charts:
+            where.append(f"chart NOT IN ({_marks(len(exclude_charts))})")
+            params.extend(exclude_charts)
+        lock = f"{self._lock} SKIP LOCKED" if self._lock else ""
+        rows = yield self._query(
+            f"SELECT run_id FROM {{runs}} WHERE {' AND '.join(where)} "
+            f"ORDER BY updated_at, run_id LIMIT %s{lock}",
+            (*params, limit),
+        )
+        run_ids = tuple(row[0] for row in rows)
+        yield from self._erase(run_ids)
+        return run_ids
+
+    def buffer_signal(self, signal: BufferedSignal, limit: int) -> Plan[bool]:
+        """Keep a signal unless ``limit`` wait under its key (see ``Store.buffer_signal``)."""
+        if self._key_lock:
+            yield self._query(self._key_lock, (signal.key,))
+        yield self._query(
+            "DELETE FROM {signals} WHERE business_key = %s AND expires_at <= %s",
+            (signal.key, signal.at),
+        )
+        rows = yield self._query(
+            "SELECT count(*) FROM {signals} WHERE business_key = %s", (signal.key,)
+        )
+        if rows[0][0] >= limit:
+            return False
+        yield self._query(
+            "INSERT INTO {signals} (business_key, input, actor, at, expires_at) VALUES (%s, %s, %s, %s, %s)",
+            (signal.key, self._dump(signal.input), signal.actor, signal.at, signal.expires_at),
+        )
+        return True
+
+    def take_signal(self, key: str, now: float) -> Plan[BufferedSignal | None]:
+        """Take the oldest unexpired signal of ``key`` (see ``Store.take_signal``)."""
+        if self._key_lock:
+            yield self._query(self._key_lock, (key,))
+        yield self._query(
+            "DELETE FROM {signals} WHERE business_key = %s AND expires_at <= %s", (key, now)
+        )
+        rows = yield self._query(
+            "SELECT id, input, actor, at, expires_at FROM {signals} WHERE business_key = %s "
+            "ORDER BY id LIMIT 1",
+            (key,),
+        )
+        if not rows:
+            return None
+        signal_id, value, actor, at, expires_at = rows[0]
+        yield self._query("DELETE FROM {signals} WHERE id = %s", (signal_id,))
+        return BufferedSignal(
+            key=key, input=self._load(value), actor=actor, at=at, expires_at=expires_at
+        )
+
+    def drop_expired_signals(self, now: float) -> Plan[int]:
+        """Delete expired signals (see ``Store.drop_expired_signals``)."""
+        rows = yield self._query(
+            "DELETE FROM {signals} WHERE expires_at <= %s RETURNING id", (now,)
+        )
+        return len(rows)
 
     def list_due(self, now: float, limit: int) -> Plan[tuple[StoredRun, ...]]:
         """Read paused runs with a due pause, earliest deadline first (see ``Store.list_due``)."""
@@ -551,6 +722,66 @@ class PlannedStore(ABC):
             chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
         )
         return await self._run(plan)
+
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+        """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
+        return await self._run(self._plans.list_keyed(key, limit))
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        chart: str | None = None,
+        stage: str | None = None,
+        updated_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Page through runs (see ``Store.list_runs``)."""
+        plan = self._plans.list_runs(
+            status=status,
+            chart=chart,
+            stage=stage,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        return await self._run(plan)
+
+    async def delete(self, run_id: str, *, expected_version: int) -> None:
+        """Erase a run (see ``Store.delete``)."""
+        await self._run(self._plans.delete(run_id, expected_version), write=True)
+
+    async def purge(
+        self,
+        *,
+        status: RunStatus,
+        updated_before: float,
+        chart: str | None = None,
+        exclude_charts: Sequence[str] = (),
+        limit: int = 500,
+    ) -> tuple[str, ...]:
+        """Erase one batch of old runs (see ``Store.purge``)."""
+        plan = self._plans.purge(
+            status=status,
+            updated_before=updated_before,
+            chart=chart,
+            exclude_charts=exclude_charts,
+            limit=limit,
+        )
+        return await self._run(plan, write=True)
+
+    async def buffer_signal(self, signal: BufferedSignal, *, limit: int) -> bool:
+        """Keep a signal for a key nobody waits on yet (see ``Store.buffer_signal``)."""
+        return await self._run(self._plans.buffer_signal(signal, limit), write=True)
+
+    async def take_signal(self, key: str, now: float) -> BufferedSignal | None:
+        """Take a kept signal (see ``Store.take_signal``)."""
+        return await self._run(self._plans.take_signal(key, now), write=True)
+
+    async def drop_expired_signals(self, now: float) -> int:
+        """Delete expired signals (see ``Store.drop_expired_signals``)."""
+        return await self._run(self._plans.drop_expired_signals(now), write=True)
 
     async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
         """Return paused runs with a due pause (see ``Store.list_due``)."""

@@ -37,6 +37,16 @@ Guarantees every implementation must give (the conformance suite in
   owner) change nothing once another owner took the run over.
 * **Append-only journal.** Journal entries are never changed; ``journal``
   returns them in order, ``index`` counting from 0 per run.
+* **Erasure.** :meth:`Store.delete` and :meth:`Store.purge` remove a run with
+  everything it has (record, audit, journal, index entries) in one
+  transaction; :meth:`Store.purge` removes one bounded batch per call, so no
+  call holds a lock for long. Nothing else ever removes a run.
+* **Listing by status and key.** :meth:`Store.list_runs` pages through runs of
+  any status, most recently changed first, and :meth:`Store.list_keyed` finds
+  the pauses waiting under a business key, both from indexes.
+* **Signal buffer.** :meth:`Store.buffer_signal` keeps an answer for a key
+  nobody waits on yet, up to a count per key and until it expires;
+  :meth:`Store.take_signal` hands each one out at most once.
 
 Times are UNIX epoch seconds as floats, in UTC.
 """
@@ -50,11 +60,13 @@ from typing import Any, Literal, Protocol
 __all__ = [
     "AuditEvent",
     "AuditKind",
+    "BufferedSignal",
     "JournalEntry",
     "LeaseRenewer",
     "PauseEntry",
     "PendingPage",
     "PendingPause",
+    "RunPage",
     "RunStatus",
     "Store",
     "StoredRun",
@@ -92,6 +104,7 @@ class PauseEntry:
         data: What the stage's ``execute`` returned (JSON).
         created_at: When the stage paused.
         deadline: When the pause's timeout policy applies, if it has one.
+        key: The business key the pause waits under (its stage's ``key=``), if any.
     """
 
     pause_id: str
@@ -99,6 +112,7 @@ class PauseEntry:
     data: Any
     created_at: float
     deadline: float | None = None
+    key: str | None = None
 
     @property
     def id(self) -> str:
@@ -127,6 +141,8 @@ class StoredRun:
         meta: Bookkeeping for ``Runs`` (JSON); the store does not interpret it.
         cancel: A cancel request recorded on a running run (JSON), for its holder.
         step_count: How many journal entries the run has; the store keeps it.
+        stage: Where the run stands in its chart, for listings: the stage it
+            waits at (paused), failed at (failed) or timed out at (expired).
     """
 
     run_id: str
@@ -145,6 +161,7 @@ class StoredRun:
     meta: Mapping[str, Any] = field(default_factory=dict)
     cancel: Mapping[str, Any] | None = None
     step_count: int = 0
+    stage: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -264,6 +281,39 @@ class PendingPage:
 
     items: tuple[PendingPause, ...]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunPage:
+    """A page of runs (:meth:`Store.list_runs`).
+
+    Attributes:
+        items: Up to ``limit`` records, most recently changed first, without
+            ``checkpoint`` and ``snapshot`` (``None``).
+        next_cursor: Pass it back to get the next page; ``None`` on the last page.
+    """
+
+    items: tuple[StoredRun, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BufferedSignal:
+    """An answer kept for a business key until a pause waits under it.
+
+    Attributes:
+        key: The business key.
+        input: The answer (JSON).
+        actor: Who sent it.
+        at: When it was sent.
+        expires_at: When it is dropped if no pause took it.
+    """
+
+    key: str
+    input: Any
+    actor: str | None
+    at: float
+    expires_at: float
 
 
 class Store(Protocol):
@@ -425,6 +475,106 @@ class Store(Protocol):
 
     async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
         """Return ``running`` runs whose lease lapsed at or before ``now``.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        chart: str | None = None,
+        stage: str | None = None,
+        updated_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Page through runs, most recently changed first (``updated_at``, then ``run_id``).
+
+        Args:
+            status: Only runs with this status.
+            chart: Only runs of this chart.
+            stage: Only runs whose ``stage`` is this stage id.
+            updated_before: Only runs last changed before this time.
+            limit: Page size (1..1000).
+            cursor: ``next_cursor`` of the previous page.
+
+        Raises:
+            ValueError: ``cursor`` was not made by this store, or ``limit`` is out of range.
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+        """Return the pauses of paused runs waiting under a business ``key``, newest first.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def delete(self, run_id: str, *, expected_version: int) -> None:
+        """Erase a run, its audit, journal and index entries, if its version is still this one.
+
+        Raises:
+            VersionConflictError: The stored version differs; nothing is erased.
+            RunNotFoundError: No run has that id.
+            StoreUnavailableError: The server cannot be reached; nothing was erased.
+        """
+        ...
+
+    async def purge(
+        self,
+        *,
+        status: RunStatus,
+        updated_before: float,
+        chart: str | None = None,
+        exclude_charts: Sequence[str] = (),
+        limit: int = 500,
+    ) -> tuple[str, ...]:
+        """Erase up to ``limit`` runs of ``status`` last changed before ``updated_before``.
+
+        One transaction per call, oldest first; call again while it returns ``limit`` ids.
+
+        Args:
+            status: Only runs with this status.
+            updated_before: Only runs last changed before this time.
+            chart: Only runs of this chart.
+            exclude_charts: Never runs of these charts.
+            limit: The batch's size (1..10000).
+
+        Returns:
+            The ids erased.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached; nothing was erased.
+        """
+        ...
+
+    async def buffer_signal(self, signal: BufferedSignal, *, limit: int) -> bool:
+        """Keep ``signal`` until a pause takes it or it expires.
+
+        Returns:
+            ``False`` (and nothing is kept) when ``limit`` unexpired signals wait
+            under the key already.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def take_signal(self, key: str, now: float) -> BufferedSignal | None:
+        """Remove and return the oldest unexpired signal kept under ``key``; each is taken once.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def drop_expired_signals(self, now: float) -> int:
+        """Remove signals that expired at or before ``now``; return how many.
 
         Raises:
             StoreUnavailableError: The server cannot be reached.

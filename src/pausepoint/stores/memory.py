@@ -20,15 +20,19 @@ from typing import Any
 from pausepoint.stores._common import (
     PendingKey,
     check_limit,
+    check_purge_limit,
     claim_lost,
     decode_cursor,
+    decode_run_cursor,
     due_at,
     dump_json,
     event_from_doc,
     event_to_doc,
     indexed_pauses,
     lease_deadline,
+    light,
     make_page,
+    make_run_page,
     run_exists,
     run_from_doc,
     run_not_found,
@@ -39,11 +43,14 @@ from pausepoint.stores._common import (
 )
 from pausepoint.stores.base import (
     AuditEvent,
+    BufferedSignal,
     Decider,
     JournalEntry,
     LeaseRenewer,
     PendingPage,
     PendingPause,
+    RunPage,
+    RunStatus,
     StoredRun,
 )
 
@@ -70,6 +77,11 @@ class MemoryStore:
         self._pending: list[tuple[float, str, str, str, str]] = []
         self._due: dict[str, float] = {}  # run_id -> earliest pause deadline
         self._leases: dict[str, float] = {}  # run_id -> lease_until of running runs
+        # Listing index: (updated_at, run_id), ascending, and what listings filter on.
+        self._by_time: list[tuple[float, str]] = []
+        self._listed: dict[str, tuple[float, RunStatus, str, str | None]] = {}
+        self._keyed: dict[str, set[tuple[str, str]]] = {}  # key -> {(run_id, pause_id)}
+        self._signals: dict[str, list[BufferedSignal]] = {}  # key -> oldest first
 
     @property
     def url(self) -> str:
@@ -105,18 +117,36 @@ class MemoryStore:
         for pause in pauses:
             entry = (pause.created_at, run.run_id, pause.pause_id, run.chart, pause.stage_id)
             bisect.insort(self._pending, entry)
+            if pause.key is not None:
+                self._keyed.setdefault(pause.key, set()).add((run.run_id, pause.pause_id))
         if due is not None:
             self._due[run.run_id] = due
         if lease is not None:
             self._leases[run.run_id] = lease
+        bisect.insort(self._by_time, (run.updated_at, run.run_id))
+        self._listed[run.run_id] = (run.updated_at, run.status, run.chart, run.stage)
         return dataclasses.replace(run, version=version)
 
     def _unindex(self, run: StoredRun) -> None:
         for pause in indexed_pauses(run):
             entry = (pause.created_at, run.run_id, pause.pause_id, run.chart, pause.stage_id)
             del self._pending[bisect.bisect_left(self._pending, entry)]
+            if pause.key is not None:
+                waiting = self._keyed[pause.key]
+                waiting.discard((run.run_id, pause.pause_id))
+                if not waiting:
+                    del self._keyed[pause.key]
         self._due.pop(run.run_id, None)
         self._leases.pop(run.run_id, None)
+        listed = self._listed.pop(run.run_id, None)
+        if listed is not None:
+            del self._by_time[bisect.bisect_left(self._by_time, (listed[0], run.run_id))]
+
+    def _erase(self, run_id: str) -> None:
+        self._unindex(self._load(run_id))
+        del self._runs[run_id]
+        self._audit.pop(run_id, None)
+        self._steps.pop(run_id, None)
 
     async def create(
         self,
@@ -266,6 +296,125 @@ class MemoryStore:
         with self._lock:
             stale = sorted((at, run_id) for run_id, at in self._leases.items() if at <= now)
             return tuple(self._load(run_id) for _, run_id in stale[:limit])
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        chart: str | None = None,
+        stage: str | None = None,
+        updated_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Page through runs (see ``Store.list_runs``)."""
+        check_limit(limit)
+        bound: tuple[float, str] | tuple[float] | None = None
+        if updated_before is not None:
+            bound = (updated_before,)
+        if cursor is not None:
+            after = decode_run_cursor(cursor)
+            bound = after if bound is None else min(bound, after)
+        with self._lock:
+            end = len(self._by_time) if bound is None else bisect.bisect_left(self._by_time, bound)
+            items: list[StoredRun] = []
+            for index in range(end - 1, -1, -1):
+                if len(items) > limit:
+                    break
+                run_id = self._by_time[index][1]
+                _, run_status, run_chart, run_stage = self._listed[run_id]
+                if (
+                    status not in (None, run_status)
+                    or chart not in (None, run_chart)
+                    or stage not in (None, run_stage)
+                ):
+                    continue
+                items.append(light(self._load(run_id)))
+        return make_run_page(items, limit)
+
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+        """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
+        check_limit(limit)
+        with self._lock:
+            found = []
+            for run_id, pause_id in self._keyed.get(key, ()):
+                run = self._load(run_id)
+                pause = next(p for p in run.pauses if p.pause_id == pause_id)
+                found.append(
+                    PendingPause(
+                        run_id=run_id, chart=run.chart, pause=pause, run_created_at=run.created_at
+                    )
+                )
+        found.sort(key=lambda p: (p.pause.created_at, p.run_id, p.pause.pause_id), reverse=True)
+        return tuple(found[:limit])
+
+    async def delete(self, run_id: str, *, expected_version: int) -> None:
+        """Erase a run (see ``Store.delete``)."""
+        with self._lock:
+            found = self._load(run_id).version
+            if found != expected_version:
+                raise version_conflict(run_id, expected_version, found)
+            self._erase(run_id)
+
+    async def purge(
+        self,
+        *,
+        status: RunStatus,
+        updated_before: float,
+        chart: str | None = None,
+        exclude_charts: Sequence[str] = (),
+        limit: int = 500,
+    ) -> tuple[str, ...]:
+        """Erase one batch of old runs (see ``Store.purge``)."""
+        check_purge_limit(limit)
+        with self._lock:
+            end = bisect.bisect_left(self._by_time, (updated_before,))
+            chosen: list[str] = []
+            for _, run_id in self._by_time[:end]:
+                if len(chosen) == limit:
+                    break
+                _, run_status, run_chart, _ = self._listed[run_id]
+                if (
+                    run_status == status
+                    and chart in (None, run_chart)
+                    and run_chart not in exclude_charts
+                ):
+                    chosen.append(run_id)
+            for run_id in chosen:
+                self._erase(run_id)
+        return tuple(chosen)
+
+    async def buffer_signal(self, signal: BufferedSignal, *, limit: int) -> bool:
+        """Keep a signal for a key nobody waits on yet (see ``Store.buffer_signal``)."""
+        with self._lock:
+            kept = [s for s in self._signals.get(signal.key, []) if s.expires_at > signal.at]
+            if len(kept) >= limit:
+                return False
+            self._signals[signal.key] = [*kept, signal]
+            return True
+
+    async def take_signal(self, key: str, now: float) -> BufferedSignal | None:
+        """Take a kept signal (see ``Store.take_signal``)."""
+        with self._lock:
+            kept = [s for s in self._signals.pop(key, []) if s.expires_at > now]
+            if not kept:
+                return None
+            if kept[1:]:
+                self._signals[key] = kept[1:]
+            return kept[0]
+
+    async def drop_expired_signals(self, now: float) -> int:
+        """Delete expired signals (see ``Store.drop_expired_signals``)."""
+        dropped = 0
+        with self._lock:
+            for key in list(self._signals):
+                kept = [s for s in self._signals[key] if s.expires_at > now]
+                dropped += len(self._signals[key]) - len(kept)
+                if kept:
+                    self._signals[key] = kept
+                else:
+                    del self._signals[key]
+        return dropped
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""

@@ -75,6 +75,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "kind text NOT NULL, stage_id text NOT NULL, at double precision NOT NULL, actor text, "
         "data jsonb NOT NULL, PRIMARY KEY (run_id, idx))",
     ),
+    (  # 3: listing runs of any status, erasing them, answers by business key
+        "ALTER TABLE {runs} ADD COLUMN stage text",
+        "CREATE INDEX runs_status ON {runs} (status, updated_at, run_id)",
+        "CREATE INDEX runs_chart_status ON {runs} (chart, status, updated_at, run_id)",
+        "CREATE INDEX runs_stage_status ON {runs} (stage, status, updated_at, run_id) "
+        "WHERE stage IS NOT NULL",
+        "CREATE INDEX runs_updated ON {runs} (updated_at, run_id)",
+        "CREATE INDEX runs_chart ON {runs} (chart, updated_at, run_id)",
+        "ALTER TABLE {pending} ADD COLUMN business_key text",
+        "CREATE INDEX pending_key ON {pending} (business_key, created_at, run_id, pause_id) "
+        "WHERE business_key IS NOT NULL",
+        "CREATE TABLE {signals} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "business_key text NOT NULL, input jsonb NOT NULL, actor text, "
+        "at double precision NOT NULL, expires_at double precision NOT NULL)",
+        "CREATE INDEX signals_key ON {signals} (business_key, id)",
+        "CREATE INDEX signals_expiry ON {signals} (expires_at)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -128,7 +145,7 @@ class PostgresStore(PlannedStore):
         }
         tables = {
             name: f'"{self._schema}".{name}'
-            for name in ("runs", "pending", "audit", "steps", "schema_version")
+            for name in ("runs", "pending", "audit", "steps", "signals", "schema_version")
         }
         self._plans = SqlPlans(
             tables=tables,
@@ -137,6 +154,7 @@ class PostgresStore(PlannedStore):
             load=lambda value: value,  # psycopg already decoded the jsonb
             url=self._url,
             lock=" FOR UPDATE",
+            key_lock="SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
         )
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._opening = asyncio.Lock()

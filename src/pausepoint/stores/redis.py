@@ -9,12 +9,20 @@ several stores). With prefix ``P``:
   inbox pages read), ``index`` (the sorted-set entries the run is in, JSON, so
   the next write can remove them), and ``owner``, ``status``, ``lease_until``
   and ``cancel``: what a claim holder's writes check and change without
-  rewriting the record (its ``lease_until`` wins over the record's).
+  rewriting the record (its ``lease_until`` wins over the record's); ``summary``
+  (the record without checkpoint and snapshot: what listings read) and ``chart``.
 * ``P:audit:<run_id>``: list of audit events (JSON), ``seq`` being the position.
 * ``P:steps:<run_id>``: the run's journal (JSON entries), ``index`` being the position.
 * ``P:pending:<["chart", "stage"]>``: sorted sets of pauses of paused runs, one
   per filter (``null`` for "any"), so every filter combination reads one set;
   score ``created_at``, member ``<run_id>\0<pause_id>``.
+* ``P:runs:<["status", "chart", "stage"]>``: sorted sets of runs, one per filter
+  combination (``null`` for "any"; a run is in the sets of every combination of
+  its own values), score ``updated_at``, member ``run_id``: listings and purges.
+* ``P:keyed:<key>``: pauses of paused runs waiting under a business key, as in
+  the pending sets.
+* ``P:signals:<key>``: answers kept for a key nobody waits on yet (JSON list,
+  oldest first); ``P:signal-keys``: those keys by their latest expiry.
 * ``P:due``: paused runs by earliest pause deadline. ``P:leases``: running runs
   by ``lease_until``.
 * ``P:schema``: how many :data:`MIGRATIONS` ran.
@@ -51,16 +59,20 @@ from redis.retry import Retry as SyncRetry
 from pausepoint.errors import VersionConflictError
 from pausepoint.stores._common import (
     check_limit,
+    check_purge_limit,
     check_schema_version,
     claim_lost,
     decode_cursor,
+    decode_run_cursor,
     due_at,
     dump_json,
     event_from_doc,
     event_to_doc,
     indexed_pauses,
     lease_deadline,
+    light,
     make_page,
+    make_run_page,
     pause_from_doc,
     pause_to_doc,
     pop_query_param,
@@ -76,11 +88,14 @@ from pausepoint.stores._common import (
 )
 from pausepoint.stores.base import (
     AuditEvent,
+    BufferedSignal,
     Decider,
     JournalEntry,
     LeaseRenewer,
     PendingPage,
     PendingPause,
+    RunPage,
+    RunStatus,
     StoredRun,
 )
 
@@ -89,6 +104,34 @@ __all__ = ["MIGRATIONS", "RedisStore"]
 MIGRATIONS: tuple[str, ...] = (
     "-- 1: the key layout of the module docstring; keys appear on first write",
     "-- 2: the journal and the claim fields of the run hash; they appear on first write",
+    # 3: runs written before get into the listing sets (status and chart; their stage
+    # is unknown) and their index field names them, so the next write moves them.
+    r"""
+local function name(value)
+  if value == nil or value == cjson.null then return 'null' end
+  return (string.gsub(cjson.encode(value), '\\/', '/'))
+end
+local cursor = '0'
+repeat
+  local found = redis.call('SCAN', cursor, 'MATCH', ARGV[2] .. ':run:*', 'COUNT', 500)
+  cursor = found[1]
+  for _, key in ipairs(found[2]) do
+    local record = redis.call('HGET', key, 'record')
+    if record then
+      local run = cjson.decode(record)
+      local index = cjson.decode(redis.call('HGET', key, 'index') or '[]')
+      local score = string.format('%.17g', run.updated_at)
+      for _, combo in ipairs({{run.status, nil}, {nil, run.chart}, {run.status, run.chart},
+                              {nil, nil}}) do
+        local set = ARGV[2] .. ':runs:[' .. name(combo[1]) .. ',' .. name(combo[2]) .. ',null]'
+        redis.call('ZADD', set, score, run.run_id)
+        index[#index + 1] = {set, score, run.run_id}
+      end
+      redis.call('HSET', key, 'index', cjson.encode(index), 'chart', run.chart)
+    end
+  end
+until cursor == '0'
+""",
 )
 """Lua bodies in order, each run atomically with ``ARGV[2]`` the key prefix."""
 
@@ -102,8 +145,8 @@ return tonumber(ARGV[1])
 
 # KEYS: run hash, audit list, journal list. ARGV: expected version ('' to create),
 # expected lease_until ('' for any), new version, record, inbox, index entries
-# [[zset, score, member], ...], owner, status, lease_until, cancel, number of audit
-# events, audit events..., journal entries...
+# [[zset, score, member], ...], owner, status, lease_until, cancel, summary, chart,
+# number of audit events, audit events..., journal entries...
 _WRITE = r"""
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -124,10 +167,10 @@ for _, entry in ipairs(cjson.decode(ARGV[6])) do
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[3], 'record', ARGV[4], 'inbox', ARGV[5],
            'index', ARGV[6], 'owner', ARGV[7], 'status', ARGV[8], 'lease_until', ARGV[9],
-           'cancel', ARGV[10])
-local events = tonumber(ARGV[11])
-for i = 12, 11 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-for i = 12 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+           'cancel', ARGV[10], 'summary', ARGV[11], 'chart', ARGV[12])
+local events = tonumber(ARGV[13])
+for i = 14, 13 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 14 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 return {'ok', tostring(redis.call('LLEN', KEYS[3]))}
 """
 
@@ -174,16 +217,23 @@ for i = 1, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return 1
 """
 
-# KEYS: pending set. ARGV: exclusive upper score ('+inf' or '(<score>'), cursor score
-# ('' for none) and member, how many, run key prefix. Returns member, inbox, member, ...
+# KEYS: a pending, keyed or runs set. ARGV: exclusive upper score ('+inf' or '(<score>'),
+# cursor score ('' for none) and member, how many, run key prefix, the hash fields to
+# return (the first present). Returns member, field value, member, ...
 # Entries scoring exactly the cursor's score come next when their member sorts
 # below the cursor's; Redis orders such ties by member bytes, and so does below().
 _PAGE = r"""
 local out, want = {}, tonumber(ARGV[4])
 local function take(member)
-  local run_id = string.sub(member, 1, string.find(member, '\0', 1, true) - 1)
+  local cut = string.find(member, '\0', 1, true)
+  local run_id = cut and string.sub(member, 1, cut - 1) or member
+  local value = false
+  for i = 6, #ARGV do
+    value = redis.call('HGET', ARGV[5] .. run_id, ARGV[i])
+    if value then break end
+  end
   out[#out + 1] = member
-  out[#out + 1] = redis.call('HGET', ARGV[5] .. run_id, 'inbox')
+  out[#out + 1] = value
 end
 local function below(a, b)
   for i = 1, math.min(#a, #b) do
@@ -216,6 +266,78 @@ for _, run_id in ipairs(ids) do
   out[#out + 1] = redis.call('HGET', ARGV[3] .. run_id, 'lease_until') or ''
 end
 return out
+"""
+
+# KEYS: run hash, audit list, journal list. ARGV: expected version.
+_DELETE = r"""
+local current = redis.call('HGET', KEYS[1], 'version')
+if not current then return 'missing' end
+if current ~= ARGV[1] then return current end
+for _, entry in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'index'))) do
+  redis.call('ZREM', entry[1], entry[3])
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 'ok'
+"""
+
+# KEYS: a runs set (by status, maybe chart). ARGV: exclusive max score, how many, key
+# prefix, excluded charts (JSON list). Erases the oldest runs of the set; returns their ids.
+_PURGE = r"""
+local erased, skipped, want = {}, 0, tonumber(ARGV[2])
+local excluded = {}
+for _, chart in ipairs(cjson.decode(ARGV[4])) do excluded[chart] = true end
+while #erased < want do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', skipped,
+                         want - #erased)
+  if #ids == 0 then break end
+  for _, run_id in ipairs(ids) do
+    local key = ARGV[3] .. ':run:' .. run_id
+    if excluded[redis.call('HGET', key, 'chart') or ''] then
+      skipped = skipped + 1
+    else
+      for _, entry in ipairs(cjson.decode(redis.call('HGET', key, 'index') or '[]')) do
+        redis.call('ZREM', entry[1], entry[3])
+      end
+      redis.call('DEL', key, ARGV[3] .. ':audit:' .. run_id, ARGV[3] .. ':steps:' .. run_id)
+      erased[#erased + 1] = run_id
+    end
+  end
+end
+return erased
+"""
+
+# KEYS: the key's signal list, the signal-keys set. ARGV: now, then for a put: the
+# signal (JSON), its expiry, the limit. Drops expired entries; a put appends unless
+# `limit` remain (returns 0 then, else 1); a take pops the oldest (returns it or false).
+_SIGNALS = r"""
+local kept = {}
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if cjson.decode(entry).expires_at > tonumber(ARGV[1]) then kept[#kept + 1] = entry end
+end
+local taken = false
+if ARGV[2] then
+  if #kept >= tonumber(ARGV[4]) then return 0 end
+  kept[#kept + 1] = ARGV[2]
+  local latest = tonumber(redis.call('ZSCORE', KEYS[2], KEYS[1]) or '0')
+  if tonumber(ARGV[3]) > latest then redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1]) end
+elseif #kept > 0 then
+  taken = table.remove(kept, 1)
+end
+redis.call('DEL', KEYS[1])
+if #kept > 0 then redis.call('RPUSH', KEYS[1], unpack(kept)) end
+if ARGV[2] then return 1 end
+return taken
+"""
+
+# KEYS: the signal-keys set. ARGV: now. Drops the lists whose every entry expired.
+_DROP_SIGNALS = r"""
+local dropped = 0
+for _, list in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  dropped = dropped + redis.call('LLEN', list)
+  redis.call('DEL', list)
+  redis.call('ZREM', KEYS[1], list)
+end
+return dropped
 """
 
 _UPDATE_ATTEMPTS = 100
@@ -306,6 +428,10 @@ class RedisStore:
                         ("get", _GET),
                         ("page", _PAGE),
                         ("records", _RECORDS_UP_TO),
+                        ("delete", _DELETE),
+                        ("purge", _PURGE),
+                        ("signals", _SIGNALS),
+                        ("drop_signals", _DROP_SIGNALS),
                     )
                 }
                 self._client = client
@@ -319,6 +445,9 @@ class RedisStore:
             # Each script re-checks the version, so concurrent first users apply it once.
             await client.eval(_MIGRATE % body, 1, schema, number, self._prefix)
 
+    def _runs_key(self, status: str | None, chart: str | None, stage: str | None) -> str:
+        return self._key("runs", dump_json([status, chart, stage]))
+
     def _index_entries(self, run: StoredRun) -> list[list[str]]:
         """Return the ``[sorted set, score, member]`` entries that index ``run``."""
         entries = []
@@ -327,6 +456,13 @@ class RedisStore:
             for chart, stage in ((None, None), (run.chart, None), (None, pause.stage_id)):
                 entries.append([self._pending_key(chart, stage), score, member])
             entries.append([self._pending_key(run.chart, pause.stage_id), score, member])
+            if pause.key is not None:
+                entries.append([self._key("keyed", pause.key), score, member])
+        updated = repr(float(run.updated_at))
+        for status in (None, run.status):
+            for chart in (None, run.chart):
+                for stage in (None, run.stage) if run.stage is not None else (None,):
+                    entries.append([self._runs_key(status, chart, stage), updated, run.run_id])
         if (due := due_at(run)) is not None:
             entries.append([self._key("due"), repr(float(due)), run.run_id])
         if (lease := lease_deadline(run)) is not None:
@@ -358,6 +494,8 @@ class RedisStore:
             run.status,
             _lease_text(run.lease_until),
             "" if run.cancel is None else dump_json(run.cancel),
+            dump_json(run_to_doc(light(run), version=version)),
+            run.chart,
             str(len(events)),
             *(dump_json(event_to_doc(e)) for e in events),
             *(dump_json(step_to_doc(step)) for step in steps),
@@ -482,7 +620,7 @@ class RedisStore:
         """Return a run's audit log (see ``Store.audit``)."""
         async with self._redis() as client:
             lines = await client.lrange(self._key("audit", run_id), 0, -1)
-            # Runs are never deleted, so "no events yet" and "no run" can be told apart.
+            # Every run has a "started" event; none: is there a run at all?
             if not lines and not await client.exists(self._key("run", run_id)):
                 raise run_not_found(run_id)
         return tuple(event_from_doc(json.loads(line), seq) for seq, line in enumerate(lines, 1))
@@ -505,11 +643,14 @@ class RedisStore:
             if created_at < upper:
                 upper, tie_score, tie_member = created_at, repr(created_at), f"{run_id}\0{pause_id}"
         bound = "+inf" if upper == math.inf else f"({float(upper)!r}"
-        args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", "")]
+        args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", ""), "inbox"]
+        items = await self._pauses(self._pending_key(chart, stage), args)
+        return make_page(items, limit)
+
+    async def _pauses(self, index: str, args: list[str]) -> list[PendingPause]:
+        """Run the page script on a set of pauses and decode what it returns."""
         async with self._redis():
-            flat: list[str] = await self._scripts["page"](
-                keys=[self._pending_key(chart, stage)], args=args
-            )
+            flat: list[str] = await self._scripts["page"](keys=[index], args=args)
         inboxes: dict[str, Any] = {}
         items = []
         for member, inbox in zip(flat[::2], flat[1::2], strict=True):
@@ -524,7 +665,101 @@ class RedisStore:
                     run_created_at=doc["run_created_at"],
                 )
             )
-        return make_page(items, limit)
+        return items
+
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+        """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
+        check_limit(limit)
+        args = ["+inf", "", "", str(limit), self._key("run", ""), "inbox"]
+        return tuple(await self._pauses(self._key("keyed", key), args))
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        chart: str | None = None,
+        stage: str | None = None,
+        updated_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Page through runs (see ``Store.list_runs``)."""
+        check_limit(limit)
+        upper = math.inf if updated_before is None else updated_before
+        tie_score = tie_member = ""
+        if cursor is not None:
+            updated_at, run_id = decode_run_cursor(cursor)
+            if updated_at < upper:
+                upper, tie_score, tie_member = updated_at, repr(updated_at), run_id
+        bound = "+inf" if upper == math.inf else f"({float(upper)!r}"
+        args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", "")]
+        args += ["summary", "record"]  # a record written before release 3 has no summary
+        async with self._redis():
+            flat: list[str] = await self._scripts["page"](
+                keys=[self._runs_key(status, chart, stage)], args=args
+            )
+        items = [light(_merged(doc, None, None)) for doc in flat[1::2] if doc]
+        return make_run_page(items, limit)
+
+    async def delete(self, run_id: str, *, expected_version: int) -> None:
+        """Erase a run (see ``Store.delete``)."""
+        keys = [self._key("run", run_id), self._key("audit", run_id), self._key("steps", run_id)]
+        async with self._redis():
+            result = await self._scripts["delete"](keys=keys, args=[str(expected_version)])
+        if result == "missing":
+            raise run_not_found(run_id)
+        if result != "ok":
+            raise version_conflict(run_id, expected_version, int(result))
+
+    async def purge(
+        self,
+        *,
+        status: RunStatus,
+        updated_before: float,
+        chart: str | None = None,
+        exclude_charts: Sequence[str] = (),
+        limit: int = 500,
+    ) -> tuple[str, ...]:
+        """Erase one batch of old runs (see ``Store.purge``)."""
+        check_purge_limit(limit)
+        args = [f"({float(updated_before)!r}", str(limit), self._prefix, dump_json(exclude_charts)]
+        async with self._redis():
+            erased: list[str] = await self._scripts["purge"](
+                keys=[self._runs_key(status, chart, None)], args=args
+            )
+        return tuple(erased)
+
+    def _signal_keys(self, key: str) -> list[str]:
+        return [self._key("signals", key), self._key("signal-keys")]
+
+    async def buffer_signal(self, signal: BufferedSignal, *, limit: int) -> bool:
+        """Keep a signal for a key nobody waits on yet (see ``Store.buffer_signal``)."""
+        doc = {
+            "input": signal.input,
+            "actor": signal.actor,
+            "at": signal.at,
+            "expires_at": signal.expires_at,
+        }
+        args = [repr(signal.at), dump_json(doc), repr(signal.expires_at), str(limit)]
+        async with self._redis():
+            kept = await self._scripts["signals"](keys=self._signal_keys(signal.key), args=args)
+        return bool(kept)
+
+    async def take_signal(self, key: str, now: float) -> BufferedSignal | None:
+        """Take a kept signal (see ``Store.take_signal``)."""
+        async with self._redis():
+            taken = await self._scripts["signals"](keys=self._signal_keys(key), args=[repr(now)])
+        if not taken:
+            return None
+        return BufferedSignal(key=key, **json.loads(taken))
+
+    async def drop_expired_signals(self, now: float) -> int:
+        """Delete expired signals (see ``Store.drop_expired_signals``)."""
+        async with self._redis():
+            dropped = await self._scripts["drop_signals"](
+                keys=[self._key("signal-keys")], args=[repr(now)]
+            )
+        return int(dropped)
 
     async def _records_up_to(self, index: str, now: float, limit: int) -> tuple[StoredRun, ...]:
         check_limit(limit)

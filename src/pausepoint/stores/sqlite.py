@@ -58,6 +58,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "stage_id TEXT NOT NULL, at REAL NOT NULL, actor TEXT, data TEXT NOT NULL, "
         "PRIMARY KEY (run_id, idx)) WITHOUT ROWID",
     ),
+    (  # 3: listing runs of any status, erasing them, answers by business key
+        "ALTER TABLE {runs} ADD COLUMN stage TEXT",
+        "CREATE INDEX runs_status ON {runs} (status, updated_at, run_id)",
+        "CREATE INDEX runs_chart_status ON {runs} (chart, status, updated_at, run_id)",
+        "CREATE INDEX runs_stage_status ON {runs} (stage, status, updated_at, run_id) "
+        "WHERE stage IS NOT NULL",
+        "CREATE INDEX runs_updated ON {runs} (updated_at, run_id)",
+        "CREATE INDEX runs_chart ON {runs} (chart, updated_at, run_id)",
+        "ALTER TABLE {pending} ADD COLUMN business_key TEXT",
+        "CREATE INDEX pending_key ON {pending} (business_key, created_at, run_id, pause_id) "
+        "WHERE business_key IS NOT NULL",
+        "CREATE TABLE {signals} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "business_key TEXT NOT NULL, input TEXT NOT NULL, actor TEXT, at REAL NOT NULL, "
+        "expires_at REAL NOT NULL)",
+        "CREATE INDEX signals_key ON {signals} (business_key, id)",
+        "CREATE INDEX signals_expiry ON {signals} (expires_at)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -66,6 +83,7 @@ _TABLES = {
     "pending": "pending",
     "audit": "audit",
     "steps": "steps",
+    "signals": "signals",
     "schema_version": "schema_version",
 }
 
