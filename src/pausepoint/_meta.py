@@ -19,6 +19,12 @@ __all__ = ["META_VERSION", "RecordedAnswer", "RunMeta"]
 META_VERSION = 2
 
 
+_OWN = frozenset(
+    {"v", "input", "structure", "redact", "answer", "idempotency", "segment", "whole", "cancel"}
+)
+"""The keys :class:`RunMeta` reads itself (``cancel``: a request as release 0.1 kept it)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RecordedAnswer:
     """The answer a claimed run was resumed with: applied again by whoever recovers it.
@@ -49,6 +55,8 @@ class RunMeta:
         segment: The journal index where the current claim's steps begin.
         whole: The journal holds every step since the start (runs started by
             release 0.1 have steps only since their first resume after it).
+        extra: Keys others keep there (an observer's trace context, say),
+            written back as they were read.
     """
 
     input: Mapping[str, Any] = field(default_factory=dict)
@@ -58,6 +66,7 @@ class RunMeta:
     idempotency: Mapping[str, str] = field(default_factory=dict)
     segment: int = 0
     whole: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, doc: Mapping[str, Any]) -> RunMeta:
@@ -72,11 +81,12 @@ class RunMeta:
             idempotency=doc.get("idempotency", {}),
             segment=int(doc.get("segment", 0)),
             whole=bool(doc.get("whole", False)),
+            extra={k: v for k, v in doc.items() if k not in _OWN},
         )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the store keeps."""
-        doc: dict[str, Any] = {"v": META_VERSION, "input": self.input}
+        doc: dict[str, Any] = {**self.extra, "v": META_VERSION, "input": self.input}
         if self.structure is not None:
             doc["structure"] = self.structure
         if self.redact is not None:
