@@ -7,7 +7,8 @@ For each store (a SQLite file, then a fresh PostgreSQL schema; see
    (no HTTP; ``resumes`` of them for phase b, the rest for phase c);
 2. ``create_app(runs, tokens=...)`` is served by uvicorn in a child process
    (``python -m bench.load --serve URL --port N``: one process, its default
-   asyncio loop and h11, no access log) on ``127.0.0.1`` and a free port;
+   asyncio loop and h11, no access log, the startup heap frozen out of the
+   garbage collector as ``pausepoint serve`` does) on ``127.0.0.1`` and a free port;
 3. ``concurrency`` clients (coroutines sharing one ``httpx.AsyncClient`` with as
    many keep-alive connections, proxies from the environment ignored) take
    requests from a fixed list until it is empty, in three timed phases:
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 import sqlite3
@@ -214,6 +216,8 @@ def serve(url: str, port: int) -> None:
 
     runs = Runs(open_store(url), charts)
     app = create_app(runs, TOKENS, session_secret="bench-load")
+    gc.collect()  # as `pausepoint serve` does: the startup heap leaves full GC passes
+    gc.freeze()
     config = uvicorn.Config(
         app,
         host=HOST,

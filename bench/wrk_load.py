@@ -9,7 +9,8 @@ a fresh PostgreSQL schema; see :mod:`bench.servers`):
 1. ``runs`` refund runs are started through ``Runs`` to their pause (no HTTP);
 2. ``create_app(runs, tokens=...)`` is served by one uvicorn process
    (``python -m bench.load --serve URL --port N``: no access log; uvloop and
-   httptools when installed, else the asyncio loop and h11) on ``127.0.0.1``;
+   httptools when installed, else the asyncio loop and h11; ``gc.freeze()``
+   after startup, as ``pausepoint serve`` does) on ``127.0.0.1``;
 3. wrk, ``connections`` keep-alive connections over ``threads`` threads, runs
    after a short warm-up:
 
@@ -320,7 +321,8 @@ def table(sizes: Sizes, results: Sequence[StoreResult], took: float) -> str:
         f"  OS         {info['os']}",
         f"  Python     {info['python']} (built {info['python_build']})",
         f"  versions   {versions()}; {_wrk_version(shutil.which('wrk'))}",
-        f"  server     uvicorn, 1 process ({_uvicorn_flavour()}), on {HOST}; create_app over Runs",
+        f"  server     uvicorn, 1 process ({_uvicorn_flavour()}), on {HOST}; create_app over Runs,",
+        "             startup heap frozen out of the garbage collector (as pausepoint serve does)",
         f"  load       wrk, {sizes.connections} keep-alive connections over "
         f"{sizes.threads} threads, on the same machine",
         f"  runs       {sizes.runs:,} refund runs paused per store beforehand",
