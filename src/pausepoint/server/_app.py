@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -20,6 +21,7 @@ from pausepoint.runs import Runs
 from ._api import ResumeDispatcher, api_router
 from ._auth import SessionSigner
 from ._errors import ApiError, error_of
+from ._health import health_router
 from ._pages import pages_router
 from ._templates import HERE, render
 
@@ -63,18 +65,19 @@ def create_app(
     """
     tokens = tokens if tokens is not None else {}
     secret = session_secret.encode() if session_secret else os.urandom(32)
-    app = FastAPI(
+    # /docs and /redoc load their scripts from assets packaged with fastapi-offline, never a CDN
+    app = FastAPIOffline(
         title="pausepoint",
         version=__version__,
         description=_DESCRIPTION,
-        # The interactive docs load their scripts from a CDN; the schema is at /openapi.json.
-        docs_url=None,
-        redoc_url=None,
+        static_url="/static/docs",
+        swagger_ui_parameters={"validatorUrl": None},  # else Swagger UI asks validator.swagger.io
         openapi_tags=[
             {"name": "runs", "description": "Start, list, read, answer and cancel runs."},
             {"name": "charts", "description": "The registered charts."},
         ],
     )
+    app.include_router(health_router(runs))
     app.include_router(api_router(runs, tokens, dispatcher))
     app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
