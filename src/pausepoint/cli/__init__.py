@@ -1,4 +1,4 @@
-"""The ``pausepoint`` command: demo, run, ls, show, resume, cancel, sweep, serve, worker.
+"""The ``pausepoint`` command: demo, run, ls, show, resume, cancel, sweep, serve, worker, doctor.
 
 Every command takes ``--store URL`` (or ``PAUSEPOINT_STORE``; default the SQLite
 file ``pausepoint.db`` in the working directory) and, where charts are needed,
@@ -9,12 +9,17 @@ chart). ``--json`` prints machine-readable output. A user mistake prints one
 
 from __future__ import annotations
 
-from . import _commands, _demo, _worker
+from . import _commands, _demo, _doctor, _worker
 from ._app import app
 
 __all__ = ["app", "main"]
 
-_REGISTERED = (_commands, _demo, _worker)  # importing them registers their commands on `app`
+_REGISTERED = (
+    _commands,
+    _demo,
+    _doctor,
+    _worker,
+)  # importing them registers their commands on `app`
 
 
 def main() -> None:
