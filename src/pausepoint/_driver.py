@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ._claim import Claim, cancelled_event, event, redact
+from ._observe import Observers, Segment, SegmentKind
 from .chart import FlowChart, PausableStage
 from .checkpoint import Checkpoint
 from .compat import checkpoint_for_chart
@@ -62,6 +63,7 @@ class RunDriver:
 
     store: Store
     charts: dict[str, FlowChart]
+    observer: Observers
     lease_seconds: float
     _signing_key: str | bytes | None
     _owner: str
@@ -86,17 +88,29 @@ class RunDriver:
         record: StoredRun,
         flow: FlowChart,
         step: Callable[[FlowChartExecutor], Awaitable[str]],
+        kind: SegmentKind,
     ) -> RunRecord:
         """Run ``step`` on a fresh executor, keeping progress and lease in the store.
 
         A cancel request found on the record while it runs (see :meth:`cancel`)
-        stops the executor before its next stage.
+        stops the executor before its next stage. The observers follow it as
+        one segment of the run (see :mod:`pausepoint._observe`).
         """
+        with self.observer.segment(record, kind) as segment:
+            return segment.ended(await self._drive_segment(record, flow, step, segment))
+
+    async def _drive_segment(
+        self,
+        record: StoredRun,
+        flow: FlowChart,
+        step: Callable[[FlowChartExecutor], Awaitable[str]],
+        segment: Segment,
+    ) -> RunRecord:
 
         async def on_progress(checkpoint: Checkpoint) -> None:
             await holder.write(checkpoint=dict(checkpoint), events=[])
 
-        executor = FlowChartExecutor(flow, signing_key=self._signing_key, on_progress=on_progress)
+        executor = segment.executor(flow, signing_key=self._signing_key, on_progress=on_progress)
         holder = Claim(
             self.store,
             record,
@@ -138,7 +152,9 @@ class RunDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         known = {pause.pause_id for pause in record.pauses}
-        final = await holder.finish(lambda: self._outcome(executor, flow, holder, known))
+        final = await holder.finish(
+            lambda: segment.outcome(self._outcome(executor, flow, holder, known), holder.record)
+        )
         return await self._record(final)
 
     def _outcome(

@@ -39,6 +39,7 @@ from typing import Any
 from ._claim import cancelled_event, event, redact
 from ._driver import RunDriver, RunRecord
 from ._json import json_copy
+from ._observe import Observers, RunObserver
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -80,6 +81,8 @@ class Runs(RunDriver):
         compatibility: Opt-in rule letting a run paused under an older version
             of its chart resume on the new one; by default such a resume is
             refused with ``ChartChangedError``.
+        observer: Follows every run segment, stage and outcome (see
+            :mod:`pausepoint._observe`), beside the process-wide observers.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class Runs(RunDriver):
         signing_key: str | bytes | None = None,
         lease_seconds: float = 30.0,
         compatibility: CompatibilityRule | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -99,6 +103,7 @@ class Runs(RunDriver):
         self._signing_key = signing_key
         self._compatibility = compatibility
         self._owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.observer = Observers(observer)
 
     async def __aenter__(self) -> Runs:
         return self
@@ -196,7 +201,7 @@ class Runs(RunDriver):
             ),
             [event("started", actor, {"input": redact(seed, flow)})],
         )
-        return await self._drive(record, flow, lambda ex: ex.run(seed, run_id=run_id))
+        return await self._drive(record, flow, lambda ex: ex.run(seed, run_id=run_id), "start")
 
     # -- resuming -----------------------------------------------------------
 
@@ -306,7 +311,7 @@ class Runs(RunDriver):
                 await self._refuse(latest, actor, error)
             raise error from None
         return await self._drive(
-            claimed, flow, lambda ex: ex.resume(prepared, answer, stage_id=pause.stage_id)
+            claimed, flow, lambda ex: ex.resume(prepared, answer, stage_id=pause.stage_id), "resume"
         )
 
     def _prepare(self, record: StoredRun, flow: FlowChart) -> dict[str, Any]:
@@ -545,6 +550,7 @@ class Runs(RunDriver):
             raise RunAlreadyClaimedError(
                 f"run {run_id!r} changed while cancelling; read it again", run_id=run_id
             ) from None
+        self.observer.run_ended(updated)
         return await self._record(updated)
 
     async def expire_due(self, *, now: float | None = None) -> list[str]:
@@ -604,7 +610,7 @@ class Runs(RunDriver):
             )
             return
         failing = policy is not None and policy.action == "fail"
-        await self.store.replace(
+        expired = await self.store.replace(
             dataclasses.replace(
                 record,
                 status="failed" if failing else "expired",
@@ -619,6 +625,7 @@ class Runs(RunDriver):
                 )
             ],
         )
+        self.observer.run_ended(expired)
 
     # -- recovery -----------------------------------------------------------
 
@@ -690,7 +697,7 @@ class Runs(RunDriver):
             )
         except VersionConflictError:
             return None
-        await self._drive(claimed, flow, self._continuation_of(claimed, flow))
+        await self._drive(claimed, flow, self._continuation_of(claimed, flow), "recover")
         return record.run_id
 
     def _chart(self, name: str) -> FlowChart:

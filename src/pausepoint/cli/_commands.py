@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
+from pausepoint._logging import configure_logging
 from pausepoint.errors import PausepointError
 from pausepoint.runs import RunRecord, Runs
 from pausepoint.stores import PendingPage
@@ -22,6 +23,7 @@ from pausepoint.stores import PendingPage
 from ._app import (
     ChartsOption,
     JsonOption,
+    LogFormatOption,
     StoreOption,
     app,
     check_chart_loaded,
@@ -317,12 +319,15 @@ def sweep_command(
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     as_json: JsonOption = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Apply overdue pauses' timeout policies and recover runs whose process died.
 
     Only runs of the loaded charts (see --charts) are swept; others are left alone.
     With --json, prints one line per sweep: {"expired": [...], "recovered": [...]}.
     """
+    if log_format is not None:
+        configure_logging(log_format.value)
     registry = load_registry(charts)
     console = make_console()
 
@@ -403,8 +408,13 @@ def serve_command(
     ] = None,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Serve the HTTP API and the review page (needs pausepoint's server extra)."""
+    """Serve the HTTP API and the review page (needs pausepoint's server extra).
+
+    Also serves /healthz, /readyz, the API docs at /docs and, with the metrics
+    extra installed, Prometheus metrics at /metrics.
+    """
     tokens = parse_tokens(token or [], os.environ.get(TOKENS_ENV))
     try:
         server: Any = importlib.import_module("pausepoint.server")
@@ -420,7 +430,12 @@ def serve_command(
         )
     try:
         options = {} if session_secret is None else {"session_secret": session_secret}
-        uvicorn.run(server.create_app(runs, tokens=tokens, **options), host=host, port=port)
+        logs: dict[str, Any] = {}
+        if log_format is not None:
+            configure_logging(log_format.value)
+            logs = {"log_config": None}  # uvicorn's loggers go through the root handler
+        app = server.create_app(runs, tokens=tokens, **options)
+        uvicorn.run(app, host=host, port=port, **logs)
     finally:
         with contextlib.suppress(PausepointError, RuntimeError):
             asyncio.run(runs.aclose())
