@@ -68,7 +68,16 @@ approval = (
 )
 """receive → approve (pausable, Decision) → step1 → slow → step3."""
 
-charts = {"approval": approval}
+twice = (
+    flow_chart("Receive", stage("receive"), "receive")
+    .add_pausable_function("Approve", PausableHandler(ask, answer), "approve")
+    .add_pausable_function("Confirm", PausableHandler(ask, answer), "confirm")
+    .add_function("Finish", stage("finish"), "finish")
+    .build()
+)
+"""receive → approve (pausable) → confirm (pausable) → finish: a run with two pauses."""
+
+charts = {"approval": approval, "twice": twice}
 
 AFTER_PAUSE = ("approve:answer", "step1", "slow-start", "slow-end", "step3")
 """What runs once per resume, in order."""

@@ -44,6 +44,7 @@ def create_app(
     *,
     session_secret: str | None = None,
     dispatcher: ResumeDispatcher | None = None,
+    metrics: bool | None = None,
 ) -> FastAPI:
     """Return the ASGI app serving ``runs``: the JSON API and the review pages.
 
@@ -59,6 +60,9 @@ def create_app(
         dispatcher: Hand API resumes to workers instead of running them here
             (e.g. ``pausepoint.celery.CeleryDispatcher(app, runs=runs)``): the
             answer is checked, queued, and answered 202 with the run ``resuming``.
+        metrics: Serve ``GET /metrics`` (Prometheus text) and count this
+            process's runs (:func:`pausepoint.metrics.enable_metrics`). By
+            default, when the ``metrics`` extra is installed.
 
     Returns:
         The FastAPI app; serve it with ``uvicorn`` or any ASGI server.
@@ -78,6 +82,8 @@ def create_app(
         ],
     )
     app.include_router(health_router(runs))
+    if metrics is not False:
+        _serve_metrics(app, runs, required=metrics is True)
     app.include_router(api_router(runs, tokens, dispatcher))
     app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -85,6 +91,21 @@ def create_app(
         app.add_exception_handler(kind, _handle)
     _name_charts_in_openapi(app, runs)
     return app
+
+
+def _serve_metrics(app: FastAPI, runs: Runs, *, required: bool) -> None:
+    try:
+        from pausepoint import metrics
+    except ImportError:
+        if required:
+            raise
+        return
+    metrics.enable_metrics()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        text = await metrics.render_metrics(runs.store)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
 
 def _name_charts_in_openapi(app: FastAPI, runs: Runs) -> None:
