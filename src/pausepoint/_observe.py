@@ -15,14 +15,19 @@ their executor is an :class:`ObservedExecutor`, a subclass whose stage methods
 wrap the engine's. A plain ``FlowChartExecutor`` is untouched, so runs nobody
 observes stage by stage pay nothing per stage.
 
-Observers come from two places, combined by :class:`Observers`: the one given
-to ``Runs(observer=...)``, and those added process-wide with :func:`add_observer`.
+Observers come from three places, combined by :class:`Observers`: the one given
+to ``Runs(observer=...)``, those added process-wide with :func:`add_observer`
+(``pausepoint.metrics.enable_metrics`` adds one), and OpenTelemetry tracing,
+switched on by itself when the application configured a tracer provider.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -45,6 +50,8 @@ __all__ = [
     "add_observer",
     "metric_stage",
     "remove_observer",
+    "trace_context",
+    "trace_headers",
 ]
 
 SegmentKind = Literal["start", "resume", "recover"]
@@ -143,7 +150,7 @@ def remove_observer(observer: RunObserver) -> None:
 
 
 class Observers(RunObserver):
-    """What ``Runs`` calls: the log context, its own observer, and the process-wide ones."""
+    """What ``Runs`` calls: its own observer, the process-wide ones, and tracing."""
 
     def __init__(self, own: RunObserver | None = None) -> None:
         self.own = own
@@ -154,6 +161,9 @@ class Observers(RunObserver):
         found: list[RunObserver] = [LOG_CONTEXT, *_PROCESS_OBSERVERS]
         if self.own is not None:
             found.append(self.own)
+        tracing = _tracing()
+        if tracing is not None:
+            found.append(tracing)
         return found
 
     def segment(self, record: StoredRun, kind: SegmentKind) -> Segment:
@@ -171,6 +181,37 @@ class Observers(RunObserver):
         """Tell every observer."""
         for observer in self._all():
             observer.run_ended(record)
+
+
+def _tracing() -> RunObserver | None:
+    """The tracing observer, when OpenTelemetry is loaded and a tracer provider is set.
+
+    ``opentelemetry`` is never imported here: an application that configured
+    tracing has imported it already.
+    """
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    from .otel import auto_tracing
+
+    return auto_tracing()
+
+
+def trace_headers() -> dict[str, str]:
+    """The current trace context as headers to send with a task; empty without OpenTelemetry."""
+    if "opentelemetry.trace" not in sys.modules:
+        return {}
+    from .otel import trace_headers
+
+    return trace_headers()
+
+
+def trace_context(headers: Mapping[str, Any]) -> AbstractContextManager[None]:
+    """Make the trace context sent in ``headers`` current; nothing without OpenTelemetry."""
+    if "opentelemetry.trace" not in sys.modules or not headers.get("traceparent"):
+        return contextlib.nullcontext()
+    from .otel import trace_context
+
+    return trace_context(headers)
 
 
 class _Segments(Segment):

@@ -82,7 +82,8 @@ class Runs(RunDriver):
             of its chart resume on the new one; by default such a resume is
             refused with ``ChartChangedError``.
         observer: Follows every run segment, stage and outcome (see
-            :mod:`pausepoint._observe`), beside the process-wide observers.
+            :mod:`pausepoint._observe`), beside the process-wide observers and
+            OpenTelemetry tracing, which is on once a tracer provider is set.
     """
 
     def __init__(

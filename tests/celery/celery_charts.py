@@ -68,10 +68,15 @@ approval = (
 )
 """receive → approve (pausable, Decision) → step1 → slow → step3."""
 
+
+def note(scope: Scope, answer: Any) -> None:
+    record(scope, f"{scope.stage_id}:answer")
+
+
 twice = (
     flow_chart("Receive", stage("receive"), "receive")
-    .add_pausable_function("Approve", PausableHandler(ask, answer), "approve")
-    .add_pausable_function("Confirm", PausableHandler(ask, answer), "confirm")
+    .add_pausable_function("Approve", PausableHandler(ask, note), "approve")
+    .add_pausable_function("Confirm", PausableHandler(ask, note), "confirm")
     .add_function("Finish", stage("finish"), "finish")
     .build()
 )

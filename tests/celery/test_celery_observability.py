@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,107 @@ def worker_pids(worker: Any) -> list[int]:
     from celery_support import live_members
 
     return live_members(worker.pid)
+
+
+@pytest.mark.parametrize(BROKER_STORE, [combo("redis", "redis")])
+async def test_resumes_through_celery_are_three_linked_segments(
+    broker: Any, store_url: str, runs: Runs, side_log: SideLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP start, two HTTP resumes run by a Celery worker: three linked segments, traced end to end.
+
+    The worker runs in a thread of this process (a real broker, a real store),
+    so the SDK's in-memory exporter sees its spans; a thread does not inherit
+    the request's context, so the trace reaches it only through the task's headers.
+    """
+    pytest.importorskip("opentelemetry.sdk")
+    from celery.contrib.testing.worker import start_worker
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from pausepoint.server import create_app
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+
+    celery_app = pp_celery.make_celery_app(
+        broker.url, store_url, "celery_charts", queue=broker.queue, broker_options=broker.options
+    )
+    web = create_app(
+        runs,
+        {"tok": "kim"},
+        dispatcher=pp_celery.CeleryDispatcher(celery_app, runs=runs),
+    )
+    headers = {"Authorization": "Bearer tok"}
+    transport = httpx.ASGITransport(app=web)
+    with start_worker(
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        queues=[broker.queue],
+        shutdown_timeout=30,
+    ):
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            started = await client.post(
+                "/api/runs",
+                json={"chart": "twice", "input": {"side_log": str(side_log.path)}},
+                headers=headers,
+            )
+            assert started.status_code == 201, started.text
+            run_id = started.json()["run_id"]
+            for step in ("confirm", None):
+                queued = await client.post(
+                    f"/api/runs/{run_id}/resume",
+                    json={"input": {"approved": True}},
+                    headers=headers,
+                )
+                assert queued.status_code == 202, queued.text
+
+                async def moved_on(step: str | None = step) -> bool:
+                    record = await runs.get(run_id)
+                    if step is None:
+                        return record.status == "completed"
+                    return record.pause is not None and record.pause.stage_id == step
+
+                await wait_until(moved_on, 30, f"the run to reach {step or 'its end'}")
+    celery_app.close()
+    provider.force_flush()
+    # The worker thread's own store connections are closed by a worker-process
+    # shutdown signal a thread never gets: collect them here, not in a later test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+    spans = exporter.get_finished_spans()
+    by_id = {span.context.span_id: span for span in spans if span.context is not None}
+    segments = sorted(
+        (s for s in spans if s.name == "pausepoint.run twice"), key=lambda s: s.start_time or 0
+    )
+    assert len(segments) == 3
+    one, two, three = segments
+    assert [link.context.span_id for link in two.links] == [one.context.span_id]
+    assert [link.context.span_id for link in three.links] == [two.context.span_id]
+
+    def stage_names(segment: Any) -> list[str]:
+        return [
+            span.name
+            for span in sorted(spans, key=lambda s: s.start_time or 0)
+            if span.parent is not None and span.parent.span_id == segment.context.span_id
+        ]
+
+    assert stage_names(one) == ["pausepoint.stage receive", "pausepoint.stage approve"]
+    assert stage_names(two) == ["pausepoint.stage approve", "pausepoint.stage confirm"]
+    assert stage_names(three) == ["pausepoint.stage confirm", "pausepoint.stage finish"]
+
+    # each resumed segment continues the trace of the HTTP request that answered it
+    for segment in (two, three):
+        assert segment.parent is not None
+        request = by_id[segment.parent.span_id]
+        assert request.name.startswith("POST /api/runs/{run_id}/resume"), request.name
+        assert segment.context is not None
+        assert segment.context.trace_id == request.context.trace_id
+    assert one.parent is not None
+    assert by_id[one.parent.span_id].name.startswith("POST /api/runs")

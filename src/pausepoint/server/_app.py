@@ -90,7 +90,17 @@ def create_app(
     for kind in (PausepointError, NotJSONError, ApiError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, _handle)
     _name_charts_in_openapi(app, runs)
+    _trace_requests(app)
     return app
+
+
+def _trace_requests(app: FastAPI) -> None:
+    """Give every request a span when the otel extra is installed (a no-op without a provider)."""
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError:
+        return
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics,/static/.*")
 
 
 def _serve_metrics(app: FastAPI, runs: Runs, *, required: bool) -> None:
