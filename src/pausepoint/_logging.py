@@ -66,6 +66,11 @@ class RunContextFilter(logging.Filter):
     Values passed with ``extra={"run_id": ...}`` win; outside a run they are ``None``.
     """
 
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        global _stages_wanted
+        _stages_wanted = True  # from now on, runs put their stage in context too
+
     def filter(self, record: logging.LogRecord) -> bool:
         run = _RUN.get()
         if getattr(record, "run_id", None) is None:
@@ -159,9 +164,7 @@ def _iso(created: float) -> str:
 
 
 class _LogSegment(Segment):
-    """Puts the run in context for the segment, and each stage while it runs."""
-
-    watches_stages = True
+    """Puts the run in context for the segment."""
 
     def __enter__(self) -> Segment:
         self._token = _RUN.set((self.record.run_id, self.record.chart))
@@ -175,6 +178,12 @@ class _LogSegment(Segment):
     ) -> None:
         _RUN.reset(self._token)
 
+
+class _LogStageSegment(_LogSegment):
+    """Also puts each stage in context while it runs."""
+
+    watches_stages = True
+
     def stage_started(self, stage_id: str) -> Token[str | None]:
         return _STAGE.set(stage_id)
 
@@ -182,9 +191,13 @@ class _LogSegment(Segment):
         _STAGE.reset(handle)
 
 
+_stages_wanted = False
+"""Whether a :class:`RunContextFilter` exists; until one does, no stage pays for its context."""
+
+
 class _LogContext(RunObserver):
     def segment(self, record: StoredRun, kind: SegmentKind) -> Segment:
-        return _LogSegment(record, kind)
+        return (_LogStageSegment if _stages_wanted else _LogSegment)(record, kind)
 
 
 LOG_CONTEXT: RunObserver = _LogContext()

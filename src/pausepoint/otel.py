@@ -180,12 +180,13 @@ class _TracedSegment(Segment):
                     **({"pausepoint.retry_in": attempt["retry_in"]} if retried else {}),
                 },
             )
-        span.set_attribute("pausepoint.attempt", max(1, len(failed) + (0 if error else 1)))
-        status = node.get("status")
-        if status:
-            span.set_attribute("pausepoint.status", status)
+        attributes: dict[str, Any] = {
+            "pausepoint.attempt": max(1, len(failed) + (0 if error else 1)),
+            "pausepoint.status": node.get("status") or "failed",
+        }
         if pause is not None:
-            span.set_attribute("pausepoint.pause_id", pause["pause_id"])
+            attributes["pausepoint.pause_id"] = pause["pause_id"]
+        span.set_attributes(attributes)
         if error is not None:
             _fail(span, error)
         context.detach(token)
