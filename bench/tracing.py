@@ -58,7 +58,7 @@ def _provider() -> Any:
 
 
 def _observers(mode: str) -> list[RunObserver]:
-    from pausepoint._logging import LOG_CONTEXT
+    from pausepoint.logs import LOG_CONTEXT
 
     found: list[RunObserver] = [LOG_CONTEXT]
     if mode in ("tracing", "tracing+metrics"):
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small batches; indicative only")
     settings = QUICK if parser.parse_args(argv).quick else FULL
-    from pausepoint._logging import RunContextFilter
+    from pausepoint.logs import RunContextFilter
 
     RunContextFilter()  # the log context then follows stages: every row but "off" pays for it
     print(f"# observability overhead ({settings.name}); python {platform.python_version()}")

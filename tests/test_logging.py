@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pausepoint import PausableHandler, Runs, flow_chart, open_store
-from pausepoint._logging import (
+from pausepoint.logs import (
     JSONFormatter,
     RunContextFilter,
     TextFormatter,

@@ -198,6 +198,6 @@ def test_an_unobserved_segment_runs_on_a_plain_executor() -> None:
 
 
 def _wanted() -> bool:
-    from pausepoint import _logging
+    from pausepoint import logs
 
-    return _logging._stages_wanted  # a RunContextFilter exists: the log context wants stages
+    return logs._stages_wanted  # a RunContextFilter exists: the log context wants stages

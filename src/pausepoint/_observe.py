@@ -156,7 +156,7 @@ class Observers(RunObserver):
         self.own = own
 
     def _all(self) -> list[RunObserver]:
-        from ._logging import LOG_CONTEXT
+        from .logs import LOG_CONTEXT
 
         found: list[RunObserver] = [LOG_CONTEXT, *_PROCESS_OBSERVERS]
         if self.own is not None:

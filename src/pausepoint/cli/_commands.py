@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
-from pausepoint._logging import configure_logging
 from pausepoint.errors import PausepointError
+from pausepoint.logs import configure_logging
 from pausepoint.runs import RunRecord, Runs
 from pausepoint.stores import PendingPage
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from pausepoint._loading import DEFAULT_STORE
-from pausepoint._logging import configure_logging
+from pausepoint.logs import configure_logging
 
 from ._app import (
     ChartsOption,

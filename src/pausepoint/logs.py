@@ -72,6 +72,7 @@ class RunContextFilter(logging.Filter):
         _stages_wanted = True  # from now on, runs put their stage in context too
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Set the three attributes; never drop a record."""
         run = _RUN.get()
         if getattr(record, "run_id", None) is None:
             record.run_id = run[0] if run is not None else None
@@ -93,6 +94,7 @@ class JSONFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
+        """Return the record as one line of JSON."""
         entry: dict[str, Any] = {
             "time": _iso(record.created),
             "level": record.levelname,
@@ -118,6 +120,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        """Return the usual line with the run context appended."""
         line = super().format(record)
         context = " ".join(
             f"{field}={value}"
