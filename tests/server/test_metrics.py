@@ -139,3 +139,20 @@ async def test_metrics_is_public_and_not_in_the_api_document(client: httpx.Async
     assert (await client.get("/metrics")).status_code == 200
     document = (await client.get("/openapi.json")).json()
     assert "/metrics" not in document["paths"]
+
+
+def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
+    """Every metric the dashboard in docs/ queries is one pausepoint exports."""
+    import json
+    import re
+
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    queried = {
+        re.sub(r"_(bucket|total|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"pausepoint_\w+", target["expr"])
+    }
+    assert queried == set(PINNED)
