@@ -9,6 +9,7 @@ ran what.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -24,7 +25,11 @@ class Decision(BaseModel):
     note: str = ""
 
 
+log = logging.getLogger("celery_charts")
+
+
 def record(scope: Scope, what: str) -> None:
+    log.info("side effect %s", what)
     fd = os.open(scope.side_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, f"{scope.run_id} {what} {os.getpid()}\n".encode())

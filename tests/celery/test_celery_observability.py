@@ -196,3 +196,37 @@ async def test_resumes_through_celery_are_three_linked_segments(
         assert segment.context.trace_id == request.context.trace_id
     assert one.parent is not None
     assert by_id[one.parent.span_id].name.startswith("POST /api/runs")
+
+
+@pytest.mark.parametrize(BROKER_STORE, [combo("redis", "redis")])
+async def test_worker_json_logs_name_the_run_chart_and_stage(
+    workers: Any, app: Any, runs: Runs, side_log: SideLog
+) -> None:
+    """--log-format json: a stage's own log line in a pool process names its run, chart, stage."""
+    import json
+
+    worker = workers("w1", concurrency=2, options=["--log-format", "json"])
+    worker.start()
+    worker.wait_ready()
+    dispatcher = pp_celery.CeleryDispatcher(app, runs=runs)
+    run_id = await dispatcher.start("approval", {"side_log": str(side_log.path)})
+    await wait_until(lambda: all_in(runs, [run_id], "paused"), 30, "the run to pause")
+
+    def stage_lines() -> list[dict[str, Any]]:
+        found = []
+        for line in worker.text().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry["logger"] == "celery_charts":
+                    found.append(entry)
+        return found
+
+    await wait_until(lambda: len(stage_lines()) >= 2, 30, "the stages' log lines")
+    assert [(e["message"], e["run_id"], e["chart"], e["stage"]) for e in stage_lines()] == [
+        ("side effect receive", run_id, "approval", "receive"),
+        ("side effect approve:ask", run_id, "approval", "approve"),
+    ]
+    # Celery's own log lines go through the same handler (its banner is printed, not logged)
+    ready = [line for line in worker.text().splitlines() if " ready." in line]
+    assert ready
+    assert all(line.startswith("{") for line in ready)
