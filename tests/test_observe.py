@@ -17,7 +17,19 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client import REGISTRY
 
-from pausepoint.metrics import MetricsObserver
+from pausepoint._observe import _PROCESS_OBSERVERS, remove_observer
+from pausepoint.metrics import OBSERVER, enable_metrics
+
+
+@pytest.fixture
+def metrics_on() -> Any:
+    """Metrics counted once per run, whether or not a server test enabled them already."""
+    was_on = OBSERVER in _PROCESS_OBSERVERS
+    enable_metrics()
+    yield
+    if not was_on:
+        remove_observer(OBSERVER)
+
 
 started: dict[str, asyncio.Event] = {}
 
@@ -104,12 +116,12 @@ async def test_observer_sees_segments_stages_and_outcomes() -> None:
     ]
 
 
-async def test_a_lost_claim_is_counted() -> None:
+async def test_a_lost_claim_is_counted(metrics_on: None) -> None:
     """Another process taking a run over: this one's segment ends with RunAlreadyClaimedError."""
     store = open_store("memory://")
     before = sample("pausepoint_claims_lost_total")
     started["r-1"] = asyncio.Event()
-    async with Runs(store, CHARTS, observer=MetricsObserver()) as runs:
+    async with Runs(store, CHARTS) as runs:
         task = asyncio.create_task(runs.start("slow", {"seconds": 0.3}, run_id="r-1"))
         await asyncio.wait_for(started["r-1"].wait(), 10)
         record = await store.get("r-1")
@@ -122,20 +134,20 @@ async def test_a_lost_claim_is_counted() -> None:
     assert sample("pausepoint_claims_lost_total") == before + 1
 
 
-async def test_a_recovery_is_counted_with_the_run_it_finishes() -> None:
+async def test_a_recovery_is_counted_with_the_run_it_finishes(metrics_on: None) -> None:
     """A run whose process stopped is recovered: one recovery, one completed run."""
     store = open_store("memory://")
     before = sample("pausepoint_recoveries_total")
     completed = sample("pausepoint_runs_total", chart="slow", status="completed")
     started["r-2"] = asyncio.Event()
-    dead = Runs(store, CHARTS, lease_seconds=0.2, observer=MetricsObserver())
+    dead = Runs(store, CHARTS, lease_seconds=0.2)
     task = asyncio.create_task(dead.start("slow", {"seconds": 30}, run_id="r-2"))
     await asyncio.wait_for(started["r-2"].wait(), 10)
     task.cancel()  # as if its process died: the record stays running, the lease lapses
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.5)  # past the lease
-    alive = Runs(store, CHARTS, lease_seconds=5, observer=MetricsObserver())
+    alive = Runs(store, CHARTS, lease_seconds=5)
     record = await store.get("r-2")
     await store.replace(
         dataclasses.replace(record, meta={**record.meta, "input": {"seconds": 0}}),
