@@ -103,6 +103,23 @@ def test_import_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_runs_load_no_observability_extra() -> None:
+    """Driving a run through Runs imports neither OpenTelemetry nor prometheus-client."""
+    code = (
+        "import asyncio, sys\n"
+        "from pausepoint import Runs, open_store\n"
+        "from pausepoint.demo import charts\n"
+        "async def main():\n"
+        "    async with Runs(open_store('memory://'), charts) as runs:\n"
+        "        record = await runs.start('refund', {'amount': 900})\n"
+        "        await runs.resume(record.run_id, {'approved': True, 'approver': 'kim'})\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'prometheus'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     """A typo gives the usual AttributeError."""
     with pytest.raises(AttributeError, match="flowchart"):

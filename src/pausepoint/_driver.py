@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 from ._claim import Claim, LeaseKeeper, cancelled_event, event, redact
 from ._journal import Tracker, replay
 from ._meta import RunMeta
+from ._observe import Observers, Segment, SegmentKind
 from .chart import FlowChart, PausableStage
 from .checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
 from .compat import checkpoint_for_chart
@@ -86,12 +87,14 @@ class RunDriver:
         lease_seconds: float,
         signing_key: str | bytes | None,
         durability: Durability,
+        observer: Observers,
     ) -> None:
         self.store = store
         self.charts = charts
         self.lease_seconds = lease_seconds
         self.signing_key = signing_key
         self.durability = durability
+        self.observer = observer
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.keeper = LeaseKeeper(store, lease_seconds)
         self._claims = itertools.count(1)
@@ -209,13 +212,15 @@ class RunDriver:
         step: Proceed,
         tracker: Tracker,
         *,
+        kind: SegmentKind,
         unsaved: Sequence[AuditEvent] | None = None,
     ) -> RunRecord:
         """Run ``step`` on a fresh executor, holding ``record``'s claim, and record how it ended.
 
         A cancel request found on the record while it runs (see ``Runs.cancel``)
         stops the executor before its next stage; so does finding the claim
-        taken over, after which nothing more is written.
+        taken over, after which nothing more is written. The observers follow
+        it as one segment of the run, begun as ``kind`` (see :mod:`pausepoint._observe`).
 
         ``unsaved``: ``record`` is not written yet; its outcome creates it, with
         these audit events first (see :class:`~pausepoint._claim.Claim`).
@@ -225,6 +230,20 @@ class RunDriver:
             StoreError: The store went away; the run stays claimed until its
                 lease lapses, then ``recover`` finishes it.
         """
+        with self.observer.segment(record, kind) as segment:
+            return segment.ended(
+                await self._drive_segment(record, flow, step, tracker, segment, unsaved)
+            )
+
+    async def _drive_segment(
+        self,
+        record: StoredRun,
+        flow: FlowChart,
+        step: Proceed,
+        tracker: Tracker,
+        segment: Segment,
+        unsaved: Sequence[AuditEvent] | None,
+    ) -> RunRecord:
         written: list[JournalEntry] = []  # the entries of "pause" durability, for the outcome
 
         async def on_progress(checkpoint: Checkpoint) -> None:
@@ -233,7 +252,7 @@ class RunDriver:
             )
             await claim.append([entry])
 
-        executor = FlowChartExecutor(
+        executor = segment.executor(
             flow,
             signing_key=self.signing_key,
             on_progress=on_progress if self.durability == "stage" else None,
@@ -280,7 +299,15 @@ class RunDriver:
                 claim.log_lost(lost)
                 raise lost
             outcome = self._outcome(executor, flow, record, tracker, written, claim.owner)
-            stored, audit = await claim.finish(outcome)
+
+            def observed(
+                request: Mapping[str, Any] | None,
+            ) -> tuple[dict[str, Any], list[AuditEvent], list[JournalEntry]]:
+                changes, events, entries = outcome(request)
+                changes, events = segment.outcome((changes, events), record)
+                return changes, events, entries
+
+            stored, audit = await claim.finish(observed)
         result = self.record(stored, audit)
         if self.after_pause is not None and any(p.key is not None for p in stored.pauses):
             return await self.after_pause(result)  # an answer may wait for it already

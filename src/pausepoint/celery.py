@@ -61,11 +61,13 @@ default), ``threads`` (one ``Runs`` per thread) or ``solo``; not gevent/eventlet
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -79,6 +81,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from pausepoint._lifecycle import parse_retention
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
+from pausepoint._observe import trace_context, trace_headers
 from pausepoint.chart import FlowChart
 from pausepoint.errors import (
     ClaimLostError,
@@ -292,7 +295,8 @@ def install_tasks(app: Celery, settings: CelerySettings) -> None:
     ) -> TaskResult:
         # the task id: a redelivered copy of this message starts nothing new
         run_id = run_id or task.request.id or os.urandom(16).hex()
-        return engine.call(lambda runs: _start(runs, chart, input, run_id, actor))
+        with _traced(task):
+            return engine.call(lambda runs: _start(runs, chart, input, run_id, actor))
 
     @app.task(name=RESUME_TASK, **options)  # type: ignore[untyped-decorator]  # idem
     def resume(
@@ -304,9 +308,12 @@ def install_tasks(app: Celery, settings: CelerySettings) -> None:
         idempotency_key: str | None = None,
         stage_id: str | None = None,
     ) -> TaskResult:
-        return engine.call(
-            lambda runs: _resume(runs, run_id, input, actor, pause_id, idempotency_key, stage_id)
-        )
+        with _traced(task):
+            return engine.call(
+                lambda runs: _resume(
+                    runs, run_id, input, actor, pause_id, idempotency_key, stage_id
+                )
+            )
 
     @app.task(  # type: ignore[untyped-decorator]  # idem
         name=SWEEP_TASK,
@@ -335,6 +342,11 @@ def install_tasks(app: Celery, settings: CelerySettings) -> None:
         },
     }
     _ENGINES.add(engine)
+
+
+def _traced(task: Any) -> AbstractContextManager[None]:
+    """Run a task under the trace context its sender put in its headers, if any."""
+    return trace_context({key: task.request.get(key) for key in ("traceparent", "tracestate")})
 
 
 def _as_dict(routes: Any) -> dict[str, Any]:
@@ -445,7 +457,8 @@ class _Engine:
     def call(self, work: Callable[[Runs], Awaitable[T]]) -> T:
         """Run ``work(runs)`` to completion on this process's event loop."""
         runner, runs = self._state()
-        return runner.run(_awaitable(work(runs)))
+        # in the caller's context (e.g. the task's trace), not the one the runner kept from its first call
+        return runner.run(_awaitable(work(runs)), context=contextvars.copy_context())
 
     def _state(self) -> tuple[asyncio.Runner, Runs]:
         local = self._local
@@ -587,7 +600,8 @@ class CeleryDispatcher:
         return await asyncio.to_thread(self._send, RESUME_TASK, kwargs)
 
     def _send(self, name: str, kwargs: dict[str, Any]) -> str:
-        result = self.app.send_task(name, kwargs=kwargs)
+        # the trace context of the request that sends the task: the run's spans continue it
+        result = self.app.send_task(name, kwargs=kwargs, headers=trace_headers() or None)
         return str(result.id)
 
 

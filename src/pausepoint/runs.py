@@ -49,6 +49,7 @@ from ._journal import Tracker
 from ._json import json_copy
 from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, parse_retention
 from ._meta import RecordedAnswer, RunMeta
+from ._observe import Observers, RunObserver
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -179,6 +180,9 @@ class Runs(Lifecycle):
         retention: How long finished runs are kept, applied by :meth:`sweep`:
             ``{"completed": timedelta(days=30), ("refund", "failed"): timedelta(days=90)}``
             (see :data:`~pausepoint.runs.Retention`). Without it runs are kept forever.
+        observer: Follows every run segment, stage and outcome (see
+            :mod:`pausepoint._observe`), beside the process-wide observers and
+            OpenTelemetry tracing, which is on once a tracer provider is set.
     """
 
     def __init__(
@@ -191,6 +195,7 @@ class Runs(Lifecycle):
         compatibility: CompatibilityRule | None = None,
         durability: Durability = "stage",
         retention: Retention | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -208,10 +213,12 @@ class Runs(Lifecycle):
             lease_seconds=lease_seconds,
             signing_key=signing_key,
             durability=durability,
+            observer=Observers(observer),
         )
         self._owner = self._driver.owner
         self._driver.after_pause = self._deliver_buffered
         self._retention = parse_retention(retention)
+        self.observer = self._driver.observer
 
     async def __aenter__(self) -> Runs:
         return self
@@ -329,9 +336,11 @@ class Runs(Lifecycle):
         proceed: Proceed = lambda ex: ex.run(seed, run_id=run_id)  # noqa: E731
         tracker = Tracker(dict(seed), [])
         if self.durability == "pause":  # written first when it pauses or ends
-            return await self._driver.drive(record, flow, proceed, tracker, unsaved=started)
+            return await self._driver.drive(
+                record, flow, proceed, tracker, kind="start", unsaved=started
+            )
         record = await self.store.create(record, started)
-        return await self._driver.drive(record, flow, proceed, tracker)
+        return await self._driver.drive(record, flow, proceed, tracker, kind="start")
 
     # -- resuming -----------------------------------------------------------
 
@@ -454,7 +463,7 @@ class Runs(Lifecycle):
         prepared, copies = checked["prepared"], checked["copies"]
         answers = {pause.stage_id: checked["value"]}
         proceed: Proceed = lambda ex: ex._resume_checked(prepared, copies, answers)  # noqa: E731
-        return await self._driver.drive(claimed, flow, proceed, tracker)
+        return await self._driver.drive(claimed, flow, proceed, tracker, kind="resume")
 
     def _prepare(self, record: StoredRun, flow: FlowChart) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return the stored checkpoint as ``flow`` resumes it, and its checked copies.
@@ -727,7 +736,7 @@ class Runs(Lifecycle):
         )
         await self._link(run_id, child_id, at, actor)
         proceed, tracker = await self._driver.continuation(record, flow)
-        return await self._driver.drive(record, flow, proceed, tracker)
+        return await self._driver.drive(record, flow, proceed, tracker, kind="start")
 
     async def _link(self, parent: str, child: str, at: int, actor: str | None) -> None:
         await self.store.append_audit(
@@ -804,7 +813,7 @@ class Runs(Lifecycle):
             return self._driver.record(claimed, audit)
         flow = self._chart(claimed.chart)
         proceed, tracker = await self._driver.continuation(claimed, flow)
-        return await self._driver.drive(claimed, flow, proceed, tracker)
+        return await self._driver.drive(claimed, flow, proceed, tracker, kind="recover")
 
     # -- cancelling and deadlines --------------------------------------------
 
@@ -867,6 +876,7 @@ class Runs(Lifecycle):
 
         record, audit = await self.store.update(run_id, request, audit=True)
         if record.status != "running":
+            self.observer.run_ended(record)
             return self._driver.record(record, audit)
         record = await self._while_running(record, self.lease_seconds if wait is None else wait)
         if record.status in ("running", "cancelled"):
@@ -936,7 +946,7 @@ class Runs(Lifecycle):
             )
             return
         failing = policy is not None and policy.action == "fail"
-        await self.store.replace(
+        expired = await self.store.replace(
             dataclasses.replace(
                 record,
                 status="failed" if failing else "expired",
@@ -951,6 +961,7 @@ class Runs(Lifecycle):
                 )
             ],
         )
+        self.observer.run_ended(expired)
 
     # -- recovery -----------------------------------------------------------
 
@@ -1033,7 +1044,9 @@ class Runs(Lifecycle):
             return None
         if claimed.status == "running":
             proceed, tracker = await self._driver.continuation(claimed, flow)
-            await self._driver.drive(claimed, flow, proceed, tracker)
+            await self._driver.drive(claimed, flow, proceed, tracker, kind="recover")
+        else:  # cancelled: its process died with a cancel request pending
+            self.observer.run_ended(claimed)
         return record.run_id
 
     def _chart(self, name: str) -> FlowChart:

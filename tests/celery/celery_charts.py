@@ -9,6 +9,7 @@ ran what.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -24,7 +25,11 @@ class Decision(BaseModel):
     note: str = ""
 
 
+log = logging.getLogger("celery_charts")
+
+
 def record(scope: Scope, what: str) -> None:
+    log.info("side effect %s", what)
     fd = os.open(scope.side_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, f"{scope.run_id} {what} {os.getpid()}\n".encode())
@@ -68,7 +73,21 @@ approval = (
 )
 """receive → approve (pausable, Decision) → step1 → slow → step3."""
 
-charts = {"approval": approval}
+
+def note(scope: Scope, answer: Any) -> None:
+    record(scope, f"{scope.stage_id}:answer")
+
+
+twice = (
+    flow_chart("Receive", stage("receive"), "receive")
+    .add_pausable_function("Approve", PausableHandler(ask, note), "approve")
+    .add_pausable_function("Confirm", PausableHandler(ask, note), "confirm")
+    .add_function("Finish", stage("finish"), "finish")
+    .build()
+)
+"""receive → approve (pausable) → confirm (pausable) → finish: a run with two pauses."""
+
+charts = {"approval": approval, "twice": twice}
 
 AFTER_PAUSE = ("approve:answer", "step1", "slow-start", "slow-end", "step3")
 """What runs once per resume, in order."""

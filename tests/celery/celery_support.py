@@ -149,6 +149,7 @@ class Worker:
         beat: bool = False,
         lease: float = 30.0,
         sweep_every: float = 10.0,
+        options: Iterable[str] = (),
     ) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
@@ -169,6 +170,7 @@ class Worker:
             "--sweep-every",
             str(sweep_every),
             *(["--beat"] if beat else []),
+            *options,
             "--",
             "--hostname",
             f"{name}-{broker.queue}@%h",
@@ -179,8 +181,12 @@ class Worker:
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "src")])}
+    def start(self, **environ: str) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "src")]),
+            **environ,
+        }
         env.pop("PAUSEPOINT_STORE", None)
         env.pop("PAUSEPOINT_CHARTS", None)
         with self.log.open("wb") as out:

@@ -191,3 +191,48 @@ def test_serve_answers_http_and_shares_the_store_with_the_cli(
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_serve_logs_json_and_answers_probes_and_metrics(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """serve --log-format json: uvicorn's lines are JSON; /healthz, /readyz and /metrics answer."""
+    try:
+        importlib.import_module("pausepoint.server")
+        importlib.import_module("pausepoint.metrics")
+    except ImportError as exc:
+        pytest.skip(f"the server and metrics extras are not importable: {exc}")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pausepoint", "serve", "--port", str(port), "--log-format", "json"],
+        cwd=tmp_path,
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, body = _get_json(f"{base}/healthz")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "serve did not start listening"
+                time.sleep(0.1)
+        assert (status, body) == (200, {"status": "ok"})
+        assert _get_json(f"{base}/readyz")[0] == 200
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            assert b"pausepoint_runs_total" in response.read()
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=20)
+        assert server.returncode == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(entry["logger"].startswith("uvicorn") for entry in logged), stderr
+    assert all({"time", "level", "message", "run_id"} <= set(entry) for entry in logged)

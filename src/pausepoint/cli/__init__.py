@@ -1,7 +1,7 @@
 """The ``pausepoint`` command: run, resume and inspect runs, serve them, scale them out.
 
 Commands: demo, run, ls, show, resume, cancel, history, fork, retry, sweep, purge, delete,
-serve, worker.
+serve, worker, doctor.
 
 Every command takes ``--store URL`` (or ``PAUSEPOINT_STORE``; default the SQLite
 file ``pausepoint.db`` in the working directory) and, where charts are needed,
@@ -12,7 +12,7 @@ chart). ``--json`` prints machine-readable output. A user mistake prints one
 
 from __future__ import annotations
 
-from . import _commands, _demo, _lifecycle, _retention, _worker
+from . import _commands, _demo, _doctor, _lifecycle, _retention, _worker
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -20,6 +20,7 @@ __all__ = ["app", "main"]
 _REGISTERED = (
     _commands,
     _demo,
+    _doctor,
     _lifecycle,
     _retention,
     _worker,

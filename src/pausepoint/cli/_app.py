@@ -9,6 +9,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import json
 import sys
@@ -70,6 +71,28 @@ ChartsOption = Annotated[
             "Charts module (its `charts` dict, else every chart at its top level) or "
             "module:attribute; several separated by commas. Without it, the demo's "
             f"charts ({DEMO_CHARTS}: 'refund') are used."
+        ),
+        show_default=False,
+    ),
+]
+
+
+class LogFormatChoice(enum.StrEnum):
+    """``--log-format``'s values."""
+
+    json = "json"
+    text = "text"
+
+
+LogFormatOption = Annotated[
+    LogFormatChoice | None,
+    typer.Option(
+        "--log-format",
+        envvar="PAUSEPOINT_LOG_FORMAT",
+        case_sensitive=False,
+        help=(
+            "Log to stderr in this format, each line about a run with its run_id, chart "
+            "and stage. Without it, logging is left as it is."
         ),
         show_default=False,
     ),

@@ -17,6 +17,7 @@ import typer
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
 from pausepoint.errors import PausepointError
+from pausepoint.logs import configure_logging
 from pausepoint.runs import RunList, RunRecord, Runs, SweepReport
 from pausepoint.stores import PendingPage
 
@@ -26,6 +27,7 @@ from ._app import (
     CLIError,
     JsonOption,
     LeaseOption,
+    LogFormatOption,
     StoreOption,
     app,
     check_chart_loaded,
@@ -410,6 +412,7 @@ def sweep_command(
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     as_json: JsonOption = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Apply overdue pauses' timeout policies, recover runs whose process died, apply retention.
 
@@ -417,6 +420,8 @@ def sweep_command(
     (--retain) applies to runs of every chart. With --json, prints one line per sweep:
     {"expired": [...], "recovered": [...], "purged": N}.
     """
+    if log_format is not None:
+        configure_logging(log_format.value)
     registry = load_registry(charts)
     retention = parse_retention_options(retain or [])
 
@@ -502,8 +507,13 @@ def serve_command(
     ] = None,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Serve the HTTP API and the review page (needs pausepoint's server extra)."""
+    """Serve the HTTP API and the review page (needs pausepoint's server extra).
+
+    Also serves /healthz, /readyz, the API docs at /docs and, with the metrics
+    extra installed, Prometheus metrics at /metrics.
+    """
     tokens = parse_tokens(token or [], os.environ.get(TOKENS_ENV))
     try:
         server: Any = importlib.import_module("pausepoint.server")
@@ -519,13 +529,17 @@ def serve_command(
         )
     try:
         options = {} if session_secret is None else {"session_secret": session_secret}
+        logs: dict[str, Any] = {}
+        if log_format is not None:
+            configure_logging(log_format.value)
+            logs = {"log_config": None}  # uvicorn's loggers go through the root handler
         app = server.create_app(runs, tokens=tokens, **options)
         # What exists now (modules, the app, its routes and schemas) lives as long
         # as the process: keep it out of the collector's full passes, each of which
         # would stall every request in flight (about 40 ms on a small machine).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port)
+        uvicorn.run(app, host=host, port=port, **logs)
     finally:
         with contextlib.suppress(PausepointError, RuntimeError):
             asyncio.run(runs.aclose())

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tempfile
 from typing import Annotated, Any
 
 import typer
 
 from pausepoint._loading import DEFAULT_STORE
+from pausepoint.logs import configure_logging
 
 from ._app import (
     ChartsOption,
     LeaseOption,
+    LogFormatOption,
     StoreOption,
     app,
     fail,
@@ -23,6 +26,7 @@ from ._app import (
 )
 
 BROKER_ENV = "PAUSEPOINT_BROKER"  # pausepoint.celery.BROKER_ENV, without importing celery
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def parse_broker_options(pairs: list[str]) -> dict[str, Any]:
@@ -114,6 +118,22 @@ def worker_command(
     loglevel: Annotated[
         str, typer.Option("--loglevel", "-l", help="DEBUG, INFO, WARNING or ERROR.")
     ] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="PAUSEPOINT_METRICS_PORT",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help=(
+                "Serve Prometheus metrics of every worker process on PORT (needs the metrics "
+                "extra). Processes share PROMETHEUS_MULTIPROC_DIR, a fresh directory if unset."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    log_format: LogFormatOption = None,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
 ) -> None:
@@ -140,7 +160,11 @@ def worker_command(
         sweep_every=sweep_every,
         broker_options=parse_broker_options(broker_option or []),
     )
+    if metrics_port is not None:
+        _export_metrics(metrics_port)
     celery_app = make_celery_app(settings=settings)
+    if log_format is not None:
+        _log_as(log_format.value, loglevel)
     argv = [
         "worker",
         f"--concurrency={concurrency or os.cpu_count() or 1}",
@@ -153,3 +177,30 @@ def worker_command(
     code = celery_app.worker_main(argv)
     if code:
         raise typer.Exit(code)
+
+
+def _export_metrics(port: int) -> None:
+    """Count runs in every worker process and serve their sum on ``port`` from this one.
+
+    Celery's prefork children write their metrics to files in
+    ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode), which
+    must be set before prometheus-client is first imported.
+    """
+    if not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="pausepoint-metrics-")
+    try:
+        from pausepoint.metrics import enable_metrics, start_exporter
+    except ImportError as exc:
+        fail(f"--metrics-port needs the metrics extra ({exc}): pip install 'pausepoint[metrics]'")
+    enable_metrics()  # before the pool forks: every child counts
+    start_exporter(port)
+
+
+def _log_as(log_format: str, level: str) -> None:
+    """Let pausepoint's handler, not Celery's, write the worker's logs (children inherit it)."""
+    from celery import signals  # type: ignore[import-untyped]  # celery ships no type hints
+
+    def setup(**_: Any) -> None:
+        configure_logging(log_format, level)
+
+    signals.setup_logging.connect(setup, weak=False)

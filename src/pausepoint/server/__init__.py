@@ -10,7 +10,9 @@ Needs the ``server`` extra (``pip install 'pausepoint[server]'``)::
     # uvicorn module:app
 
 The JSON API lives under ``/api`` (its OpenAPI document at ``/openapi.json``);
-the review pages at ``/`` (the inbox) and ``/runs/{run_id}``.
+the review pages at ``/`` (the inbox) and ``/runs/{run_id}``; the interactive
+API docs at ``/docs`` and ``/redoc`` (packaged assets, no CDN); probes at
+``/healthz`` and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from importlib.util import find_spec
 
 try:
     import fastapi  # noqa: F401
+    import fastapi_offline  # noqa: F401
     import jinja2  # noqa: F401
 
     # The forms need python-multipart (module `python_multipart`, `multipart` before 0.0.13).

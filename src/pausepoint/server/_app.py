@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
@@ -21,6 +22,7 @@ from pausepoint.runs import Runs
 from ._api import ResumeDispatcher, api_router
 from ._auth import SessionSigner
 from ._errors import ApiError, error_of
+from ._health import health_router
 from ._pages import pages_router
 from ._templates import HERE, render
 
@@ -43,6 +45,7 @@ def create_app(
     *,
     session_secret: str | None = None,
     dispatcher: ResumeDispatcher | None = None,
+    metrics: bool | None = None,
 ) -> FastAPI:
     """Return the ASGI app serving ``runs``: the JSON API and the review pages.
 
@@ -58,31 +61,62 @@ def create_app(
         dispatcher: Hand API resumes to workers instead of running them here
             (e.g. ``pausepoint.celery.CeleryDispatcher(app, runs=runs)``): the
             answer is checked, queued, and answered 202 with the run ``resuming``.
+        metrics: Serve ``GET /metrics`` (Prometheus text) and count this
+            process's runs (:func:`pausepoint.metrics.enable_metrics`). By
+            default, when the ``metrics`` extra is installed.
 
     Returns:
         The FastAPI app; serve it with ``uvicorn`` or any ASGI server.
     """
     tokens = tokens if tokens is not None else {}
     secret = session_secret.encode() if session_secret else os.urandom(32)
-    app = FastAPI(
+    # /docs and /redoc load their scripts from assets packaged with fastapi-offline, never a CDN
+    app = FastAPIOffline(
         title="pausepoint",
         version=__version__,
         description=_DESCRIPTION,
-        # The interactive docs load their scripts from a CDN; the schema is at /openapi.json.
-        docs_url=None,
-        redoc_url=None,
+        static_url="/static/docs",
+        swagger_ui_parameters={"validatorUrl": None},  # else Swagger UI asks validator.swagger.io
         openapi_tags=[
             {"name": "runs", "description": "Start, list, read, answer and cancel runs."},
             {"name": "charts", "description": "The registered charts."},
         ],
     )
+    app.include_router(health_router(runs))
+    if metrics is not False:
+        _serve_metrics(app, runs, required=metrics is True)
     app.include_router(api_router(runs, tokens, dispatcher))
     app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for kind in (PausepointError, NotJSONError, ApiError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, _handle)
     _name_charts_in_openapi(app, runs)
+    _trace_requests(app)
     return app
+
+
+def _trace_requests(app: FastAPI) -> None:
+    """Give every request a span when the otel extra is installed (a no-op without a provider)."""
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError:
+        return
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics,/static/.*")
+
+
+def _serve_metrics(app: FastAPI, runs: Runs, *, required: bool) -> None:
+    try:
+        from pausepoint import metrics
+    except ImportError:
+        if required:
+            raise
+        return
+    metrics.enable_metrics()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        text = await metrics.render_metrics(runs.store)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
 
 def _name_charts_in_openapi(app: FastAPI, runs: Runs) -> None:
