@@ -57,6 +57,7 @@ def _pause(entry: PauseEntry) -> dict[str, Any]:
         "data": entry.data,
         "created_at": float(entry.created_at),
         "deadline": None if entry.deadline is None else float(entry.deadline),
+        "key": entry.key,
     }
 
 
