@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import logging
 import os
 import threading
@@ -506,6 +507,11 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     for engine in list(_ENGINES):
         if engine.app is getattr(sender, "app", None):
             engine.charts()
+    # What the pool inherits lives as long as it does: keep it out of the
+    # collector's full passes, which would stall a task (tens of ms on a small
+    # machine) and copy the inherited pages into every pool process.
+    gc.collect()
+    gc.freeze()
 
 
 def _on_process_shutdown(**_: Any) -> None:
