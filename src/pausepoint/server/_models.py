@@ -221,7 +221,7 @@ class ForkRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    at: int = Field(ge=0, description="The step's index (see the run's history).")
+    at: int = Field(ge=0, strict=True, description="The step's index (see the run's history).")
     state_patch: dict[str, Any] | None = Field(
         default=None, description="State keys to set before the new run goes on."
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
@@ -148,13 +149,29 @@ class SQLiteStore(PlannedStore):
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal(conn)
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             _drive(conn, self._plans.migrate(MIGRATIONS), write=True)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Turn WAL on; a new file that another connection is setting up too is waited for.
+
+        Switching a file's journal mode takes its lock without SQLite's busy
+        wait, so two first users of one new file would otherwise fail at once.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _call(self, plan: Plan[T], write: bool) -> T:
         try:
