@@ -105,3 +105,13 @@ def test_quick_bench_without_langgraph_says_how_to_install_it() -> None:
     _row(out, "S1", "pausepoint (sync stages)", cells=3)
     _row(out, "S2", "pausepoint", cells=3)
     _durable_rows(out)
+
+
+def test_quick_lifecycle_bench_lists_and_purges() -> None:
+    """bench.lifecycle --quick prints first-page times, the purge rate and sizes per store."""
+    out = _bench("-m", "bench.lifecycle")
+    assert re.search(rf"^== sqlite: 2,400 runs loaded in {NUMBER} s$", out, re.MULTILINE), out
+    assert re.search(rf"first page, failed\s+{NUMBER} ms", out), out
+    assert re.search(rf"purge 2,000 completed runs: {NUMBER} s, {NUMBER} runs/s", out), out
+    assert re.search(rf"longest batch \(lock held\) {NUMBER} ms", out), out
+    assert re.search(rf"size after VACUUM\s+{NUMBER} MB", out), out
