@@ -155,3 +155,13 @@ def test_quick_fresh_resume_prints_every_contender() -> None:
         "pausepoint resume --json (CLI)",
     ):
         _row(out, "fresh", contender, cells=3)
+
+
+def test_quick_lifecycle_bench_lists_and_purges() -> None:
+    """bench.lifecycle --quick prints first-page times, the purge rate and sizes per store."""
+    out = _bench("-m", "bench.lifecycle")
+    assert re.search(rf"^== sqlite: 2,400 runs loaded in {NUMBER} s$", out, re.MULTILINE), out
+    assert re.search(rf"first page, failed\s+{NUMBER} ms", out), out
+    assert re.search(rf"purge 2,000 completed runs: {NUMBER} s, {NUMBER} runs/s", out), out
+    assert re.search(rf"longest batch \(lock held\) {NUMBER} ms", out), out
+    assert re.search(rf"size after VACUUM\s+{NUMBER} MB", out), out

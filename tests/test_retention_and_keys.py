@@ -352,6 +352,38 @@ async def test_a_signal_racing_a_pause_is_never_lost(make_runs: MakeRuns) -> Non
             await asyncio.sleep(0.05)
 
 
+async def test_signal_answers_every_branch_of_one_run_waiting_under_the_key(runs: Runs) -> None:
+    """Two parallel branches pause under one key: one signal answers both, each once."""
+    both = (
+        flow_chart("Receive", lambda scope: None, "receive")
+        .add_parallel("checks", "Checks")
+        .add_pausable_branch(
+            "legal",
+            "Legal",
+            PausableHandler(execute=_pause_for_payment, resume=_record_payment),
+            input_schema=Paid,
+            business_key=lambda scope: f"order:{scope.order_id}",
+        )
+        .add_pausable_branch(
+            "finance",
+            "Finance",
+            PausableHandler(execute=_pause_for_payment, resume=_record_payment),
+            input_schema=Paid,
+            business_key=lambda scope: f"order:{scope.order_id}",
+        )
+        .end()
+        .build()
+    )
+    runs.charts["both"] = both
+    rec = await runs.start("both", {"order_id": 77})
+    assert sorted(p.key or "" for p in rec.pauses) == ["order:77", "order:77"]
+    records = await runs.signal("order:77", {"paid": True}, actor="bank")
+    assert records[-1].status == "completed"
+    done = await runs.get(rec.run_id)
+    resumed = [e.data["stage_id"] for e in done.audit if e.kind == "resumed"]
+    assert sorted(resumed) == ["finance", "legal"]
+
+
 async def test_a_key_function_that_fails_fails_the_run_with_a_clear_error(runs: Runs) -> None:
     """A key= that raises, or returns no str, fails the stage, naming it."""
     broken = (

@@ -29,7 +29,18 @@ def test_help_lists_every_command(cli: Any) -> None:
     """--help names every command."""
     outcome = cli("--help")
     assert outcome.code == 0
-    for command in ("demo", "run", "ls", "show", "resume", "cancel", "sweep", "serve"):
+    for command in (
+        "demo",
+        "run",
+        "ls",
+        "show",
+        "resume",
+        "cancel",
+        "sweep",
+        "purge",
+        "delete",
+        "serve",
+    ):
         assert command in outcome.stdout
 
 

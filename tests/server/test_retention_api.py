@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
+
+from pausepoint import Runs
 
 from .conftest import KIM, start_refund
 
@@ -123,3 +126,20 @@ async def test_the_per_stage_route_answers_only_its_stage(client: httpx.AsyncCli
         url, json={"run_id": payment["run_id"], "input": {"paid": True}}, headers=KIM
     )
     assert twice.status_code == 409
+
+
+async def test_delete_of_a_running_run_is_409_and_erases_nothing(
+    client: httpx.AsyncClient, runs: Runs
+) -> None:
+    """A run a process holds is refused with 409 RunIsRunningError; it stays as it was."""
+    run = await start_refund(client)
+    stored = await runs.store.get(run["run_id"])
+    await runs.store.replace(
+        dataclasses.replace(stored, status="running", lease_owner="elsewhere"),
+        expected_version=stored.version,
+    )
+    response = await client.delete(f"/api/runs/{run['run_id']}", headers=KIM)
+    assert response.status_code == 409
+    assert response.json()["error"] == "RunIsRunningError"
+    assert "nothing was erased" in response.json()["message"]
+    assert (await client.get(f"/api/runs/{run['run_id']}")).json()["status"] == "running"
