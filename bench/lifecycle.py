@@ -171,7 +171,7 @@ async def load(store: Store, kind: str, sizes: Sizes) -> None:
 
     def chunk(part: Sequence[tuple[StoredRun, list[AuditEvent], list[JournalEntry]]]) -> Any:
         for run, events, steps in part:
-            yield from plans.create_with(run, events, steps)
+            yield from plans.create(run, events, steps)
 
     for start in range(0, len(items), 1000):
         await store._run(chunk(items[start : start + 1000]), write=True)

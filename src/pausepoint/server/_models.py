@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pausepoint.runs import RunList, RunRecord
 from pausepoint.stores.base import AuditEvent, AuditKind, PauseEntry, PendingPage, RunStatus
@@ -216,12 +216,21 @@ class CancelRequest(BaseModel):
     reason: str | None = Field(default=None, description="Why; recorded in the audit.")
 
 
+def _not_a_bool(value: Any) -> Any:
+    """Refuse ``true``/``false`` where a number is meant (pydantic would read them as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("a step index is a number, not a boolean")
+    return value
+
+
 class ForkRequest(BaseModel):
     """Start a new run from a step of a run's history."""
 
     model_config = ConfigDict(extra="forbid")
 
-    at: int = Field(ge=0, strict=True, description="The step's index (see the run's history).")
+    at: Annotated[int, BeforeValidator(_not_a_bool)] = Field(
+        ge=0, description="The step's index (see the run's history)."
+    )
     state_patch: dict[str, Any] | None = Field(
         default=None, description="State keys to set before the new run goes on."
     )
