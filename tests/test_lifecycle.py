@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pausepoint import (
+    ChartChangedError,
     FlowChart,
     OnTimeout,
     PausableHandler,
@@ -262,3 +263,18 @@ async def test_a_run_failed_by_its_deadline_waits_again_after_a_retry(url: str) 
         assert [p.pause_id for p in again.pauses] == [p.pause_id for p in rec.pauses]
         done = await runs.resume(rec.run_id, {"ok": 1})
         assert done.status == "completed"
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgres", "redis"], indirect=True)
+async def test_a_fork_of_a_run_whose_chart_changed_is_refused(url: str) -> None:
+    """The chart registered under the run's name changed since it ran: ChartChangedError."""
+    effects = Effects()
+    async with Runs(open_store(url), {"c": effects.chart()}) as runs:
+        parent = await finished(runs, effects)
+    changed = (
+        flow_chart("A", effects.stage("a"), "a").add_function("Z", effects.stage("z"), "z").build()
+    )
+    async with Runs(open_store(url), {"c": changed}) as runs:
+        with pytest.raises(ChartChangedError, match="changed since"):
+            await runs.fork(parent, at=1)
+        assert [e.kind for e in (await runs.get(parent)).audit][-1] == "completed"
