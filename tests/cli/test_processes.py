@@ -152,6 +152,32 @@ def _get_json(url: str) -> tuple[int, Any]:
         return response.status, json.loads(response.read())
 
 
+def _serve(cwd: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``pausepoint serve`` on a free port; return the process and its base URL."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pausepoint", "serve", "--port", str(port), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _first_answer(server: subprocess.Popen[str], url: str) -> tuple[int, Any]:
+    """GET ``url`` once the server listens (within 20 s), as ``_get_json`` does."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return _get_json(url)
+        except (urllib.error.URLError, ConnectionError):
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "serve did not start listening"
+            time.sleep(0.1)
+
+
 def test_serve_answers_http_and_shares_the_store_with_the_cli(
     pp: Any, tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -160,26 +186,9 @@ def test_serve_answers_http_and_shares_the_store_with_the_cli(
         importlib.import_module("pausepoint.server")
     except ImportError as exc:
         pytest.skip(f"the server extra is not importable: {exc}")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pausepoint", "serve", "--port", str(port), "--token", "s3cret=kim"],
-        cwd=tmp_path,
-        env=subprocess_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = _serve(tmp_path, subprocess_env, "--token", "s3cret=kim")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                status, page = _get_json(f"{base}/api/runs")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "serve did not start listening"
-                time.sleep(0.1)
+        status, page = _first_answer(server, f"{base}/api/runs")
         assert (status, page["items"]) == (200, [])
         run_id = pp("run", "refund", "--input", '{"amount": 321}', "--json").json()["run_id"]
         status, page = _get_json(f"{base}/api/runs")
@@ -202,26 +211,9 @@ def test_serve_logs_json_and_answers_probes_and_metrics(
         importlib.import_module("pausepoint.metrics")
     except ImportError as exc:
         pytest.skip(f"the server and metrics extras are not importable: {exc}")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pausepoint", "serve", "--port", str(port), "--log-format", "json"],
-        cwd=tmp_path,
-        env=subprocess_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = _serve(tmp_path, subprocess_env, "--log-format", "json")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                status, body = _get_json(f"{base}/healthz")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "serve did not start listening"
-                time.sleep(0.1)
+        status, body = _first_answer(server, f"{base}/healthz")
         assert (status, body) == (200, {"status": "ok"})
         assert _get_json(f"{base}/readyz")[0] == 200
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
