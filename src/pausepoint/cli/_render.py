@@ -117,18 +117,23 @@ def print_narrative(console: Console, lines: Iterable[str], *, indent: str = "")
 # -- the inbox ------------------------------------------------------------------------
 
 
-def inbox_table(page: PendingPage, now: float) -> Table:
-    """The inbox as a table: run, chart, stage, question, age, deadline."""
+def _run_table(title: str, run_ids: list[str]) -> Table:
+    """A table whose first column is the run id, kept whole: it is copied into the next command."""
     table = Table(
-        title="Waiting for a person",
+        title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    # Run ids stay whole: they are copied into the next command.
-    widest = max((len(item.run_id) for item in page.items), default=3)
+    widest = max(map(len, run_ids), default=3)
     table.add_column("run", no_wrap=True, min_width=widest, style="bold")
+    return table
+
+
+def inbox_table(page: PendingPage, now: float) -> Table:
+    """The inbox as a table: run, chart, stage, question, age, deadline."""
+    table = _run_table("Waiting for a person", [item.run_id for item in page.items])
     table.add_column("chart", overflow="fold")
     table.add_column("stage", overflow="fold")
     table.add_column("question", overflow="fold", min_width=12, ratio=1)
@@ -148,15 +153,7 @@ def inbox_table(page: PendingPage, now: float) -> Table:
 
 def runs_table(page: RunList, now: float, title: str) -> Table:
     """Runs as a table: run, chart, status, stage, last change, error."""
-    table = Table(
-        title=title,
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    widest = max((len(item.run_id) for item in page.items), default=3)
-    table.add_column("run", no_wrap=True, min_width=widest, style="bold")
+    table = _run_table(title, [item.run_id for item in page.items])
     table.add_column("chart", overflow="fold")
     table.add_column("status", overflow="fold")
     table.add_column("stage", overflow="fold")
