@@ -417,6 +417,43 @@ class SqlPlans:
             for k, at, actor, data, seq in rows
         )
 
+    def _keyset_page(
+        self,
+        select: str,
+        equal: Mapping[str, Any],
+        key: Sequence[str],
+        before: float | None,
+        after: Sequence[Any] | None,
+        limit: int,
+    ) -> Query:
+        """One page, newest first, as one index range scan (the inbox, run listings).
+
+        Args:
+            select: The ``SELECT ... FROM`` part.
+            equal: Columns that must equal a value; ``None`` values are no filter.
+            key: The sort key's columns, the first a time: the page is ordered by
+                them, descending.
+            before: Only rows whose time is before this.
+            after: A cursor's key: only rows that sort strictly below it.
+            limit: Page size; one row more is read, to tell that more follow.
+        """
+        where = [f"{column} = %s" for column, value in equal.items() if value is not None]
+        params: list[Any] = [value for value in equal.values() if value is not None]
+        if before is not None:
+            where.append(f"{key[0]} < %s")
+            params.append(before)
+        if after is not None:
+            where.append(f"({', '.join(key)}) < ({_marks(len(key))})")
+            params.extend(after)
+        sql = (
+            select
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY "
+            + ", ".join(f"{column} DESC" for column in key)
+            + " LIMIT %s"
+        )
+        return self._query(sql, (*params, limit + 1))
+
     def list_pending(
         self,
         *,
@@ -433,24 +470,14 @@ class SqlPlans:
         range on its remaining columns, so each page is one index range scan.
         """
         check_limit(limit)
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("chart", chart), ("stage_id", stage)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if created_before is not None:
-            where.append("created_at < %s")
-            params.append(created_before)
-        if cursor is not None:
-            where.append("(created_at, run_id, pause_id) < (%s, %s, %s)")
-            params.extend(decode_cursor(cursor))
-        sql = (
-            f"SELECT {_PENDING_COLUMNS} FROM {{pending}}"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY created_at DESC, run_id DESC, pause_id DESC LIMIT %s"
+        rows = yield self._keyset_page(
+            f"SELECT {_PENDING_COLUMNS} FROM {{pending}}",
+            {"chart": chart, "stage_id": stage},
+            ("created_at", "run_id", "pause_id"),
+            created_before,
+            None if cursor is None else decode_cursor(cursor),
+            limit,
         )
-        rows = yield self._query(sql, (*params, limit + 1))
         items = [self._pending_from_row(row) for row in rows]
         return make_page(items, limit)
 
@@ -498,24 +525,14 @@ class SqlPlans:
         ``runs`` listing indexes, and a range on ``(updated_at, run_id)``.
         """
         check_limit(limit)
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("status", status), ("chart", chart), ("stage", stage)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if updated_before is not None:
-            where.append("updated_at < %s")
-            params.append(updated_before)
-        if cursor is not None:
-            where.append("(updated_at, run_id) < (%s, %s)")
-            params.extend(decode_run_cursor(cursor))
-        sql = (
-            f"SELECT {_LIGHT_COLUMNS} FROM {{runs}}"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY updated_at DESC, run_id DESC LIMIT %s"
+        rows = yield self._keyset_page(
+            f"SELECT {_LIGHT_COLUMNS} FROM {{runs}}",
+            {"status": status, "chart": chart, "stage": stage},
+            ("updated_at", "run_id"),
+            updated_before,
+            None if cursor is None else decode_run_cursor(cursor),
+            limit,
         )
-        rows = yield self._query(sql, (*params, limit + 1))
         return make_run_page([self._run_from_row(row) for row in rows], limit)
 
     def _erase(self, run_ids: Sequence[str]) -> Plan[None]:
