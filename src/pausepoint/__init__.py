@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         LoopLimitError,
         NoWaiterError,
         PausepointError,
+        PermissionDeniedError,
         PurgeRefusedError,
         ResumeInputError,
         ResumeTargetError,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         VersionConflictError,
     )
     from .executor import FlowChartExecutor, Snapshot
+    from .people import Actor
     from .rules import When, decide, select
     from .runs import Durability, RunList, RunRecord, Runs, RunSummary, Step, SweepReport
     from .scope import Scope
@@ -92,6 +94,8 @@ _EXPORTS: dict[str, str] = {
     "RunSummary": "runs",
     "SweepReport": "runs",
     "open_store": "stores",
+    # people
+    "Actor": "people",
     # errors
     **{
         name: "errors"
@@ -127,6 +131,7 @@ _EXPORTS: dict[str, str] = {
             "RunStateError",
             "StepNotFoundError",
             "StalePauseError",
+            "PermissionDeniedError",
             "RunIsRunningError",
             "PurgeRefusedError",
             "NoWaiterError",
@@ -139,6 +144,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Actor",
     "ChartChangedError",
     "ChartError",
     "ChartMismatchError",
@@ -160,6 +166,7 @@ __all__ = [
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
+    "PermissionDeniedError",
     "PurgeRefusedError",
     "ResumeInputError",
     "ResumeTargetError",
