@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -28,7 +29,9 @@ from .errors import ClaimLostError, PausepointError, StoreError
 from .executor import FlowChartExecutor, snapshot_of
 from .stores.base import AuditEvent, JournalEntry, PauseEntry, Store, StoredRun
 
-__all__ = ["Durability", "Proceed", "RunDriver", "RunRecord"]
+__all__ = ["Durability", "Proceed", "RunDriver", "RunRecord", "traceback_summary"]
+
+_TRACEBACK_FRAMES = 6
 
 Durability = Literal["stage", "pause"]
 """When a running run's progress is written: after every stage, or only at a pause and the end."""
@@ -66,6 +69,20 @@ class RunRecord:
     created_at: float
     updated_at: float
     version: int
+
+
+def traceback_summary(exc: BaseException) -> list[str]:
+    """Return a short summary of where a stage failed: the last frames and the original error.
+
+    One line per frame (``file.py:12 in handler``, the file's name only, no source
+    text, so no value of the run's state can appear in it), innermost last, then
+    the original exception's type and message. Kept in the ``failed`` audit event.
+    """
+    cause = exc.__cause__ or exc
+    frames = traceback.extract_tb(cause.__traceback__)[-_TRACEBACK_FRAMES:]
+    lines = [f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in frames]
+    lines.append("".join(traceback.format_exception_only(type(cause), cause)).strip()[:500])
+    return lines
 
 
 class RunDriver:
@@ -286,7 +303,13 @@ class RunDriver:
                     "stage": getattr(exc, "stage_id", None),
                 }
                 failed = event(
-                    "failed", None, {"stage_id": getattr(exc, "stage_id", None), "error": str(exc)}
+                    "failed",
+                    None,
+                    {
+                        "stage_id": getattr(exc, "stage_id", None),
+                        "error": str(exc),
+                        "traceback": traceback_summary(exc),
+                    },
                 )
                 stored, audit = await claim.finish(lambda _: (changes, [failed], written))
                 return self.record(stored, audit)

@@ -28,8 +28,11 @@ from pausepoint.runs import Runs
 from ._auth import SESSION_COOKIE, Session, SessionSigner, actor_for_digest, actor_for_token
 from ._auth import token_digest as digest_of
 from ._charts import stage_input_schema
+from ._charts_pages import charts_pages_router
 from ._forms import RAW_FIELD, form_for, parse_form
+from ._live import live_router
 from ._outcome import closing_event, describe_closing
+from ._runs_pages import run_extras, runs_pages_router
 from ._templates import render
 from ._views import question_of, run_view
 
@@ -157,6 +160,7 @@ class _Pages:
         context = {
             **self.base(request),
             **run_view(self.runs, record),
+            **await run_extras(self.runs, record, did=request.query_params.get("did")),
             "notice": notice,
             "problem": None,
         }
@@ -189,7 +193,7 @@ class _Pages:
         refill = {pause_id: values}
         if problems:
             context = run_view(self.runs, record, values=refill, problems={pause_id: problems})
-            return self._run_page(request, context, 422)
+            return await self._run_page(request, context, 422)
         nonce = values.get("nonce")
         try:
             await self.runs.resume(
@@ -203,21 +207,22 @@ class _Pages:
             found = _problems_of(exc, has_fields=form_for(schema).fields is not None)
             record = await self.runs.get(run_id)
             context = run_view(self.runs, record, values=refill, problems={pause_id: found})
-            return self._run_page(request, context, 422)
+            return await self._run_page(request, context, 422)
         except (RunAlreadyClaimedError, StalePauseError):
             record = await self.runs.get(run_id)
             closing = describe_closing(closing_event(record, pause_id or None))
-            return self._run_page(request, run_view(self.runs, record), 409, closing)
+            return await self._run_page(request, run_view(self.runs, record), 409, closing)
         except (ResumeTargetError, ChartMismatchError) as exc:
             record = await self.runs.get(run_id)
-            return self._run_page(request, run_view(self.runs, record), 409, str(exc))
+            return await self._run_page(request, run_view(self.runs, record), 409, str(exc))
         target = f"/runs/{quote(run_id, safe='')}?answered={quote(pause_id, safe='')}"
         return RedirectResponse(target, status_code=303)
 
-    def _run_page(
+    async def _run_page(
         self, request: Request, view: dict[str, Any], status: int, problem: str | None = None
     ) -> Response:
-        context = {**self.base(request), **view, "notice": None, "problem": problem}
+        extras = await run_extras(self.runs, view["record"])
+        context = {**self.base(request), **view, **extras, "notice": None, "problem": problem}
         return render("run.html", context, status=status)
 
 
@@ -231,6 +236,10 @@ def pages_router(runs: Runs, tokens: Mapping[str, str], signer: SessionSigner) -
     router.add_api_route("/logout", pages.logout, methods=["POST"])
     router.add_api_route("/runs/{run_id}", pages.run_page, methods=["GET"])
     router.add_api_route("/runs/{run_id}", pages.answer, methods=["POST"])
+    # every run, the charts and the playground, batch answers and the live inbox
+    router.include_router(runs_pages_router(pages))
+    router.include_router(charts_pages_router(pages))
+    router.include_router(live_router(pages))
     return router
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 from starlette.responses import HTMLResponse
 
-__all__ = ["HERE", "render"]
+__all__ = ["HERE", "render", "render_text"]
 
 HERE = Path(__file__).parent
 
@@ -68,7 +69,21 @@ def _iso(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-_ENV.filters.update(pretty=_pretty, compact=_compact, age=_age, until=_until, iso=_iso)
+def _when(at: float | None, relative: str = "age") -> markupsafe.Markup:
+    """A ``<time>`` element: the time relative to now, the absolute time on hover.
+
+    ``relative`` is ``"age"`` ("3 min ago") or ``"until"`` ("in 2 h", for deadlines).
+    """
+    if at is None:
+        return markupsafe.Markup("none")
+    moment = datetime.fromtimestamp(at, UTC)
+    text = _until(at) if relative == "until" else _age(at)
+    return markupsafe.Markup('<time datetime="{}" title="{}">{}</time>').format(
+        moment.isoformat(timespec="seconds").replace("+00:00", "Z"), _iso(at), text
+    )
+
+
+_ENV.filters.update(pretty=_pretty, compact=_compact, age=_age, until=_until, iso=_iso, when=_when)
 
 
 def render(
@@ -80,3 +95,8 @@ def render(
     """Render template ``name`` into a response with the pages' security headers."""
     html = _ENV.get_template(name).render(**context)
     return HTMLResponse(html, status_code=status, headers={**_HEADERS, **(headers or {})})
+
+
+def render_text(name: str, context: Mapping[str, Any]) -> str:
+    """Render template ``name`` to text (a fragment a page's script puts in place)."""
+    return _ENV.get_template(name).render(**context)
