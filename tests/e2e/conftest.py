@@ -9,11 +9,12 @@ with the reason, and fail under ``CI=true``. Screenshots of every page go to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import uvicorn
 from playwright.sync_api import Browser, Error, Page, sync_playwright
 
 from pausepoint import Runs, open_store
+from pausepoint.chart import FlowChart
 from pausepoint.demo import charts
 from pausepoint.server import create_app
 
@@ -71,14 +73,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """The refund demo on SQLite behind uvicorn, on a free loopback port."""
-    runs = Runs(open_store(f"sqlite:///{tmp_path / 'runs.db'}"), charts)
+@contextlib.contextmanager
+def serving(tmp_path: Path, served: Mapping[str, FlowChart]) -> Iterator[LiveServer]:
+    """Serve ``served`` on SQLite behind uvicorn, on a free loopback port."""
+    runs = Runs(open_store(f"sqlite:///{tmp_path / 'runs.db'}"), served)
     app = create_app(runs, TOKENS, session_secret="e2e-secret")
     port = _free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws="none",
+        lifespan="off",
+        timeout_graceful_shutdown=2,  # open event streams must not hold the shutdown
     )
     server = uvicorn.Server(config)
 
@@ -101,6 +109,13 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.should_exit = True
     thread.join(timeout=10)
     assert not thread.is_alive(), "uvicorn did not stop within 10 s"
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """The refund demo on SQLite behind uvicorn, on a free loopback port."""
+    with serving(tmp_path, charts) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
