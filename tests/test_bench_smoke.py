@@ -165,3 +165,10 @@ def test_quick_lifecycle_bench_lists_and_purges() -> None:
     assert re.search(rf"purge 2,000 completed runs: {NUMBER} s, {NUMBER} runs/s", out), out
     assert re.search(rf"longest batch \(lock held\) {NUMBER} ms", out), out
     assert re.search(rf"size after VACUUM\s+{NUMBER} MB", out), out
+
+
+def test_quick_runs_page_bench_times_the_runs_page() -> None:
+    """bench.runs_page --quick prints the /runs page's server time per store."""
+    out = _bench("-m", "bench.runs_page")
+    assert re.search(r"^== sqlite: 2,400 runs$", out, re.MULTILINE), out
+    assert re.search(rf"/runs \(every status, in order\)\s+{NUMBER} ms median", out), out
