@@ -116,10 +116,11 @@ def _layout(graph: _Graph) -> tuple[float, float]:
     for key in order:
         layers.setdefault(graph.boxes[key].layer, []).append(graph.boxes[key])
     widest = max((len(row) for row in layers.values()), default=1)
-    width = widest * _W + (widest - 1) * _GAP_X + 2 * _PAD + 70  # room for loop curves
+    loops = 70 if any(loop for *_, loop in graph.edges) else 0  # room for loop curves
+    width = widest * _W + (widest - 1) * _GAP_X + 2 * _PAD + loops
     for layer, row in layers.items():
         row_width = len(row) * _W + (len(row) - 1) * _GAP_X
-        left = (width - 70 - row_width) / 2
+        left = (width - loops - row_width) / 2
         for i, box in enumerate(row):
             box.x = left + i * (_W + _GAP_X)
             box.y = _PAD + 14 + layer * (_H + _GAP_Y)
@@ -136,7 +137,11 @@ def _shape(box: _Box) -> str:
     if box.kind == "pausable":  # a parallelogram, as Mermaid draws it
         s = 10
         points = f"{x + s},{y} {x + w},{y} {x + w - s},{y + h} {x},{y + h}"
-        return f'<polygon points="{points}"/>'
+        bars = "".join(  # a pause sign, drawn: not every font has U+23F8
+            f'<rect class="pause-bar" x="{x + 14 + dx}" y="{y + 12}" width="3" height="14"/>'
+            for dx in (0, 6)
+        )
+        return f'<polygon points="{points}"/>{bars}'
     if box.kind in ("decider", "selector"):
         s = 14
         points = f"{x + s},{y} {x + w - s},{y} {x + w},{y + h / 2} {x + w - s},{y + h} {x + s},{y + h} {x},{y + h / 2}"
@@ -219,14 +224,16 @@ def chart_svg(
             parts.append(f'<circle class="join" cx="{cx}" cy="{cy}" r="{_JOIN_R}"/>')
             continue
         mark = marks.get(box.path or "", "")
-        label = box.label + (" ⏸" if box.kind == "pausable" else "")
+        label = box.label
         described.append(f"{box.label}{' (' + _MARK_WORDS[mark] + ')' if mark else ''}")
         cx, cy = _centre(box)
         parts.append(
             f'<g class="node {box.kind} {mark}" data-stage="{escape(box.path or "")}">'
-            f"<title>{escape(label)}{' — ' + _MARK_WORDS[mark] if mark else ''}</title>"
+            f"<title>{escape(label)}{' (waits for a person)' if box.kind == 'pausable' else ''}"
+            f"{' — ' + _MARK_WORDS[mark] if mark else ''}</title>"
             f"{_shape(box)}"
-            f'<text x="{cx}" y="{cy + 4}" text-anchor="middle">{escape(_short(label))}</text></g>'
+            f'<text x="{cx + (8 if box.kind == "pausable" else 0)}" y="{cy + 4}" '
+            f'text-anchor="middle">{escape(_short(label))}</text></g>'
         )
     desc = "Stages in order: " + "; ".join(described) + "."
     return (
