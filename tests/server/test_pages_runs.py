@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
@@ -305,3 +306,28 @@ async def test_pages_load_nothing_from_elsewhere(web: httpx.AsyncClient, page_ru
         assert "https://" not in page, path
     page = (await web.get(f"/runs/{run.run_id}")).text
     assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT[\d:]+Z" title="[^"]+ UTC">', page)
+
+
+async def test_live_streams_share_one_read_a_poll(page_runs: Runs) -> None:
+    """Many streams polling the same inbox page cost about one store read a poll."""
+    from types import SimpleNamespace
+
+    from pausepoint.server._live import _LivePages
+
+    await page_runs.start("refund", {"amount": 900})
+    reads = 0
+    pending = page_runs.pending
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return await pending(*args, **kwargs)  # type: ignore[arg-type]
+
+    page_runs.pending = counted  # type: ignore[method-assign]
+    live = _LivePages(SimpleNamespace(runs=page_runs))  # type: ignore[arg-type]
+    rows = await asyncio.gather(*(live.rows(None) for _ in range(50)))
+    assert len(set(rows)) == 1
+    assert "Approve $900 refund" in rows[0]
+    assert reads == 1
+    assert await live.rows(None) == rows[0]
+    assert reads == 1  # younger than a poll: reused

@@ -5,8 +5,9 @@
 and when the rows changed it sends them, rendered, as one ``inbox`` event; the
 page's script puts them in place, keeping what was ticked. Pauses reach the
 store from any process, so the stream polls the store rather than listening
-inside one process; streams asking for the same page share one read
-(:class:`~._inbox.SharedReads`). Without JavaScript the page is a plain page:
+inside one process; streams asking for the same page share one read a poll (a
+read younger than the poll is reused, and reads in flight are shared by
+:class:`~._inbox.SharedReads`). Without JavaScript the page is a plain page:
 reloading it shows the same rows.
 
 **Batch answers.** Tick pauses in the inbox waiting at the same chart and
@@ -161,10 +162,21 @@ class _LivePages:
         self.host = host
         self.runs = host.runs
         self.reads: SharedReads[str | None, str] = SharedReads(self._read_rows)
+        self.fresh: dict[str | None, tuple[float, str]] = {}  # chart -> (read at, rows)
 
     async def _read_rows(self, chart: str | None) -> str:
         page = await self.runs.pending(chart=chart, limit=INBOX_PAGE)
         return render_text("_inbox_rows.html", {"items": _rows(self.runs, page)})
+
+    async def rows(self, chart: str | None) -> str:
+        """The rows of the inbox's first page, read at most about once a poll for all streams."""
+        now = asyncio.get_running_loop().time()
+        cached = self.fresh.get(chart)
+        if cached is not None and now - cached[0] < POLL_SECONDS * 0.9:
+            return cached[1]
+        rows = await self.reads.get(chart)
+        self.fresh[chart] = (asyncio.get_running_loop().time(), rows)
+        return rows
 
     async def events(self, request: Request) -> Response:
         chart = request.query_params.get("chart") or None
@@ -174,7 +186,7 @@ class _LivePages:
             loop = asyncio.get_running_loop()
             ends = loop.time() + STREAM_SECONDS
             while loop.time() < ends:
-                rows = await self.reads.get(chart)
+                rows = await self.rows(chart)
                 if rows != sent:
                     sent = rows
                     yield {"event": "inbox", "data": rows}
