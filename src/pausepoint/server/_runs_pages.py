@@ -319,10 +319,7 @@ def _link(filters: Mapping[str, str], current: str | None, **changes: str | None
 
 
 def _stage_ids(charts: Mapping[str, FlowChart], chart: str | None) -> list[str]:
-    if chart is None:
-        flows = list(charts.values())
-    else:
-        flows = [charts[chart]] if chart in charts else []
+    flows = list(charts.values()) if chart is None else [charts[c] for c in (chart,) if c in charts]
     found: set[str] = set()
     for flow in flows:
         found.update(path for path, node in flow.stages() if node.kind != "foreach")
