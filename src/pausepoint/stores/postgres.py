@@ -92,6 +92,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX signals_key ON {signals} (business_key, id)",
         "CREATE INDEX signals_expiry ON {signals} (expires_at)",
     ),
+    (  # 4: the notification outbox, written with the pauses it is about
+        'CREATE TABLE {outbox} (id text COLLATE "C" PRIMARY KEY, '
+        'run_id text COLLATE "C" NOT NULL, pause_id text NOT NULL, kind text NOT NULL, '
+        "url text NOT NULL, tag text NOT NULL, payload jsonb NOT NULL, "
+        "next_at double precision NOT NULL, created_at double precision NOT NULL, "
+        "state text NOT NULL, attempts integer NOT NULL, owner text, error text)",
+        "CREATE INDEX outbox_due ON {outbox} (next_at, id) WHERE state = 'pending'",
+        "CREATE INDEX outbox_run ON {outbox} (run_id, created_at, id)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -145,7 +154,15 @@ class PostgresStore(PlannedStore):
         }
         tables = {
             name: f'"{self._schema}".{name}'
-            for name in ("runs", "pending", "audit", "steps", "signals", "schema_version")
+            for name in (
+                "runs",
+                "pending",
+                "audit",
+                "steps",
+                "signals",
+                "outbox",
+                "schema_version",
+            )
         }
         self._plans = SqlPlans(
             tables=tables,

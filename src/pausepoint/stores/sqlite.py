@@ -76,6 +76,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX signals_key ON {signals} (business_key, id)",
         "CREATE INDEX signals_expiry ON {signals} (expires_at)",
     ),
+    (  # 4: the notification outbox, written with the pauses it is about
+        "CREATE TABLE {outbox} (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
+        "pause_id TEXT NOT NULL, kind TEXT NOT NULL, url TEXT NOT NULL, tag TEXT NOT NULL, "
+        "payload TEXT NOT NULL, next_at REAL NOT NULL, created_at REAL NOT NULL, "
+        "state TEXT NOT NULL, attempts INTEGER NOT NULL, owner TEXT, error TEXT)",
+        "CREATE INDEX outbox_due ON {outbox} (next_at, id) WHERE state = 'pending'",
+        "CREATE INDEX outbox_run ON {outbox} (run_id, created_at, id)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -85,6 +93,7 @@ _TABLES = {
     "audit": "audit",
     "steps": "steps",
     "signals": "signals",
+    "outbox": "outbox",
     "schema_version": "schema_version",
 }
 
