@@ -73,6 +73,8 @@ EXPECTED = {
     "StoreError",
     "StoreUnavailableError",
     "VersionConflictError",
+    "NotifyURLError",
+    "WebhookSignatureError",
 }
 
 

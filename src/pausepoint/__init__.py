@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ClaimLostError,
         ExecutorUsageError,
         LoopLimitError,
+        NotifyURLError,
         NoWaiterError,
         PausepointError,
         PurgeRefusedError,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         StoreError,
         StoreUnavailableError,
         VersionConflictError,
+        WebhookSignatureError,
     )
     from .executor import FlowChartExecutor, Snapshot
     from .rules import When, decide, select
@@ -134,6 +136,8 @@ _EXPORTS: dict[str, str] = {
             "StoreError",
             "StoreUnavailableError",
             "VersionConflictError",
+            "NotifyURLError",
+            "WebhookSignatureError",
         )
     },
 }
@@ -157,6 +161,7 @@ __all__ = [
     "FlowChartExecutor",
     "LoopLimitError",
     "NoWaiterError",
+    "NotifyURLError",
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
@@ -193,6 +198,7 @@ __all__ = [
     "StoreUnavailableError",
     "SweepReport",
     "VersionConflictError",
+    "WebhookSignatureError",
     "When",
     "decide",
     "flow_chart",
