@@ -6,8 +6,9 @@ deadlines and recovery. Each round claims due outbox entries under a lease
 and settles each (``Store.settle_outbox``, only while the lease is held):
 
 1. ``escalate`` timers: the pause is re-assigned to ``escalate_to`` (through
-   ``Runs.reassign``), and an ``escalated`` notification goes out through the
-   stage's URLs; audit ``escalated``.
+   ``Runs.reassign``, which audits ``escalated`` with ``from``, ``to`` and
+   ``reason``), and an ``escalated`` notification goes out through the
+   stage's URLs.
 2. ``remind`` timers: a ``reminder`` notification goes out, and the timer is
    set again ``remind_every`` later; audit ``reminded``.
 3. ``deliver`` entries: the message is sent; audit ``notified`` on success.
@@ -256,8 +257,9 @@ class Notifier:
     ) -> None:
         to = [str(who) for who in entry.payload["to"]]
         after = float(entry.payload["after"])
-        previous = list(getattr(pause, "assignees", ()) or ())
-        if self._reassign is not None:
+        previous = list(pause.assignees)
+        # Already moved: a sweeper that died after re-assigning, before settling; not again.
+        if self._reassign is not None and sorted(set(to)) != sorted(previous):
             try:
                 await self._reassign(
                     run.run_id,
@@ -268,18 +270,6 @@ class Notifier:
             except RunError:  # answered or ended meanwhile
                 await self._stop(entry, owner, now)
                 return
-        escalated = AuditEvent(
-            kind="escalated",
-            at=time.time(),
-            actor=_ACTOR,
-            data={
-                "pause_id": pause.pause_id,
-                "stage_id": pause.stage_id,
-                "from": previous,
-                "to": to,
-                "after": after,
-            },
-        )
         facts = message_facts(run, pause, "escalated", assignees=to, previous=previous)
         urls = list(entry.payload.get("urls", ()))
         settled = await self.store.settle_outbox(
@@ -287,7 +277,6 @@ class Notifier:
             owner=owner,
             state="sent",
             next_at=now,
-            events=[escalated],
             outbox=self._deliveries(entry, urls, "escalated", facts, now),
         )
         if settled:

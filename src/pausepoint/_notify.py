@@ -168,10 +168,6 @@ def shown_url(url: str) -> str:
     return str(plugin.url(privacy=True)).partition("?")[0]
 
 
-def _assignees(pause: PauseEntry) -> list[str]:
-    return list(getattr(pause, "assignees", ()) or ())
-
-
 def message_facts(run: StoredRun, pause: PauseEntry, event: str, **extra: Any) -> dict[str, Any]:
     """The facts a notification states about ``pause`` (JSON): the webhook body's core."""
     facts = {
@@ -181,7 +177,7 @@ def message_facts(run: StoredRun, pause: PauseEntry, event: str, **extra: Any) -
         "chart": run.chart,
         "stage_id": pause.stage_id,
         "question": pause.data,
-        "assignees": _assignees(pause),
+        "assignees": list(pause.assignees),
         "paused_at": pause.created_at,
         "deadline": pause.deadline,
     }
@@ -191,13 +187,6 @@ def message_facts(run: StoredRun, pause: PauseEntry, event: str, **extra: Any) -
 
 def _unique(*groups: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(url for group in groups for url in group))
-
-
-def _seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if hasattr(value, "total_seconds") else float(value)
-    return seconds if seconds > 0 else None
 
 
 def pause_outbox(
@@ -221,17 +210,16 @@ def pause_outbox(
         node = flow.find_stage(pause.stage_id)
         if not isinstance(node, PausableStage):
             continue
-        urls = _unique(getattr(node, "notify", None) or (), settings.urls)
+        urls = _unique(node.notify, settings.urls)
 
         entry = functools.partial(_entry, run.run_id, pause.pause_id, now)
         facts = message_facts(run, pause, "paused")
         entries.extend(entry("deliver", "paused", facts, now, url) for url in urls)
-        every = _seconds(getattr(node, "remind_every", None))
+        every = node.remind_every
         if every is not None and urls:
             timer = {"every": every, "count": 0, "urls": urls}
             entries.append(entry("remind", "remind", timer, pause.created_at + every))
-        after = _seconds(getattr(node, "escalate_after", None))
-        to = list(getattr(node, "escalate_to", None) or ())
+        after, to = node.escalate_after, list(node.escalate_to)
         if after is not None and to:
             timer = {"after": after, "to": to, "urls": urls}
             entries.append(entry("escalate", "escalate", timer, pause.created_at + after))

@@ -92,7 +92,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX signals_key ON {signals} (business_key, id)",
         "CREATE INDEX signals_expiry ON {signals} (expires_at)",
     ),
-    (  # 4: the notification outbox, written with the pauses it is about
+    (  # 4: who may answer a pause, and "assigned to me" reads
+        "ALTER TABLE {pending} ADD COLUMN assignees jsonb",
+        "CREATE TABLE {assigned} (who text NOT NULL, created_at double precision NOT NULL, "
+        'run_id text COLLATE "C" NOT NULL, pause_id text COLLATE "C" NOT NULL, '
+        "PRIMARY KEY (who, created_at, run_id, pause_id))",
+        "CREATE INDEX assigned_run ON {assigned} (run_id)",
+    ),
+    (  # 5: the notification outbox, written with the pauses it is about
         'CREATE TABLE {outbox} (id text COLLATE "C" PRIMARY KEY, '
         'run_id text COLLATE "C" NOT NULL, pause_id text NOT NULL, kind text NOT NULL, '
         "url text NOT NULL, tag text NOT NULL, payload jsonb NOT NULL, "
@@ -160,6 +167,7 @@ class PostgresStore(PlannedStore):
                 "audit",
                 "steps",
                 "signals",
+                "assigned",
                 "outbox",
                 "schema_version",
             )

@@ -76,7 +76,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX signals_key ON {signals} (business_key, id)",
         "CREATE INDEX signals_expiry ON {signals} (expires_at)",
     ),
-    (  # 4: the notification outbox, written with the pauses it is about
+    (  # 4: who may answer a pause, and "assigned to me" reads
+        "ALTER TABLE {pending} ADD COLUMN assignees TEXT",
+        "CREATE TABLE {assigned} (who TEXT NOT NULL, created_at REAL NOT NULL, "
+        "run_id TEXT NOT NULL, pause_id TEXT NOT NULL, "
+        "PRIMARY KEY (who, created_at, run_id, pause_id)) WITHOUT ROWID",
+        "CREATE INDEX assigned_run ON {assigned} (run_id)",
+    ),
+    (  # 5: the notification outbox, written with the pauses it is about
         "CREATE TABLE {outbox} (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
         "pause_id TEXT NOT NULL, kind TEXT NOT NULL, url TEXT NOT NULL, tag TEXT NOT NULL, "
         "payload TEXT NOT NULL, next_at REAL NOT NULL, created_at REAL NOT NULL, "
@@ -93,6 +100,7 @@ _TABLES = {
     "audit": "audit",
     "steps": "steps",
     "signals": "signals",
+    "assigned": "assigned",
     "outbox": "outbox",
     "schema_version": "schema_version",
 }
