@@ -367,8 +367,12 @@ class Notifier:
         scheme, rest = entry.url.split("://", 1)
         target = f"{WEBHOOK_SCHEMES[scheme.lower()]}://{rest}"
         request = urllib.request.Request(target, data=raw, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.settings.timeout) as response:
-            status = response.status
+        try:
+            with urllib.request.urlopen(request, timeout=self.settings.timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            error.close()  # it holds the connection
+            raise OSError(f"the receiver answered HTTP {error.code}") from None
         if not 200 <= status < 300:
             raise OSError(f"the receiver answered HTTP {status}")
 
