@@ -46,6 +46,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     hold: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
+    arrivals: int = 0
     _tries: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -64,6 +65,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver.arrivals += 1
                 receiver.arrived.set()
                 while receiver.hold.is_set():
                     time.sleep(0.02)
@@ -94,14 +97,22 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
 
-    def delivered(self, event: str | None = None) -> Counter[str]:
-        """Pause ids of the requests answered 200 (of one event, or all), counted."""
+    def delivered(self, event: str | None = None, *, since: int = 0) -> Counter[str]:
+        """Pause ids of the requests answered 200 (of one event, or all), counted.
+
+        ``since``: only requests recorded after the first ``since``.
+        """
         with self._lock:
             return Counter(
                 r.json["pause_id"]
-                for r in self.requests
+                for r in self.requests[since:]
                 if r.status == 200 and (event is None or r.json["event"] == event)
             )
+
+    def settled(self) -> bool:
+        """Every request that arrived has been answered (or found its sender gone)."""
+        with self._lock:
+            return len(self.requests) == self.arrivals
 
 
 class _Mailbox:
