@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 
-from notifications.charts import approval  # noqa: E402
-
-from pausepoint import Runs, open_store  # noqa: E402
+from notifications.charts import approval
+from pausepoint import Runs, open_store
 
 
 async def main(mode: str, store_url: str, webhook: str, count: int) -> None:
