@@ -227,7 +227,14 @@ class Notifier:
         every = float(entry.payload["every"])
         count = int(entry.payload.get("count", 0)) + 1
         urls = list(entry.payload.get("urls", ()))
-        facts = message_facts(run, pause, "reminder", count=count, waited=now - pause.created_at)
+        facts = message_facts(
+            run,
+            pause,
+            "reminder",
+            count=count,
+            waited=now - pause.created_at,
+            link=entry.payload.get("link"),
+        )
         reminded = AuditEvent(
             kind="reminded",
             at=time.time(),
@@ -270,7 +277,14 @@ class Notifier:
             except RunError:  # answered or ended meanwhile
                 await self._stop(entry, owner, now)
                 return
-        facts = message_facts(run, pause, "escalated", assignees=to, previous=previous)
+        facts = message_facts(
+            run,
+            pause,
+            "escalated",
+            assignees=to,
+            previous=previous,
+            link=entry.payload.get("link"),
+        )
         urls = list(entry.payload.get("urls", ()))
         settled = await self.store.settle_outbox(
             entry,
@@ -339,7 +353,12 @@ class Notifier:
             report.notified += 1
 
     async def _send(self, entry: OutboxEntry) -> None:
-        link = run_link(self.settings.base_url, entry.run_id)
+        # the sweeper's base URL, else the one of the process that paused, else a path
+        link = (
+            run_link(self.settings.base_url, entry.run_id)
+            if self.settings.base_url
+            else entry.payload.get("link") or run_link(None, entry.run_id)
+        )
         scheme = entry.url.partition("://")[0].lower()
         if scheme in WEBHOOK_SCHEMES:
             body = dict(entry.payload, link=link, delivery=entry.id, attempt=entry.attempts)

@@ -213,15 +213,16 @@ def pause_outbox(
         urls = _unique(node.notify, settings.urls)
 
         entry = functools.partial(_entry, run.run_id, pause.pause_id, now)
-        facts = message_facts(run, pause, "paused")
+        link = run_link(settings.base_url, run.run_id) if settings.base_url else None
+        facts = message_facts(run, pause, "paused", link=link)
         entries.extend(entry("deliver", "paused", facts, now, url) for url in urls)
         every = node.remind_every
         if every is not None and urls:
-            timer = {"every": every, "count": 0, "urls": urls}
+            timer = {"every": every, "count": 0, "urls": urls, "link": link}
             entries.append(entry("remind", "remind", timer, pause.created_at + every))
         after, to = node.escalate_after, list(node.escalate_to)
         if after is not None and to:
-            timer = {"after": after, "to": to, "urls": urls}
+            timer = {"after": after, "to": to, "urls": urls, "link": link}
             entries.append(entry("escalate", "escalate", timer, pause.created_at + after))
     return entries
 
