@@ -238,6 +238,7 @@ class Runs(Lifecycle):
         )
         self._owner = self._driver.owner
         self._driver.after_pause = self._deliver_buffered
+        self._notify = settings
         self._driver.outbox = lambda flow, run, known: pause_outbox(
             settings, flow, run, known, time.time()
         )
@@ -782,11 +783,11 @@ class Runs(Lifecycle):
                 dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
                 for p in checkpoint["pauses"]
             )
-            record = await self.store.create(
-                dataclasses.replace(child, status="paused", checkpoint=checkpoint, pauses=pauses),
-                [linked],
-                kept,
+            waiting = dataclasses.replace(
+                child, status="paused", checkpoint=checkpoint, pauses=pauses
             )
+            outbox = pause_outbox(self._notify, flow, waiting, (), now)
+            record = await self.store.create(waiting, [linked], kept, outbox)
             await self._link(run_id, child_id, at, actor)
             return self._driver.record(record, await self.store.audit(child_id))
         record = await self.store.create(

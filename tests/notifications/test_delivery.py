@@ -292,3 +292,20 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         self._socket.close()
+
+
+async def test_every_way_a_pause_is_written_brings_its_notification(
+    opened: list[Runs], store_url: str, receiver: Receiver
+) -> None:
+    """durability="pause" (the run is first written paused) and a fork waiting at a pause."""
+    charts = {"a": approval([receiver.url()])}
+    runs = make(opened, store_url, charts, durability="pause")
+    run = await runs.start("a", {"amount": 2})
+    assert [e.tag for e in await runs.store.list_outbox(run.run_id)] == ["paused"]
+    history = await runs.history(run.run_id)
+    at = next(step.index for step in history if step.kind == "paused")
+    child = await runs.fork(run.run_id, at=at)
+    assert child.status == "paused"
+    assert [e.tag for e in await runs.store.list_outbox(child.run_id)] == ["paused"]
+    assert (await runs.sweep()).notified == 2
+    assert {r.json["run_id"] for r in receiver.requests} == {run.run_id, child.run_id}
