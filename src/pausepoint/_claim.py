@@ -280,8 +280,12 @@ class Claim:
             dataclasses.replace(e, seq=seq) for seq, e in enumerate([*self.unsaved, *events], 1)
         )
         try:
-            stored = await self.store.create(
-                record, audit, steps, () if outbox is None else outbox(record)
+            entries = () if outbox is None else outbox(record)
+            # without entries, the call any Store of an earlier release takes
+            stored = await (
+                self.store.create(record, audit, steps, entries)
+                if entries
+                else self.store.create(record, audit, steps)
             )
         except RunExistsError:
             raise RunExistsError(
