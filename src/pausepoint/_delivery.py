@@ -30,7 +30,6 @@ import inspect
 import logging
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -373,6 +372,8 @@ class Notifier:
 
     def _post(self, entry: OutboxEntry, body: dict[str, Any]) -> None:
         """POST the webhook's JSON body, signed; raise unless the receiver answers 2xx."""
+        import urllib.request  # only where webhooks are sent: it imports http, ssl, email
+
         raw = dump_json(json_copy(body, "notification")).encode()
         stamp = str(int(time.time()))
         headers = {
