@@ -76,6 +76,8 @@ EXPECTED = {
     "StoreError",
     "StoreUnavailableError",
     "VersionConflictError",
+    "NotifyURLError",
+    "WebhookSignatureError",
 }
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ClaimLostError,
         ExecutorUsageError,
         LoopLimitError,
+        NotifyURLError,
         NoWaiterError,
         PausepointError,
         PermissionDeniedError,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         StoreError,
         StoreUnavailableError,
         VersionConflictError,
+        WebhookSignatureError,
     )
     from .executor import FlowChartExecutor, Snapshot
     from .people import Actor
@@ -139,6 +141,8 @@ _EXPORTS: dict[str, str] = {
             "StoreError",
             "StoreUnavailableError",
             "VersionConflictError",
+            "NotifyURLError",
+            "WebhookSignatureError",
         )
     },
 }
@@ -163,6 +167,7 @@ __all__ = [
     "FlowChartExecutor",
     "LoopLimitError",
     "NoWaiterError",
+    "NotifyURLError",
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
@@ -200,6 +205,7 @@ __all__ = [
     "StoreUnavailableError",
     "SweepReport",
     "VersionConflictError",
+    "WebhookSignatureError",
     "When",
     "decide",
     "flow_chart",
