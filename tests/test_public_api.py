@@ -72,6 +72,8 @@ EXPECTED = {
     "SignalBufferFullError",
     "StoreError",
     "StoreUnavailableError",
+    "TokenFormatError",
+    "UnknownAssigneeError",
     "VersionConflictError",
 }
 

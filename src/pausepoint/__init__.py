@@ -56,6 +56,8 @@ if TYPE_CHECKING:
         StepNotFoundError,
         StoreError,
         StoreUnavailableError,
+        TokenFormatError,
+        UnknownAssigneeError,
         VersionConflictError,
     )
     from .executor import FlowChartExecutor, Snapshot
@@ -133,6 +135,8 @@ _EXPORTS: dict[str, str] = {
             "SignalBufferFullError",
             "StoreError",
             "StoreUnavailableError",
+            "TokenFormatError",
+            "UnknownAssigneeError",
             "VersionConflictError",
         )
     },
@@ -192,6 +196,8 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "SweepReport",
+    "TokenFormatError",
+    "UnknownAssigneeError",
     "VersionConflictError",
     "When",
     "decide",

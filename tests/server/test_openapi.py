@@ -114,7 +114,7 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
 
 
 async def test_document_declares_errors_and_bearer_auth(client: httpx.AsyncClient) -> None:
-    """Writes need the bearer scheme and document 401; every error uses the Error body."""
+    """Reads and writes need the bearer scheme and document 401; every error uses the Error body."""
     document = await openapi_of(client)
     schemes = document["components"]["securitySchemes"]
     assert schemes == {
@@ -128,10 +128,12 @@ async def test_document_declares_errors_and_bearer_auth(client: httpx.AsyncClien
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
             write = is_write(method, path)
-            assert ("security" in operation) is write, (method, path)
+            assert "security" in operation, (method, path)  # reads need a token too
             codes = {c for c in operation["responses"] if c.startswith(("4", "5"))}
             if write:
                 assert codes == {"401", "404", "409", "422", "503"}
+            else:
+                assert "401" in codes, (method, path)
             for code in codes:
                 content = operation["responses"][code]["content"]["application/json"]
                 assert content["schema"] == error, (method, path, code)

@@ -1,13 +1,12 @@
 """The JSON API under ``/api``: start, list, show, resume, cancel, delete, signals, charts.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
-signatures at runtime, and ``Actor`` is local to :func:`api_router`.
+signatures at runtime, and ``Writer``/``Reader`` are local to :func:`api_router`.
 """
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
@@ -20,10 +19,11 @@ from pausepoint.errors import (
     RunAlreadyClaimedError,
     StalePauseError,
 )
+from pausepoint.people import Actor
 from pausepoint.runs import Runs
 from pausepoint.stores.base import RunStatus
 
-from ._auth import actor_for_token
+from ._auth import Access
 from ._charts import describe_chart
 from ._errors import ApiError, responses
 from ._inbox import SharedReads, inbox_body
@@ -77,10 +77,10 @@ class ResumeQueued(BaseModel):
     task_id: str = Field(description="The queued task, as the workers' broker knows it.")
 
 
-def api_router(
-    runs: Runs, tokens: Mapping[str, str], dispatcher: ResumeDispatcher | None = None
-) -> APIRouter:
-    """Return the API's routes, serving ``runs``; writes need a token from ``tokens``.
+def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None = None) -> APIRouter:
+    """Return the API's routes, serving ``runs``; writes need a token, reads one or a session.
+
+    Reads are open to anyone when ``access.public_read`` is set.
 
     With a ``dispatcher``, an answer is checked here and its resume handed to
     the workers: 202 with the run ``resuming``.
@@ -90,17 +90,8 @@ def api_router(
         auto_error=False, description="A token the service maps to an actor (who answers)."
     )
 
-    async def writer(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> str:
-        if credentials is None:
-            raise ApiError(
-                401,
-                "Unauthorized",
-                "writes need an Authorization: Bearer <token> header",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        actor = actor_for_token(tokens, credentials.credentials)
+    def bearer_actor(credentials: HTTPAuthorizationCredentials) -> Actor:
+        actor = access.tokens.actor_for(credentials.credentials)
         if actor is None:
             raise ApiError(
                 401,
@@ -110,7 +101,38 @@ def api_router(
             )
         return actor
 
-    Actor = Annotated[str, Depends(writer)]
+    async def writer(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Actor:
+        if credentials is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "writes need an Authorization: Bearer <token> header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return bearer_actor(credentials)
+
+    async def reader(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Actor | None:
+        if credentials is not None:
+            return bearer_actor(credentials)
+        actor = access.signed_in(request)
+        if actor is None and not access.public_read:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "reading runs needs an Authorization: Bearer <token> header or a signed-in "
+                "session (this service does not allow public reads)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return actor
+
+    Writer = Annotated[Actor, Depends(writer)]
+    Reader = Annotated[Actor | None, Depends(reader)]
+    ReadAccess = Depends(reader)
 
     @router.post(
         "/runs",
@@ -119,13 +141,13 @@ def api_router(
         summary="Start a run",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def start_run(body: StartRequest, actor: Actor, response: Response) -> Run:
+    async def start_run(body: StartRequest, actor: Writer, response: Response) -> Run:
         """Start a run of a registered chart and drive it to its first pause or its end."""
         if body.chart not in runs.charts:
             raise ChartNotFoundError(
                 f"no chart is registered as {body.chart!r}; see GET /api/charts", run_id=""
             )
-        record = await runs.start(body.chart, body.input, run_id=body.run_id, actor=actor)
+        record = await runs.start(body.chart, body.input, run_id=body.run_id, actor=actor.name)
         response.headers["Location"] = f"/api/runs/{record.run_id}"
         return run_out(record)
 
@@ -149,9 +171,10 @@ def api_router(
         tags=["runs"],
         summary="The inbox, or runs of any status",
         response_model=InboxPage | RunPage,
-        responses=responses(404, 422, 503),
+        responses=responses(401, 404, 422, 503),
     )
     async def list_runs(
+        viewer: Reader,
         status: Annotated[
             RunStatus | Literal["all"],
             Query(
@@ -210,9 +233,9 @@ def api_router(
         summary="Erase a run",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def delete_run(run_id: str, actor: Actor) -> Response:
+    async def delete_run(run_id: str, actor: Writer) -> Response:
         """Erase a run with its audit, journal and inbox entries (409 while it is running)."""
-        await runs.delete(run_id, actor=actor)
+        await runs.delete(run_id, actor=actor.name)
         return Response(status_code=204)
 
     @router.post(
@@ -231,7 +254,7 @@ def api_router(
             ),
         ],
         body: SignalRequest,
-        actor: Actor,
+        actor: Writer,
     ) -> SignalResult:
         """Answer every pause waiting under `key`, each exactly once.
 
@@ -239,11 +262,15 @@ def api_router(
         that pauses under the key within that many seconds (409 when the key's
         buffer is full).
         """
-        records = await runs.signal(key, body.input, actor=actor, buffer=body.buffer)
+        records = await runs.signal(key, body.input, actor=actor.name, buffer=body.buffer)
         return SignalResult(items=[run_out(r) for r in records], buffered=not records)
 
     @router.get(
-        "/runs/{run_id}", tags=["runs"], summary="One run", responses=responses(404, 422, 503)
+        "/runs/{run_id}",
+        tags=["runs"],
+        summary="One run",
+        responses=responses(401, 404, 422, 503),
+        dependencies=[ReadAccess],
     )
     async def get_run(run_id: str) -> Run:
         """Return a run: status, pauses, state, execution tree, narrative and audit."""
@@ -262,7 +289,7 @@ def api_router(
     async def resume_run(
         run_id: str,
         body: ResumeRequest,
-        actor: Actor,
+        actor: Writer,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -285,7 +312,7 @@ def api_router(
                 task_id = await dispatcher.resume(
                     run_id,
                     body.input,
-                    actor,
+                    actor.name,
                     body.pause_id,
                     idempotency_key,
                     stage_id=body.stage_id,
@@ -295,7 +322,7 @@ def api_router(
             record = await runs.resume(
                 run_id,
                 body.input,
-                actor=actor,
+                actor=actor.name,
                 pause_id=body.pause_id,
                 stage_id=body.stage_id,
                 idempotency_key=idempotency_key,
@@ -322,16 +349,17 @@ def api_router(
         summary="Cancel a paused run",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def cancel_run(run_id: str, actor: Actor, body: CancelRequest | None = None) -> Run:
+    async def cancel_run(run_id: str, actor: Writer, body: CancelRequest | None = None) -> Run:
         """Cancel a paused run; its pauses leave the inbox (409 unless it is paused)."""
         reason = body.reason if body is not None else None
-        return run_out(await runs.cancel(run_id, actor=actor, reason=reason))
+        return run_out(await runs.cancel(run_id, actor=actor.name, reason=reason))
 
     @router.get(
         "/runs/{run_id}/history",
         tags=["runs"],
         summary="A run's steps",
-        responses=responses(404, 422, 503),
+        responses=responses(401, 404, 422, 503),
+        dependencies=[ReadAccess],
     )
     async def run_history(run_id: str) -> list[Step]:
         """Each stage that finished, each pause and each answer (with who gave it), in order."""
@@ -347,9 +375,9 @@ def api_router(
         summary="Start a new run from a step of a run's history",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def fork_run(run_id: str, body: ForkRequest, actor: Actor, response: Response) -> Run:
+    async def fork_run(run_id: str, body: ForkRequest, actor: Writer, response: Response) -> Run:
         """The stages before the step never run again; at a pause, the new run waits there."""
-        record = await runs.fork(run_id, at=body.at, state_patch=body.state_patch, actor=actor)
+        record = await runs.fork(run_id, at=body.at, state_patch=body.state_patch, actor=actor.name)
         response.headers["Location"] = f"/api/runs/{record.run_id}"
         return run_out(record)
 
@@ -359,22 +387,32 @@ def api_router(
         summary="Run a failed run again from its failed stage",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def retry_run(run_id: str, actor: Actor) -> Run:
+    async def retry_run(run_id: str, actor: Writer) -> Run:
         """The stages that finished before the failure do not run again (409 unless it failed)."""
-        return run_out(await runs.retry(run_id, actor=actor))
+        return run_out(await runs.retry(run_id, actor=actor.name))
 
     for chart_name, flow in runs.charts.items():
         for path, node in flow.stages():
             if isinstance(node, PausableStage):
-                _stage_route(router, runs, chart_name, path, node, Actor)
+                _stage_route(router, runs, chart_name, path, node, Writer)
 
-    @router.get("/charts", tags=["charts"], summary="Every chart")
+    @router.get(
+        "/charts",
+        tags=["charts"],
+        summary="Every chart",
+        responses=responses(401),
+        dependencies=[ReadAccess],
+    )
     async def list_charts() -> ChartList:
         """List the registered charts with their stages, input schemas and diagrams."""
         return ChartList(items=[describe_chart(name, flow) for name, flow in runs.charts.items()])
 
     @router.get(
-        "/charts/{name}", tags=["charts"], summary="One chart", responses=responses(404, 422)
+        "/charts/{name}",
+        tags=["charts"],
+        summary="One chart",
+        responses=responses(401, 404, 422),
+        dependencies=[ReadAccess],
     )
     async def get_chart(name: str) -> Chart:
         """Return a chart with each pausable stage's input JSON Schema and its diagram."""
@@ -431,7 +469,7 @@ def _stage_route(
             resumed = await runs.resume(
                 record.run_id,
                 value,
-                actor=who,
+                actor=who.name,
                 pause_id=body.pause_id,  # type: ignore[attr-defined]  # idem
                 stage_id=stage_id,
             )

@@ -40,6 +40,7 @@ from pausepoint.errors import (
     StepNotFoundError,
     StoreError,
     StoreUnavailableError,
+    UnknownAssigneeError,
 )
 
 from ._models import Error, ErrorDetail
@@ -75,6 +76,7 @@ class ApiError(Exception):
 
 # Most specific first: the first matching class decides.
 _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownAssigneeError, 400),
     (RunNotFoundError, 404),
     (ChartNotFoundError, 404),
     (RunExistsError, 409),
@@ -143,7 +145,10 @@ def _response(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
-    401: _response("No bearer token, or one the service does not know."),
+    400: _response("A filter names an actor or group that no token has."),
+    401: _response(
+        "No bearer token (nor a signed-in session, for reads), or one the service does not know."
+    ),
     404: _response("No such run or chart, no pause waits under the key, or no such page."),
     409: _response(
         "The run moved on: already resumed or claimed, stale pause, exists, chart changed, "
