@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         LoopLimitError,
         NoWaiterError,
         PausepointError,
+        PermissionDeniedError,
         PurgeRefusedError,
         ResumeInputError,
         ResumeTargetError,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         VersionConflictError,
     )
     from .executor import FlowChartExecutor, Snapshot
+    from .people import Actor
     from .rules import When, decide, select
     from .runs import Durability, RunList, RunRecord, Runs, RunSummary, Step, SweepReport
     from .scope import Scope
@@ -94,6 +96,8 @@ _EXPORTS: dict[str, str] = {
     "RunSummary": "runs",
     "SweepReport": "runs",
     "open_store": "stores",
+    # people
+    "Actor": "people",
     # errors
     **{
         name: "errors"
@@ -129,6 +133,7 @@ _EXPORTS: dict[str, str] = {
             "RunStateError",
             "StepNotFoundError",
             "StalePauseError",
+            "PermissionDeniedError",
             "RunIsRunningError",
             "PurgeRefusedError",
             "NoWaiterError",
@@ -143,6 +148,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Actor",
     "ChartChangedError",
     "ChartError",
     "ChartMismatchError",
@@ -164,6 +170,7 @@ __all__ = [
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
+    "PermissionDeniedError",
     "PurgeRefusedError",
     "ResumeInputError",
     "ResumeTargetError",
