@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures at runtime, and ``Writer``/``Reader`` are local to :func:`api_router`.
 """
 
+from collections.abc import Collection
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -44,6 +45,7 @@ from ._models import (
     run_out,
 )
 from ._outcome import closing_event
+from ._people import check_known
 
 __all__ = ["ResumeDispatcher", "ResumeQueued", "api_router"]
 
@@ -64,8 +66,13 @@ class ResumeDispatcher(Protocol):
         idempotency_key: str | None = None,
         *,
         stage_id: str | None = None,
+        groups: Collection[str] | None = None,
     ) -> str:
-        """Queue the resume; return the queued task's id."""
+        """Queue the resume; return the queued task's id.
+
+        ``actor`` and ``groups`` are who answers: a pause assigned to others is
+        refused with ``PermissionDeniedError``, as ``Runs.check_resume`` does.
+        """
         ...
 
 
@@ -152,12 +159,17 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         return run_out(record)
 
     async def read_inbox(
-        key: tuple[str | None, str | None, float | None, int, str | None],
+        key: tuple[str | None, str | None, float | None, int, str | None, tuple[str, ...] | None],
     ) -> bytes:
-        chart, stage, older_than, limit, cursor = key
+        chart, stage, older_than, limit, cursor, assigned_to = key
         try:
             page = await runs.pending(
-                chart=chart, stage=stage, older_than=older_than, limit=limit, cursor=cursor
+                chart=chart,
+                stage=stage,
+                older_than=older_than,
+                limit=limit,
+                cursor=cursor,
+                assigned_to=assigned_to,
             )
         except ValueError as exc:
             # The cursor is well formed but names no page of this listing.
@@ -171,7 +183,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         tags=["runs"],
         summary="The inbox, or runs of any status",
         response_model=InboxPage | RunPage,
-        responses=responses(401, 404, 422, 503),
+        responses=responses(400, 401, 404, 422, 503),
     )
     async def list_runs(
         viewer: Reader,
@@ -205,13 +217,39 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
                 "page has gets 404.",
             ),
         ] = None,
+        mine: Annotated[
+            bool,
+            Query(
+                description="Only pauses assigned to the caller: to the token's (or session's) "
+                "actor or one of their groups. Inbox only."
+            ),
+        ] = False,
+        assignee: Annotated[
+            list[str] | None,
+            Query(
+                max_length=50,
+                description="Only pauses assigned to one of these people or groups (repeat "
+                "for several); a name no token has is 400. Inbox only.",
+            ),
+        ] = None,
     ) -> Response | RunPage:
-        """List pauses waiting for a person (the inbox), or runs of any status, a page at a time."""
+        """List pauses waiting for a person (the inbox), or runs of any status, a page at a time.
+
+        `mine=true` lists the pauses assigned to the caller ("assigned to me");
+        unassigned pauses, which anyone signed in may answer, are listed without it.
+        """
+        assigned_to = _assigned_filter(access, viewer, mine, assignee)
         if status == "paused":
             # Requests for the same page that arrive while it is being read share the
             # next read (never an older one), encoded once: see SharedReads.
-            body = await inbox_reads.get((chart, stage, older_than, limit, cursor))
+            body = await inbox_reads.get((chart, stage, older_than, limit, cursor, assigned_to))
             return Response(body, media_type="application/json")
+        if assigned_to is not None:
+            raise ApiError(
+                422,
+                "RequestValidationError",
+                f"mine and assignee filter the inbox only (status=paused), not status={status}",
+            )
         try:
             listed = await runs.list(
                 status=None if status == "all" else status,
@@ -242,7 +280,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         "/signals/{key}",
         tags=["runs"],
         summary="Answer by business key",
-        responses=responses(401, 404, 409, 422, 503),
+        responses=responses(401, 403, 404, 409, 422, 503),
     )
     async def signal(
         key: Annotated[
@@ -262,7 +300,9 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         that pauses under the key within that many seconds (409 when the key's
         buffer is full).
         """
-        records = await runs.signal(key, body.input, actor=actor.name, buffer=body.buffer)
+        records = await runs.signal(
+            key, body.input, actor=actor.name, groups=actor.groups, buffer=body.buffer
+        )
         return SignalResult(items=[run_out(r) for r in records], buffered=not records)
 
     @router.get(
@@ -282,7 +322,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         summary="Answer a pause",
         response_model=Run,
         responses={
-            **responses(401, 404, 409, 422, 503),
+            **responses(401, 403, 404, 409, 422, 503),
             202: {"model": ResumeQueued, "description": "Handed to a worker (with workers)."},
         },
     )
@@ -303,7 +343,9 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
 
         The answer is validated against the stage's input schema first (422,
         the run stays paused). A pause answered already, or a run another
-        resume holds, gives 409 with `details.answered_by`. A service with
+        resume holds, gives 409 with `details.answered_by`. A pause assigned to
+        other people or groups gives 403 (the audit records `resume_refused`), and
+        the run stays paused. A service with
         workers checks the answer, queues the resume and answers 202 at once:
         read the run for its outcome.
         """
@@ -316,6 +358,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
                     body.pause_id,
                     idempotency_key,
                     stage_id=body.stage_id,
+                    groups=actor.groups,
                 )
                 queued = ResumeQueued(run_id=run_id, task_id=task_id)
                 return JSONResponse(queued.model_dump(), status_code=202)
@@ -323,6 +366,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
                 run_id,
                 body.input,
                 actor=actor.name,
+                groups=actor.groups,
                 pause_id=body.pause_id,
                 stage_id=body.stage_id,
                 idempotency_key=idempotency_key,
@@ -424,6 +468,27 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
     return router
 
 
+def _assigned_filter(
+    access: Access, viewer: Actor | None, mine: bool, assignee: list[str] | None
+) -> tuple[str, ...] | None:
+    """The names an inbox read is filtered by (``None``: no filter)."""
+    names: set[str] = set()
+    if mine:
+        if viewer is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "mine=true lists the pauses assigned to the caller: it needs an "
+                "Authorization: Bearer <token> header or a signed-in session",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        names.update(viewer.principals)
+    if assignee:
+        check_known(access.tokens, assignee, "the assignee filter")
+        names.update(assignee)
+    return tuple(sorted(names)) if mine or assignee else None
+
+
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 """What a page's ``next_cursor`` looks like (URL-safe base64 without padding)."""
 
@@ -470,6 +535,7 @@ def _stage_route(
                 record.run_id,
                 value,
                 actor=who.name,
+                groups=who.groups,
                 pause_id=body.pause_id,  # type: ignore[attr-defined]  # idem
                 stage_id=stage_id,
             )
@@ -487,6 +553,6 @@ def _stage_route(
         "exactly once; the body's `input` is that stage's input schema. A run of another "
         "chart or not paused there gets 409.",
         response_model=Run,
-        responses=responses(401, 404, 409, 422, 503),
+        responses=responses(401, 403, 404, 409, 422, 503),
         operation_id=f"resume_{safe}",
     )

@@ -18,12 +18,13 @@ from starlette.responses import RedirectResponse, Response
 from pausepoint.errors import (
     ChartMismatchError,
     PausepointError,
+    PermissionDeniedError,
     ResumeInputError,
     ResumeTargetError,
     RunAlreadyClaimedError,
     StalePauseError,
 )
-from pausepoint.people import Actor
+from pausepoint.people import Actor, may_answer
 from pausepoint.runs import Runs
 
 from ._auth import SESSION_COOKIE, Access, Session, actor_of_session, token_digest
@@ -125,10 +126,16 @@ class _Pages:
             return redirect
         chart = request.query_params.get("chart") or None
         cursor = request.query_params.get("cursor") or None
+        viewer = self.access.signed_in(request)
+        # Signed in, the inbox opens on what is assigned to the viewer; ?view=all shows all.
+        view = "mine" if viewer is not None and request.query_params.get("view") != "all" else "all"
+        assigned_to = viewer.principals if view == "mine" and viewer is not None else None
         try:
-            page = await self.runs.pending(chart=chart, limit=50, cursor=cursor)
-        except ValueError:
-            page = await self.runs.pending(chart=chart, limit=50)  # a stale link: start over
+            page = await self.runs.pending(
+                chart=chart, limit=50, cursor=cursor, assigned_to=assigned_to
+            )
+        except ValueError:  # a stale link: start over
+            page = await self.runs.pending(chart=chart, limit=50, assigned_to=assigned_to)
         items = [
             {
                 "item": item,
@@ -143,6 +150,8 @@ class _Pages:
             "next_cursor": page.next_cursor,
             "chart": chart,
             "first_page": cursor is None,
+            "view": view,
+            "can_filter": viewer is not None,
         }
         return render("inbox.html", context)
 
@@ -170,7 +179,17 @@ class _Pages:
             "notice": notice,
             "problem": None,
         }
-        return render("run.html", context)
+        return render("run.html", self._with_rights(request, context))
+
+    def _with_rights(self, request: Request, context: dict[str, Any]) -> dict[str, Any]:
+        """Add which of the page's pauses the signed-in person may answer."""
+        viewer = self.access.signed_in(request)
+        rights = {
+            pv.pause.pause_id: viewer is not None
+            and may_answer(pv.pause.assignees, viewer.name, viewer.groups)
+            for pv in context.get("pauses", ())
+        }
+        return {**context, "may_answer": rights}
 
     # -- answering ----------------------------------------------------------------
 
@@ -206,6 +225,7 @@ class _Pages:
                 run_id,
                 answer,
                 actor=actor.name,
+                groups=actor.groups,
                 pause_id=pause_id or None,
                 idempotency_key=f"form:{pause_id}:{nonce}" if nonce else None,
             )
@@ -218,6 +238,9 @@ class _Pages:
             record = await self.runs.get(run_id)
             closing = describe_closing(closing_event(record, pause_id or None))
             return self._run_page(request, run_view(self.runs, record), 409, closing)
+        except PermissionDeniedError as exc:
+            record = await self.runs.get(run_id)
+            return self._run_page(request, run_view(self.runs, record), 403, str(exc))
         except (ResumeTargetError, ChartMismatchError) as exc:
             record = await self.runs.get(run_id)
             return self._run_page(request, run_view(self.runs, record), 409, str(exc))
@@ -228,7 +251,7 @@ class _Pages:
         self, request: Request, view: dict[str, Any], status: int, problem: str | None = None
     ) -> Response:
         context = {**self.base(request), **view, "notice": None, "problem": problem}
-        return render("run.html", context, status=status)
+        return render("run.html", self._with_rights(request, context), status=status)
 
 
 def pages_router(runs: Runs, access: Access) -> APIRouter:
