@@ -83,7 +83,7 @@ async def test_inbox_lists_waiting_runs_newest_first(client: httpx.AsyncClient) 
     first = await start_refund(client, amount=300)
     second = await start_refund(client, amount=700)
     await sign_in(client)
-    page = (await client.get("/?view=all")).text
+    page = (await client.get("/")).text
     assert page.index("Approve $700 refund") < page.index("Approve $300 refund")
     assert f'href="/runs/{second["run_id"]}"' in page
     assert f'href="/runs/{first["run_id"]}"' in page

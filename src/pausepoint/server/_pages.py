@@ -31,6 +31,7 @@ from ._auth import SESSION_COOKIE, Access, Session, actor_of_session, token_dige
 from ._charts import stage_input_schema
 from ._forms import RAW_FIELD, form_for, parse_form
 from ._outcome import closing_event, describe_closing
+from ._people import uses_assignees
 from ._templates import render
 from ._views import question_of, run_view
 
@@ -45,6 +46,7 @@ class _Pages:
         self.access = access
         self.tokens = access.tokens
         self.signer = access.signer
+        self.assigns = uses_assignees(runs)
 
     # -- who is asking ------------------------------------------------------------
 
@@ -127,8 +129,11 @@ class _Pages:
         chart = request.query_params.get("chart") or None
         cursor = request.query_params.get("cursor") or None
         viewer = self.access.signed_in(request)
-        # Signed in, the inbox opens on what is assigned to the viewer; ?view=all shows all.
-        view = "mine" if viewer is not None and request.query_params.get("view") != "all" else "all"
+        # Signed in, the inbox opens on what is assigned to the viewer when the charts
+        # assign pauses at all (else that view would always be empty); ?view= picks.
+        asked = request.query_params.get("view")
+        mine = asked == "mine" or (asked != "all" and self.assigns)
+        view = "mine" if viewer is not None and mine else "all"
         assigned_to = viewer.principals if view == "mine" and viewer is not None else None
         try:
             page = await self.runs.pending(

@@ -9,7 +9,7 @@ from pausepoint.chart import PausableStage
 from pausepoint.errors import UnknownAssigneeError
 from pausepoint.runs import Runs
 
-__all__ = ["check_assignees", "check_known"]
+__all__ = ["check_assignees", "check_known", "uses_assignees"]
 
 
 def _known_text(known: Iterable[str]) -> str:
@@ -33,13 +33,14 @@ def check_assignees(runs: Runs, tokens: Tokens) -> None:
         for path, node in flow.stages():
             if not isinstance(node, PausableStage):
                 continue
-            assignees = getattr(node, "assignees", None)
-            if assignees is None or callable(assignees) or isinstance(assignees, str):
-                continue
-            for name in assignees:
+            # a function of the scope is evaluated when the stage pauses
+            fixed = () if callable(node.assignees) else node.assignees
+            named = [("assignee", n) for n in fixed]
+            named += [("escalate_to name", n) for n in node.escalate_to]
+            for what, name in named:
                 if name not in known:
                     raise UnknownAssigneeError(
-                        f"chart {chart!r}, stage {path!r}: assignee {name!r} is no actor or "
+                        f"chart {chart!r}, stage {path!r}: {what} {name!r} is no actor or "
                         f"group any token names, so nobody could answer it (known: "
                         f"{_known_text(known)}); fix the chart or give a token with that group",
                         assignee=name,
@@ -64,3 +65,12 @@ def check_known(tokens: Tokens, names: Collection[str], where: str) -> None:
                 assignee=name,
                 known=sorted(known),
             )
+
+
+def uses_assignees(runs: Runs) -> bool:
+    """Tell whether any stage of the charts assigns its pauses (assignees or escalation)."""
+    return any(
+        isinstance(node, PausableStage) and bool(node.assignees or node.escalate_to)
+        for flow in runs.charts.values()
+        for _, node in flow.stages()
+    )
