@@ -96,7 +96,8 @@ async def test_a_manager_answers_and_finance_is_refused_with_403(
     body = refused.json()
     assert body["error"] == "PermissionDeniedError"
     assert "not assigned" in body["message"]
-    assert "managers" in body["message"] and "lee" in body["message"]
+    assert "managers" in body["message"]
+    assert "lee" in body["message"]
     assert body["details"] == {
         "run_id": run["run_id"],
         "stage_id": "approve",
@@ -162,7 +163,8 @@ async def test_an_unknown_group_in_a_filter_is_400(client: httpx.AsyncClient) ->
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "UnknownAssigneeError"
-    assert "'manager'" in body["message"] and "managers" in body["message"]
+    assert "'manager'" in body["message"]
+    assert "managers" in body["message"]
     assert body["details"]["assignee"] == "manager"
     assert set(body["details"]["known"]) >= {"kim", "lee", "managers", "finance", "admin"}
 
@@ -255,7 +257,8 @@ async def test_an_assignee_no_token_has_is_refused_at_startup(runs: Runs) -> Non
     assert (error.chart, error.stage_id, error.assignee) == ("approval", "approve", "managers")
     assert set(error.known) == {"kim", "manager", "admin"}
     assert "chart 'approval', stage 'approve'" in str(error)
-    assert "'managers'" in str(error) and "known: admin, kim, manager" in str(error)
+    assert "'managers'" in str(error)
+    assert "known: admin, kim, manager" in str(error)
 
 
 async def test_an_actor_name_or_admin_counts_as_known(tmp_path: Path) -> None:
