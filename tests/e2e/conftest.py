@@ -9,13 +9,15 @@ with the reason, and fail under ``CI=true``. Screenshots of every page go to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,11 +73,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """The refund demo on SQLite behind uvicorn, on a free loopback port."""
-    runs = Runs(open_store(f"sqlite:///{tmp_path / 'runs.db'}"), charts)
-    app = create_app(runs, TOKENS, session_secret="e2e-secret")
+@contextlib.contextmanager
+def serving(runs: Runs, tokens: Mapping[str, Any], **options: Any) -> Iterator[str]:
+    """Serve ``runs`` with uvicorn in a thread on a free loopback port; yield its base URL.
+
+    The store is closed when the server stops, in the server's own loop.
+    """
+    app = create_app(runs, tokens, session_secret="e2e-secret", **options)
     port = _free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
@@ -95,12 +99,21 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         assert thread.is_alive(), "uvicorn stopped while starting"
         assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
         time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, headers={"Authorization": "Bearer tok-kim"}) as api:
-        yield LiveServer(url, api)
+    yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
     assert not thread.is_alive(), "uvicorn did not stop within 10 s"
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """The refund demo on SQLite behind uvicorn, on a free loopback port."""
+    runs = Runs(open_store(f"sqlite:///{tmp_path / 'runs.db'}"), charts)
+    with (
+        serving(runs, TOKENS) as url,
+        httpx.Client(base_url=url, headers={"Authorization": "Bearer tok-kim"}) as api,
+    ):
+        yield LiveServer(url, api)
 
 
 @pytest.fixture(scope="module")
