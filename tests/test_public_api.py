@@ -78,6 +78,8 @@ EXPECTED = {
     "TokenFormatError",
     "UnknownAssigneeError",
     "VersionConflictError",
+    "NotifyURLError",
+    "WebhookSignatureError",
 }
 
 

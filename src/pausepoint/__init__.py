@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ClaimLostError,
         ExecutorUsageError,
         LoopLimitError,
+        NotifyURLError,
         NoWaiterError,
         PausepointError,
         PermissionDeniedError,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         TokenFormatError,
         UnknownAssigneeError,
         VersionConflictError,
+        WebhookSignatureError,
     )
     from .executor import FlowChartExecutor, Snapshot
     from .people import Actor
@@ -143,6 +145,8 @@ _EXPORTS: dict[str, str] = {
             "TokenFormatError",
             "UnknownAssigneeError",
             "VersionConflictError",
+            "NotifyURLError",
+            "WebhookSignatureError",
         )
     },
 }
@@ -167,6 +171,7 @@ __all__ = [
     "FlowChartExecutor",
     "LoopLimitError",
     "NoWaiterError",
+    "NotifyURLError",
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
@@ -206,6 +211,7 @@ __all__ = [
     "TokenFormatError",
     "UnknownAssigneeError",
     "VersionConflictError",
+    "WebhookSignatureError",
     "When",
     "decide",
     "flow_chart",

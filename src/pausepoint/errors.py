@@ -42,6 +42,8 @@ says what went wrong, where, and what to do next::
     │   └── SignalBufferFullError     and the key's signal buffer is full
     ├── TokenFormatError              a bearer token line is not SECRET=ACTOR[:GROUP,...]
     ├── UnknownAssigneeError          an assignee or group no token's actor has
+    ├── NotifyURLError                a notification URL no sender understands (also ValueError)
+    ├── WebhookSignatureError         a webhook's signature or timestamp does not verify
     └── StoreError                    the store failed
         ├── StoreUnavailableError     the store cannot be reached
         └── VersionConflictError      a compare-and-set lost against a concurrent writer
@@ -66,6 +68,7 @@ __all__ = [
     "ExecutorUsageError",
     "LoopLimitError",
     "NoWaiterError",
+    "NotifyURLError",
     "PausepointError",
     "PermissionDeniedError",
     "PurgeRefusedError",
@@ -94,6 +97,7 @@ __all__ = [
     "TokenFormatError",
     "UnknownAssigneeError",
     "VersionConflictError",
+    "WebhookSignatureError",
 ]
 
 
@@ -491,6 +495,22 @@ class UnknownAssigneeError(PausepointError, ValueError):
         self.known = tuple(known)
         self.chart = chart
         self.stage_id = stage_id
+
+
+class NotifyURLError(PausepointError, ValueError):
+    """A notification URL that neither apprise nor the webhook sender understands.
+
+    Attributes:
+        url: The URL, with its secrets hidden.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class WebhookSignatureError(PausepointError):
+    """A webhook request whose signature does not match, or whose timestamp is too old or new."""
 
 
 class StoreError(PausepointError):

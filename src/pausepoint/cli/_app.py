@@ -297,8 +297,13 @@ def with_runs(
 ) -> T:
     """Open the store, run ``work`` on a ``Runs`` over it in a fresh event loop, close it.
 
-    ``options`` go to ``Runs`` (e.g. ``retention``).
+    ``options`` go to ``Runs`` (e.g. ``retention``); the notification settings
+    not among them come from the environment (``PAUSEPOINT_NOTIFY`` ...), so a
+    pause written by any command is notified alike.
     """
+    from ._notify import notify_options
+
+    options = {**notify_options(None, None, None), **options}
     store = open_store_or_fail(store_url)
 
     async def go() -> T:

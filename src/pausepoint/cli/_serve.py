@@ -29,6 +29,7 @@ from ._app import (
     load_registry,
     open_store_or_fail,
 )
+from ._notify import BaseUrlOption, NotifyOption, NotifySecretFileOption, notify_options
 
 __all__ = ["parse_tokens", "serve_command", "session_secrets"]
 
@@ -174,6 +175,9 @@ def serve_command(
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     log_format: LogFormatOption = None,
+    notify: NotifyOption = None,
+    base_url: BaseUrlOption = None,
+    notify_secret_file: NotifySecretFileOption = None,
 ) -> None:
     """Serve the HTTP API and the review pages (needs pausepoint's server extra).
 
@@ -193,7 +197,11 @@ def serve_command(
     except ImportError as exc:
         fail(f"serve needs the server extra ({exc}): pip install 'pausepoint[server]'")
     registry = load_registry(charts)
-    runs = Runs(open_store_or_fail(store), registry)
+    runs = Runs(
+        open_store_or_fail(store),
+        registry,
+        **notify_options(notify, base_url, notify_secret_file),
+    )
     if not len(tokens):
         typer.echo(
             f"warning: no tokens given (--token, --tokens-file or {TOKENS_ENV}); "
