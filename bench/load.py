@@ -259,7 +259,8 @@ def serving(url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     base = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        with httpx.Client(base_url=base, trust_env=False, timeout=1.0) as probe:
+        auth = {"Authorization": f"Bearer {TOKEN}"}  # reads need a token too
+        with httpx.Client(base_url=base, headers=auth, trust_env=False, timeout=1.0) as probe:
             while True:
                 if child.poll() is not None:
                     raise RuntimeError(

@@ -198,7 +198,8 @@ def inbox_pages(base: str, count: int) -> list[str]:
     import httpx
 
     paths, cursor = [], None
-    with httpx.Client(base_url=base, trust_env=False, timeout=10) as client:
+    auth = {"Authorization": f"Bearer {TOKEN}"}  # reads need a token too
+    with httpx.Client(base_url=base, headers=auth, trust_env=False, timeout=10) as client:
         while len(paths) < count:
             path = INBOX if cursor is None else f"{INBOX}&cursor={quote(cursor)}"
             paths.append(path)

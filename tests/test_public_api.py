@@ -75,6 +75,8 @@ EXPECTED = {
     "SignalBufferFullError",
     "StoreError",
     "StoreUnavailableError",
+    "TokenFormatError",
+    "UnknownAssigneeError",
     "VersionConflictError",
     "NotifyURLError",
     "WebhookSignatureError",

@@ -24,7 +24,7 @@ The tasks, all JSON (serializer and accepted content), each returning
 ``pausepoint.start(chart, input=None, run_id=None, actor=None)``
     :meth:`Runs.start <pausepoint.runs.Runs.start>`; without ``run_id`` the task
     id becomes the run id, so a redelivered message never starts a second run.
-``pausepoint.resume(run_id, input, actor=None, pause_id=None, idempotency_key=None, stage_id=None)``
+``pausepoint.resume(run_id, input, actor=None, pause_id=None, idempotency_key=None, stage_id=None, groups=None)``
     :meth:`Runs.resume <pausepoint.runs.Runs.resume>`.
 ``pausepoint.sweep()``
     :meth:`Runs.sweep <pausepoint.runs.Runs.sweep>`: deadlines, recovery and
@@ -67,7 +67,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -325,11 +325,12 @@ def install_tasks(app: Celery, settings: CelerySettings) -> None:
         pause_id: str | None = None,
         idempotency_key: str | None = None,
         stage_id: str | None = None,
+        groups: list[str] | None = None,
     ) -> TaskResult:
         with _traced(task):
             return engine.call(
                 lambda runs: _resume(
-                    runs, run_id, input, actor, pause_id, idempotency_key, stage_id
+                    runs, run_id, input, actor, pause_id, idempotency_key, stage_id, groups
                 )
             )
 
@@ -403,12 +404,14 @@ async def _resume(
     pause_id: str | None,
     idempotency_key: str | None,
     stage_id: str | None,
+    groups: list[str] | None = None,
 ) -> TaskResult:
     try:
         record = await runs.resume(
             run_id,
             input,
             actor=actor,
+            groups=groups,
             pause_id=pause_id,
             stage_id=stage_id,
             idempotency_key=idempotency_key,
@@ -604,22 +607,26 @@ class CeleryDispatcher:
         idempotency_key: str | None = None,
         *,
         stage_id: str | None = None,
+        groups: Collection[str] | None = None,
     ) -> str:
         """Queue a resume; return the Celery task id. The run is then "resuming".
 
         The outcome is read from the store later (``runs.get(run_id)``); a copy
-        delivered twice still resumes the run once.
+        delivered twice still resumes the run once. ``actor`` and ``groups``
+        are checked against the pause's assignees here and again by the worker.
 
         Raises:
             RunNotFoundError, RunAlreadyClaimedError, RunNotPausedError, StalePauseError,
-            ResumeTargetError, ResumeInputError, ChartChangedError: Only with ``runs``
-                given: the pre-check refused the answer; nothing was sent.
+            ResumeTargetError, ResumeInputError, ChartChangedError,
+            PermissionDeniedError: Only with ``runs`` given: the pre-check refused
+                the answer; nothing was sent.
         """
         if self.runs is not None:
             await self.runs.check_resume(
                 run_id,
                 input,
                 actor=actor,
+                groups=groups,
                 pause_id=pause_id,
                 stage_id=stage_id,
                 idempotency_key=idempotency_key,
@@ -632,6 +639,8 @@ class CeleryDispatcher:
             "idempotency_key": idempotency_key,
             "stage_id": stage_id,
         }
+        if groups is not None:  # only then: workers of an older release take no groups
+            kwargs["groups"] = sorted(groups)
         return await asyncio.to_thread(self._send, RESUME_TASK, kwargs)
 
     def _send(self, name: str, kwargs: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ says what went wrong, where, and what to do next::
     ├── PurgeRefusedError             a purge without a filter, or of running runs
     ├── NoWaiterError                 no pause waits under the business key
     │   └── SignalBufferFullError     and the key's signal buffer is full
+    ├── TokenFormatError              a bearer token line is not SECRET=ACTOR[:GROUP,...]
+    ├── UnknownAssigneeError          an assignee or group no token's actor has
     ├── NotifyURLError                a notification URL no sender understands (also ValueError)
     ├── WebhookSignatureError         a webhook's signature or timestamp does not verify
     └── StoreError                    the store failed
@@ -92,6 +94,8 @@ __all__ = [
     "StepNotFoundError",
     "StoreError",
     "StoreUnavailableError",
+    "TokenFormatError",
+    "UnknownAssigneeError",
     "VersionConflictError",
     "WebhookSignatureError",
 ]
@@ -448,6 +452,49 @@ class NoWaiterError(PausepointError):
 
 class SignalBufferFullError(NoWaiterError):
     """No pause waits under the key, and its buffer holds as many answers as allowed."""
+
+
+class TokenFormatError(PausepointError, ValueError):
+    """A bearer token is not written ``SECRET=ACTOR[:GROUP,GROUP]``.
+
+    The message says where (``--token``, the tokens file and its line) and
+    never repeats the secret.
+
+    Attributes:
+        source: Where the token came from (``--token``, a file path, an environment variable).
+        line: The line number in a tokens file, when it came from one.
+    """
+
+    def __init__(self, message: str, *, source: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+
+
+class UnknownAssigneeError(PausepointError, ValueError):
+    """A stage's assignee, or a filter, names an actor or group that no token has.
+
+    Attributes:
+        assignee: The unknown name.
+        known: Every actor and group the tokens name (and ``admin``).
+        chart: The chart whose stage names it; ``None`` for a filter.
+        stage_id: That stage; ``None`` for a filter.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        assignee: str,
+        known: Sequence[str],
+        chart: str | None = None,
+        stage_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.assignee = assignee
+        self.known = tuple(known)
+        self.chart = chart
+        self.stage_id = stage_id
 
 
 class NotifyURLError(PausepointError, ValueError):

@@ -160,7 +160,7 @@ async def test_parallel_approvals_in_the_inbox_answered_in_reverse_from_two_proc
 
 async def test_the_agents_pause_is_answered_through_the_http_api(runs: Runs) -> None:
     """Inbox over HTTP shows the question; a resume with the answer completes the run."""
-    app = create_app(runs, TOKENS, session_secret="test-secret")
+    app = create_app(runs, TOKENS, session_secret="test-secret", public_read=True)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         started = await client.post(
@@ -168,7 +168,10 @@ async def test_the_agents_pause_is_answered_through_the_http_api(runs: Runs) -> 
         )
         assert started.status_code == 201, started.text
         run = started.json()
-        inbox = (await client.get("/api/runs", params={"status": "paused", "chart": "ask"})).json()
+        listed = await client.get(
+            "/api/runs", params={"status": "paused", "chart": "ask"}, headers=KIM
+        )
+        inbox = listed.json()
         [item] = inbox["items"]
         assert item["pause"]["data"]["question"] == "Which colour should the bike be?"
         assert item["pause"]["stage_id"] == "tools[call_1_0]/ask"

@@ -105,7 +105,14 @@ def cli(store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Call
     """Invoke the app in-process, with the test's store and wide output."""
     monkeypatch.setenv("PAUSEPOINT_STORE", store_url)
     monkeypatch.delenv("PAUSEPOINT_CHARTS", raising=False)
-    monkeypatch.delenv("PAUSEPOINT_TOKENS", raising=False)
+    for name in (
+        "PAUSEPOINT_TOKENS",
+        "PAUSEPOINT_TOKENS_FILE",
+        "PAUSEPOINT_PUBLIC_READ",
+        "PAUSEPOINT_SESSION_SECRET",
+        "PAUSEPOINT_SESSION_SECRETS",
+    ):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
@@ -122,7 +129,8 @@ def subprocess_env(store_url: str, tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("PAUSEPOINT_STORE", "PAUSEPOINT_CHARTS", "PAUSEPOINT_TOKENS")
+        if k not in ("PAUSEPOINT_STORE", "PAUSEPOINT_CHARTS")
+        and not k.startswith(("PAUSEPOINT_TOKENS", "PAUSEPOINT_SESSION", "PAUSEPOINT_PUBLIC"))
     }
     env["PAUSEPOINT_STORE"] = store_url
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pausepoint.cli._commands import parse_tokens
+from pausepoint.cli._serve import parse_tokens
+from pausepoint.people import Actor
 from pausepoint.runs import Runs
 
 ANSWER = '{"approved": true, "approver": "Kim"}'
@@ -73,7 +74,15 @@ def test_run_json_is_the_run_record(cli: Any) -> None:
     assert record["chart"] == "refund"
     assert record["status"] == "paused"
     assert record["pause"]["stage_id"] == "approve"
-    assert set(record["pause"]) == {"id", "stage_id", "data", "created_at", "deadline", "key"}
+    assert set(record["pause"]) == {
+        "id",
+        "stage_id",
+        "data",
+        "created_at",
+        "deadline",
+        "key",
+        "assignees",
+    }
     assert record["pauses"] == [record["pause"]]
     assert record["snapshot"]["shared_state"]["amount"] == 300
     assert [event["kind"] for event in record["audit"]] == ["started", "paused"]
@@ -385,7 +394,11 @@ def test_usage_errors_exit_2(cli: Any, args: tuple[str, ...]) -> None:
 
 
 def test_parse_tokens_reads_options_and_environment() -> None:
-    assert parse_tokens(["t2=lee"], "t1=kim, t3=ana") == {"t1": "kim", "t3": "ana", "t2": "lee"}
+    assert parse_tokens(["t2=lee"], "t1=kim, t3=ana") == {
+        "t1": Actor("kim"),
+        "t3": Actor("ana"),
+        "t2": Actor("lee"),
+    }
 
 
 def test_serve_with_a_malformed_token_is_a_usage_error(cli: Any) -> None:
@@ -407,8 +420,9 @@ def test_serve_builds_the_app_and_runs_uvicorn(
     """serve hands Runs (with the loaded charts) and the tokens to create_app, then uvicorn."""
     seen: dict[str, Any] = {}
 
-    def create_app(runs: Runs, *, tokens: dict[str, str]) -> str:
-        seen["charts"], seen["tokens"] = sorted(runs.charts), tokens
+    def create_app(runs: Runs, *, tokens: Any, **options: Any) -> str:
+        seen["charts"], seen["options"] = sorted(runs.charts), options
+        seen["tokens"] = {t: tokens.actor_for(t) for t in ("t1", "t2")} | {"count": len(tokens)}
         return "the-app"
 
     def run(app: str, *, host: str, port: int) -> None:
@@ -433,7 +447,8 @@ def test_serve_builds_the_app_and_runs_uvicorn(
     assert outcome.code == 0, outcome.stderr
     assert seen == {
         "charts": ["fragile", "review", "timed"],
-        "tokens": {"t1": "kim", "t2": "lee"},
+        "options": {"public_read": False},
+        "tokens": {"t1": Actor("kim"), "t2": Actor("lee"), "count": 2},
         "run": ("the-app", "0.0.0.0", 9001),
     }
 
@@ -444,7 +459,7 @@ def test_serve_without_tokens_warns_that_it_is_read_only(
     monkeypatch.setitem(
         sys.modules,
         "pausepoint.server",
-        types.SimpleNamespace(create_app=lambda runs, tokens: None),
+        types.SimpleNamespace(create_app=lambda runs, tokens, **options: None),
     )
     monkeypatch.setitem(
         sys.modules, "uvicorn", types.SimpleNamespace(run=lambda app, host, port: None)

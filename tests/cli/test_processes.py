@@ -167,8 +167,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get_json(url: str) -> tuple[int, Any]:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def _get_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
         return response.status, json.loads(response.read())
 
 
@@ -186,12 +188,14 @@ def _serve(cwd: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen
     return server, f"http://127.0.0.1:{port}"
 
 
-def _first_answer(server: subprocess.Popen[str], url: str) -> tuple[int, Any]:
+def _first_answer(
+    server: subprocess.Popen[str], url: str, token: str | None = None
+) -> tuple[int, Any]:
     """GET ``url`` once the server listens (within 20 s), as ``_get_json`` does."""
     deadline = time.monotonic() + 20
     while True:
         try:
-            return _get_json(url)
+            return _get_json(url, token)
         except (urllib.error.URLError, ConnectionError):
             assert server.poll() is None, server.communicate()[1]
             assert time.monotonic() < deadline, "serve did not start listening"
@@ -208,11 +212,15 @@ def test_serve_answers_http_and_shares_the_store_with_the_cli(
         pytest.skip(f"the server extra is not importable: {exc}")
     server, base = _serve(tmp_path, subprocess_env, "--token", "s3cret=kim")
     try:
-        status, page = _first_answer(server, f"{base}/api/runs")
+        status, page = _first_answer(server, f"{base}/api/runs", "s3cret")
         assert (status, page["items"]) == (200, [])
         run_id = pp("run", "refund", "--input", '{"amount": 321}', "--json").json()["run_id"]
-        status, page = _get_json(f"{base}/api/runs")
+        status, page = _get_json(f"{base}/api/runs", "s3cret")
         assert [item["run_id"] for item in page["items"]] == [run_id]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get_json(f"{base}/api/runs")  # reads need a token
+        assert refused.value.code == 401
+        refused.value.close()
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=20)
         assert server.returncode == 0

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,10 +75,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(tmp_path: Path, served: Mapping[str, FlowChart]) -> Iterator[LiveServer]:
-    """Serve ``served`` on SQLite behind uvicorn, on a free loopback port."""
-    runs = Runs(open_store(f"sqlite:///{tmp_path / 'runs.db'}"), served)
-    app = create_app(runs, TOKENS, session_secret="e2e-secret")
+def serving(runs: Runs, tokens: Mapping[str, Any], **options: Any) -> Iterator[str]:
+    """Serve ``runs`` with uvicorn in a thread on a free loopback port; yield its base URL.
+
+    The store is closed when the server stops, in the server's own loop.
+    """
+    app = create_app(runs, tokens, session_secret="e2e-secret", **options)
     port = _free_port()
     config = uvicorn.Config(
         app,
@@ -103,9 +106,7 @@ def serving(tmp_path: Path, served: Mapping[str, FlowChart]) -> Iterator[LiveSer
         assert thread.is_alive(), "uvicorn stopped while starting"
         assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
         time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, headers={"Authorization": "Bearer tok-kim"}) as api:
-        yield LiveServer(url, api)
+    yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
     assert not thread.is_alive(), "uvicorn did not stop within 10 s"
@@ -114,8 +115,19 @@ def serving(tmp_path: Path, served: Mapping[str, FlowChart]) -> Iterator[LiveSer
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """The refund demo on SQLite behind uvicorn, on a free loopback port."""
-    with serving(tmp_path, charts) as server:
+    with serving_charts(tmp_path, charts) as server:
         yield server
+
+
+@contextlib.contextmanager
+def serving_charts(tmp_path: Path, served: Mapping[str, FlowChart]) -> Iterator[LiveServer]:
+    """Serve ``served`` on SQLite behind uvicorn, with an API client signed in as kim."""
+    runs = Runs(open_store(f"sqlite:///{tmp_path / 'runs.db'}"), served)
+    with (
+        serving(runs, TOKENS) as url,
+        httpx.Client(base_url=url, headers={"Authorization": "Bearer tok-kim"}) as api,
+    ):
+        yield LiveServer(url, api)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from .conftest import LiveServer, serving
+from .conftest import LiveServer, serving_charts
 from .pages_charts import FAILING, PAGE_CHARTS
 
 pytestmark = pytest.mark.browser
@@ -27,7 +27,7 @@ _AXE = Axe()  # axe-core's script ships inside the package: nothing is fetched
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     """The refund demo plus the ticket and flaky charts."""
     FAILING["charge"] = True
-    with serving(tmp_path, PAGE_CHARTS) as live:
+    with serving_charts(tmp_path, PAGE_CHARTS) as live:
         yield live
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from pausepoint import Runs, open_store
 from pausepoint.demo import charts as demo_charts
-from pausepoint.server import create_app
+from pausepoint.server import Tokens, create_app
 from stores.support import (
     BACKENDS,
     fresh_store_url,
@@ -59,8 +59,10 @@ async def client(runs: Runs) -> AsyncIterator[httpx.AsyncClient]:
         yield opened
 
 
-def make_client(runs: Runs, tokens: Mapping[str, str] = TOKENS) -> httpx.AsyncClient:
-    app = create_app(runs, tokens, session_secret=SECRET)
+def make_client(
+    runs: Runs, tokens: Mapping[str, str] | Tokens = TOKENS, *, public_read: bool = False
+) -> httpx.AsyncClient:
+    app = create_app(runs, tokens, session_secret=SECRET, public_read=public_read)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 

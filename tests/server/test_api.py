@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from pausepoint import Runs, open_store
-from pausepoint.server import create_app
+from pausepoint.server import Tokens, create_app
 
 from .conftest import KIM, LEE, TOKENS, all_charts, make_client, start_refund
 
@@ -28,7 +28,7 @@ async def test_start_pause_resume_complete_on_every_store(any_store_url: str) ->
         assert run["pause"]["stage_id"] == "approve"
         assert run["pause"]["data"]["question"] == "Approve $900 refund for ORD-2024-7891?"
 
-        inbox = (await client.get("/api/runs", params={"status": "paused"})).json()
+        inbox = (await client.get("/api/runs", params={"status": "paused"}, headers=KIM)).json()
         assert [i["run_id"] for i in inbox["items"]] == [run["run_id"]]
         assert inbox["items"][0]["pause"] == run["pause"]
         assert inbox["next_cursor"] is None
@@ -48,15 +48,15 @@ async def test_start_pause_resume_complete_on_every_store(any_store_url: str) ->
         assert actors["started"] == "kim"
         assert actors["resumed"] == "lee"
 
-        fetched = await client.get(f"/api/runs/{run['run_id']}")
+        fetched = await client.get(f"/api/runs/{run['run_id']}", headers=KIM)
         assert fetched.json()["status"] == "completed"
-        assert (await client.get("/api/runs")).json()["items"] == []
+        assert (await client.get("/api/runs", headers=KIM)).json()["items"] == []
 
 
 async def test_unknown_run_is_404(client: httpx.AsyncClient) -> None:
     """Reading, resuming or cancelling a run nobody started: 404 with the common body."""
     for response in (
-        await client.get("/api/runs/nope"),
+        await client.get("/api/runs/nope", headers=KIM),
         await client.post("/api/runs/nope/resume", json={"input": {}}, headers=KIM),
         await client.post("/api/runs/nope/cancel", json={}, headers=KIM),
     ):
@@ -89,17 +89,20 @@ async def test_writes_need_a_known_bearer_token(
         assert response.status_code == 401
         assert response.json()["error"] == "Unauthorized"
         assert response.headers["www-authenticate"].startswith("Bearer")
-    assert (await client.get(f"/api/runs/{run['run_id']}")).json()["status"] == "paused"
+    assert (await client.get(f"/api/runs/{run['run_id']}", headers=KIM)).json()[
+        "status"
+    ] == "paused"
 
 
 async def test_a_revoked_token_stops_working_at_once(runs: Runs) -> None:
-    """Tokens are read per request: removing one from the mapping revokes it."""
-    tokens = dict(TOKENS)
+    """Tokens are read per request: removing one from the live table revokes it."""
+    tokens = Tokens(TOKENS)
     async with make_client(runs, tokens) as client:
         await start_refund(client)
         del tokens["tok-kim"]
         response = await client.post("/api/runs", json={"chart": "refund"}, headers=KIM)
         assert response.status_code == 401
+        assert (await client.get("/api/runs", headers=KIM)).status_code == 401
 
 
 async def test_answer_failing_the_schema_is_422_with_details(client: httpx.AsyncClient) -> None:
@@ -114,7 +117,9 @@ async def test_answer_failing_the_schema_is_422_with_details(client: httpx.Async
         (("approved",), "bool_parsing"),
         (("approver",), "missing"),
     }
-    assert (await client.get(f"/api/runs/{run['run_id']}")).json()["status"] == "paused"
+    assert (await client.get(f"/api/runs/{run['run_id']}", headers=KIM)).json()[
+        "status"
+    ] == "paused"
     assert (await client.post(url, json={"input": ANSWER}, headers=KIM)).status_code == 200
 
 
@@ -133,10 +138,10 @@ async def test_malformed_requests_are_422_never_500(client: httpx.AsyncClient) -
             headers={**KIM, "content-type": "application/json"},
         ),
         await client.post("/api/runs", json={"chart": "refund", "run_id": "a/b"}, headers=KIM),
-        await client.get("/api/runs", params={"limit": 0}),
-        await client.get("/api/runs", params={"status": "done"}),
-        await client.get("/api/runs", params={"cursor": ""}),
-        await client.get("/api/runs", params={"cursor": "not a cursor!"}),
+        await client.get("/api/runs", params={"limit": 0}, headers=KIM),
+        await client.get("/api/runs", params={"status": "done"}, headers=KIM),
+        await client.get("/api/runs", params={"cursor": ""}, headers=KIM),
+        await client.get("/api/runs", params={"cursor": "not a cursor!"}, headers=KIM),
     ]
     for response in cases:
         assert response.status_code == 422, response.text
@@ -148,7 +153,9 @@ async def test_malformed_requests_are_422_never_500(client: httpx.AsyncClient) -
 async def test_a_well_formed_cursor_no_page_has_is_404(client: httpx.AsyncClient) -> None:
     """A cursor that fits the documented pattern but names no page: 404, never 422."""
     for status in ("paused", "failed"):
-        response = await client.get("/api/runs", params={"status": status, "cursor": "garbage"})
+        response = await client.get(
+            "/api/runs", params={"status": status, "cursor": "garbage"}, headers=KIM
+        )
         assert response.status_code == 404, response.text
         assert response.json()["error"] == "InvalidCursorError"
 
@@ -162,7 +169,7 @@ async def test_second_resume_is_409_and_names_who_answered(client: httpx.AsyncCl
     assert again.status_code == 409
     assert again.json()["error"] == "RunAlreadyClaimedError"
     assert again.json()["details"]["answered_by"] == "kim"
-    audit = (await client.get(f"/api/runs/{run['run_id']}")).json()["audit"]
+    audit = (await client.get(f"/api/runs/{run['run_id']}", headers=KIM)).json()["audit"]
     refused = [e for e in audit if e["kind"] == "resume_refused"]
     assert [e["actor"] for e in refused] == ["lee"]
 
@@ -185,7 +192,9 @@ async def test_stale_pause_is_409(client: httpx.AsyncClient) -> None:
     response = await client.post(url, json={"input": ANSWER, "pause_id": "old"}, headers=KIM)
     assert response.status_code == 409
     assert response.json()["error"] == "StalePauseError"
-    assert (await client.get(f"/api/runs/{run['run_id']}")).json()["status"] == "paused"
+    assert (await client.get(f"/api/runs/{run['run_id']}", headers=KIM)).json()[
+        "status"
+    ] == "paused"
 
 
 async def test_idempotency_key_returns_the_first_outcome(client: httpx.AsyncClient) -> None:
@@ -232,7 +241,7 @@ async def test_cancel(client: httpx.AsyncClient) -> None:
         "lee",
         {"reason": "duplicate"},
     )
-    assert (await client.get("/api/runs")).json()["items"] == []
+    assert (await client.get("/api/runs", headers=KIM)).json()["items"] == []
     again = await client.post(url, headers=LEE)  # the body is optional
     assert again.status_code == 409
     assert again.json()["error"] == "RunNotPausedError"
@@ -261,21 +270,23 @@ async def test_inbox_filters_and_pages(client: httpx.AsyncClient) -> None:
         params: dict[str, str | int] = {"chart": "refund", "limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = (await client.get("/api/runs", params=params)).json()
+        page = (await client.get("/api/runs", params=params, headers=KIM)).json()
         seen += [item["run_id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == ids[::-1]
-    by_stage = (await client.get("/api/runs", params={"stage": "legal"})).json()["items"]
+    by_stage = (await client.get("/api/runs", params={"stage": "legal"}, headers=KIM)).json()[
+        "items"
+    ]
     assert [item["pause"]["stage_id"] for item in by_stage] == ["legal"]
 
 
 async def test_charts(client: httpx.AsyncClient) -> None:
     """Charts list their stages, each pausable stage's input JSON Schema, and Mermaid."""
-    listed = (await client.get("/api/charts")).json()["items"]
+    listed = (await client.get("/api/charts", headers=KIM)).json()["items"]
     assert {c["name"] for c in listed} == {"refund", "parallel", "payment"}
-    refund = (await client.get("/api/charts/refund")).json()
+    refund = (await client.get("/api/charts/refund", headers=KIM)).json()
     assert [s["id"] for s in refund["stages"]] == ["receive", "approve", "process", "notify"]
     approve = refund["stages"][1]
     assert approve["kind"] == "pausable"
@@ -283,7 +294,7 @@ async def test_charts(client: httpx.AsyncClient) -> None:
     assert approve["input_schema"]["properties"]["approved"]["type"] == "boolean"
     assert refund["mermaid"].startswith("flowchart TD")
     assert "ManagerApproval" in refund["mermaid"]
-    missing = await client.get("/api/charts/nope")
+    missing = await client.get("/api/charts/nope", headers=KIM)
     assert missing.status_code == 404
     assert missing.json()["error"] == "ChartNotFoundError"
 
@@ -294,6 +305,6 @@ async def test_unreachable_store_is_503() -> None:
         app = create_app(runs, TOKENS)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.get("/api/runs/anything")
+            response = await client.get("/api/runs/anything", headers=KIM)
             assert response.status_code == 503
             assert response.json()["error"] == "StoreUnavailableError"

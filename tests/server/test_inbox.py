@@ -12,7 +12,7 @@ from pausepoint.server._inbox import SharedReads, inbox_body
 from pausepoint.server._models import inbox_out
 from pausepoint.stores.base import PauseEntry, PendingPage, PendingPause
 
-from .conftest import start_refund
+from .conftest import KIM, start_refund
 
 
 def _page(data: object, created_at: float = 1_764_844_000.25) -> PendingPage:
@@ -40,9 +40,11 @@ def test_inbox_body_is_what_the_model_writes(data: object) -> None:
 async def test_inbox_answers_match_the_run_records(client: httpx.AsyncClient) -> None:
     """The inbox lists what the runs hold, with the pause as GET /api/runs/{id} shows it."""
     first, second = await start_refund(client), await start_refund(client)
-    inbox = (await client.get("/api/runs", params={"status": "paused", "limit": 50})).json()
+    inbox = (
+        await client.get("/api/runs", params={"status": "paused", "limit": 50}, headers=KIM)
+    ).json()
     assert [item["run_id"] for item in inbox["items"]] == [second["run_id"], first["run_id"]]
-    shown = (await client.get(f"/api/runs/{first['run_id']}")).json()
+    shown = (await client.get(f"/api/runs/{first['run_id']}", headers=KIM)).json()
     assert inbox["items"][1]["pause"] == shown["pause"]
     assert inbox["items"][1]["run_created_at"] == shown["created_at"]
 
@@ -125,7 +127,9 @@ async def test_a_cancelled_caller_leaves_the_shared_read_to_the_others() -> None
 async def test_concurrent_inbox_requests_all_get_the_page(client: httpx.AsyncClient) -> None:
     """Many identical requests at once each get the whole page (shared reads, same answer)."""
     started = [await start_refund(client) for _ in range(3)]
-    answers = await asyncio.gather(*(client.get("/api/runs?limit=2") for _ in range(20)))
+    answers = await asyncio.gather(
+        *(client.get("/api/runs?limit=2", headers=KIM) for _ in range(20))
+    )
     bodies = {a.content for a in answers}
     assert all(a.status_code == 200 for a in answers)
     assert all(a.headers["content-type"] == "application/json" for a in answers)

@@ -12,7 +12,7 @@ ANSWER = {"approved": True, "approver": "Kim"}
 async def test_history_fork_and_their_errors(client: httpx.AsyncClient) -> None:
     paused = await start_refund(client)
     run_id = paused["run_id"]
-    history = await client.get(f"/api/runs/{run_id}/history")
+    history = await client.get(f"/api/runs/{run_id}/history", headers=KIM)
     assert history.status_code == 200
     assert [(s["index"], s["kind"], s["stage_id"]) for s in history.json()] == [
         (0, "stage", "receive"),
@@ -33,7 +33,7 @@ async def test_history_fork_and_their_errors(client: httpx.AsyncClient) -> None:
         f"/api/runs/{child['run_id']}/resume", json={"input": ANSWER}, headers=KIM
     )
     assert answered.json()["status"] == "completed"
-    steps = (await client.get(f"/api/runs/{child['run_id']}/history")).json()
+    steps = (await client.get(f"/api/runs/{child['run_id']}/history", headers=KIM)).json()
     assert [s["kind"] for s in steps] == ["stage", "paused", "resumed", "stage", "stage"]
     assert steps[2]["actor"] == "kim"
 
@@ -43,7 +43,7 @@ async def test_history_fork_and_their_errors(client: httpx.AsyncClient) -> None:
     assert "has no step 9" in unknown.json()["message"]
     unsigned = await client.post(f"/api/runs/{run_id}/fork", json={"at": 0})
     assert unsigned.status_code == 401
-    missing = await client.get("/api/runs/nope/history")
+    missing = await client.get("/api/runs/nope/history", headers=KIM)
     assert missing.status_code == 404
 
 

@@ -82,6 +82,7 @@ async def test_inbox_lists_waiting_runs_newest_first(client: httpx.AsyncClient) 
     """The inbox shows question, chart, stage, age and deadline, newest first."""
     first = await start_refund(client, amount=300)
     second = await start_refund(client, amount=700)
+    await sign_in(client)
     page = (await client.get("/")).text
     assert page.index("Approve $700 refund") < page.index("Approve $300 refund")
     assert f'href="/runs/{second["run_id"]}"' in page
@@ -91,11 +92,12 @@ async def test_inbox_lists_waiting_runs_newest_first(client: httpx.AsyncClient) 
 
 
 async def test_run_page_shows_question_state_path_chart_audit_and_form(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, runs: Runs
 ) -> None:
     """Everything a reviewer needs, and a form built from the stage's schema."""
     run = await start_refund(client)
-    anonymous = (await client.get(f"/runs/{run['run_id']}")).text
+    async with make_client(runs, public_read=True) as public:
+        anonymous = (await public.get(f"/runs/{run['run_id']}")).text
     assert "Sign in to answer" in anonymous
     assert '<form method="post" action="/runs/' not in anonymous
     await sign_in(client)
@@ -323,6 +325,7 @@ async def test_bad_json_in_the_text_area_is_shown_beside_it(client: httpx.AsyncC
 
 async def test_unknown_run_page_is_a_404_page(client: httpx.AsyncClient) -> None:
     """An unknown run gives an HTML 404 page, not JSON and not a 500."""
+    await sign_in(client)
     response = await client.get("/runs/nope")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")

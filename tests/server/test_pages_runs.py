@@ -32,8 +32,21 @@ async def page_runs(tmp_path: Path) -> AsyncIterator[Runs]:
 
 @pytest.fixture
 async def web(page_runs: Runs) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser signed in as kim: reading the pages needs a signed-in person."""
     async with make_client(page_runs) as client:
+        await sign_in(client)
         yield client
+
+
+@pytest.mark.parametrize("path", ["/runs", "/charts", "/charts/refund", "/inbox/batch"])
+async def test_reading_the_pages_needs_sign_in(page_runs: Runs, path: str) -> None:
+    async with make_client(page_runs) as client:
+        response = await client.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+        assert (await client.get("/inbox/events")).status_code == 401
+    async with make_client(page_runs, public_read=True) as client:
+        assert (await client.get(path)).status_code == 200
 
 
 async def signed_in(web: httpx.AsyncClient) -> str:
@@ -135,7 +148,8 @@ async def test_actions_need_sign_in_and_the_csrf_token(
 ) -> None:
     run = await page_runs.start("refund", {"amount": 900})
     url = f"/runs/{run.run_id}/cancel"
-    anonymous = await web.post(url, data={"reason": "x"})
+    async with make_client(page_runs) as nobody:
+        anonymous = await nobody.post(url, data={"reason": "x"})
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/login?")
     await sign_in(web)
@@ -325,9 +339,10 @@ async def test_live_streams_share_one_read_a_poll(page_runs: Runs) -> None:
 
     page_runs.pending = counted  # type: ignore[method-assign]
     live = _LivePages(SimpleNamespace(runs=page_runs))  # type: ignore[arg-type]
-    rows = await asyncio.gather(*(live.rows(None) for _ in range(50)))
+    everyone = (None, None)  # no chart filter, nobody's assigned pauses: the whole inbox
+    rows = await asyncio.gather(*(live.rows(everyone) for _ in range(50)))
     assert len(set(rows)) == 1
     assert "Approve $900 refund" in rows[0]
     assert reads == 1
-    assert await live.rows(None) == rows[0]
+    assert await live.rows(everyone) == rows[0]
     assert reads == 1  # younger than a poll: reused

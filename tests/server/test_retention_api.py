@@ -32,7 +32,9 @@ async def test_list_runs_of_any_status(client: httpx.AsyncClient) -> None:
         assert (await client.post(url, json={"input": ANSWER}, headers=KIM)).status_code == 200
         done.append(run["run_id"])
     waiting = await start_refund(client)
-    first = (await client.get("/api/runs", params={"status": "completed", "limit": 2})).json()
+    first = (
+        await client.get("/api/runs", params={"status": "completed", "limit": 2}, headers=KIM)
+    ).json()
     assert [item["status"] for item in first["items"]] == ["completed", "completed"]
     assert set(first["items"][0]) == {
         "run_id",
@@ -45,13 +47,13 @@ async def test_list_runs_of_any_status(client: httpx.AsyncClient) -> None:
         "updated_at",
     }
     second = await client.get(
-        "/api/runs", params={"status": "completed", "cursor": first["next_cursor"]}
+        "/api/runs", params={"status": "completed", "cursor": first["next_cursor"]}, headers=KIM
     )
     listed = [i["run_id"] for i in first["items"] + second.json()["items"]]
     assert listed == done[::-1]
-    everything = (await client.get("/api/runs", params={"status": "all"})).json()
+    everything = (await client.get("/api/runs", params={"status": "all"}, headers=KIM)).json()
     assert [i["run_id"] for i in everything["items"]] == [waiting["run_id"], *done[::-1]]
-    inbox = (await client.get("/api/runs")).json()
+    inbox = (await client.get("/api/runs", headers=KIM)).json()
     assert [i["pause"]["stage_id"] for i in inbox["items"]] == ["approve"]
 
 
@@ -62,7 +64,7 @@ async def test_delete_erases_a_run_and_needs_a_token(client: httpx.AsyncClient) 
     assert (await client.delete(url)).status_code == 401
     response = await client.delete(url, headers=KIM)
     assert response.status_code == 204, response.text
-    assert (await client.get(url)).status_code == 404
+    assert (await client.get(url, headers=KIM)).status_code == 404
     again = await client.delete(url, headers=KIM)
     assert again.status_code == 404
     assert again.json()["error"] == "RunNotFoundError"
@@ -142,4 +144,6 @@ async def test_delete_of_a_running_run_is_409_and_erases_nothing(
     assert response.status_code == 409
     assert response.json()["error"] == "RunIsRunningError"
     assert "nothing was erased" in response.json()["message"]
-    assert (await client.get(f"/api/runs/{run['run_id']}")).json()["status"] == "running"
+    assert (await client.get(f"/api/runs/{run['run_id']}", headers=KIM)).json()[
+        "status"
+    ] == "running"

@@ -12,7 +12,7 @@ chart). ``--json`` prints machine-readable output. A user mistake prints one
 
 from __future__ import annotations
 
-from . import _commands, _demo, _doctor, _lifecycle, _retention, _worker
+from . import _commands, _demo, _doctor, _lifecycle, _retention, _serve, _worker
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -23,6 +23,7 @@ _REGISTERED = (
     _doctor,
     _lifecycle,
     _retention,
+    _serve,
     _worker,
 )  # importing them registers their commands on `app`
 

@@ -1,11 +1,9 @@
-"""The operator commands: run, ls, show, resume, cancel, sweep, serve."""
+"""The operator commands: run, ls, show, resume, cancel, sweep (serve: ``_serve``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import importlib
 import os
 import shlex
 import sys
@@ -16,7 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
-from pausepoint.errors import PausepointError
 from pausepoint.logs import configure_logging
 from pausepoint.runs import RunList, RunRecord, Runs, SweepReport
 from pausepoint.stores import PendingPage
@@ -34,7 +31,6 @@ from ._app import (
     fail,
     guarded,
     load_registry,
-    open_store_or_fail,
     parse_age,
     parse_input,
     parse_object,
@@ -46,13 +42,20 @@ from ._app import (
 from ._notify import BaseUrlOption, NotifyOption, NotifySecretFileOption, notify_options
 from ._plain import page_json, record_json, run_list_json
 
-TOKENS_ENV = "PAUSEPOINT_TOKENS"
-SESSION_SECRET_ENV = "PAUSEPOINT_SESSION_SECRET"
-
 InputOption = Annotated[
     str | None,
     typer.Option(
         "--input", "-i", metavar="JSON|@FILE", help="JSON inline, @path, or @- for stdin."
+    ),
+]
+GroupOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--group",
+        "-g",
+        metavar="GROUP",
+        help="A group you belong to (repeat for several); the admin group may answer any pause.",
+        show_default=False,
     ),
 ]
 UnusedChartsOption = Annotated[
@@ -178,14 +181,41 @@ def ls_command(
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Next page: the cursor the last page printed.")
     ] = None,
+    mine: Annotated[
+        bool,
+        typer.Option(
+            "--mine",
+            help="Only pauses assigned to you: to --as NAME or one of the --group options.",
+        ),
+    ] = False,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--as", "--actor", metavar="NAME", help="Who you are, for --mine.", show_default=False
+        ),
+    ] = None,
+    group: GroupOption = None,
     store: StoreOption = DEFAULT_STORE,
     charts: UnusedChartsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the inbox (pauses waiting for a person, newest first), or runs of any status."""
+    """List the inbox (pauses waiting for a person, newest first), or runs of any status.
+
+    With --mine, only the pauses assigned to you (--as NAME, --group G): unassigned
+    pauses, which anyone may answer, are left out.
+    """
     age = None if older_than is None else parse_age(older_than, "--older-than")
     if status not in LISTED_STATUSES:
         raise CLIError(f"--status must be one of {', '.join(LISTED_STATUSES)}, not {status!r}")
+    if (actor or group) and not mine:
+        raise CLIError("--as and --group say who you are for --mine; add --mine")
+    assigned_to: list[str] | None = None
+    if mine:
+        if not actor and not group:
+            raise CLIError("--mine needs who you are: --as NAME and/or --group GROUP")
+        if status != "paused":
+            raise CLIError("--mine lists the inbox only (--status paused)")
+        assigned_to = sorted({*([actor] if actor else []), *(group or [])})
     if status != "paused":
         ls_runs(
             None if status == "all" else status, chart, stage, age, limit, cursor, store, as_json
@@ -194,7 +224,12 @@ def ls_command(
 
     async def work(runs: Runs) -> PendingPage:
         return await runs.pending(
-            chart=chart, stage=stage, older_than=age, limit=limit, cursor=cursor
+            chart=chart,
+            stage=stage,
+            older_than=age,
+            limit=limit,
+            cursor=cursor,
+            assigned_to=assigned_to,
         )
 
     page = with_runs(store, {}, work)
@@ -205,13 +240,28 @@ def ls_command(
 
     console = make_console()
     if not page.items:
-        console.print("No run is waiting for a person.")
+        console.print(
+            "Nothing waiting is assigned to you." if mine else "No run is waiting for a person."
+        )
     else:
         console.print(inbox_table(page, time.time()))
     if page.next_cursor:
         console.print(
-            f"more: pausepoint ls --cursor {shlex.quote(page.next_cursor)}", soft_wrap=True
+            f"more: pausepoint ls{_mine_flags(mine, actor, group)} "
+            f"--cursor {shlex.quote(page.next_cursor)}",
+            soft_wrap=True,
         )
+
+
+def _mine_flags(mine: bool, actor: str | None, groups: list[str] | None) -> str:
+    if not mine:
+        return ""
+    flags = " --mine"
+    if actor:
+        flags += f" --as {shlex.quote(actor)}"
+    for group in groups or []:
+        flags += f" --group {shlex.quote(group)}"
+    return flags
 
 
 def ls_runs(
@@ -296,9 +346,15 @@ def resume_command(
     actor: Annotated[
         str,
         typer.Option(
-            "--as", metavar="ACTOR", help="Who answers (recorded in the audit).", show_default=False
+            "--as",
+            "--actor",
+            metavar="NAME",
+            help="Who answers (recorded in the audit). A pause assigned to others is refused "
+            "unless NAME or one of the --group options is among its assignees.",
+            show_default=False,
         ),
     ],
+    group: GroupOption = None,
     pause_id: Annotated[
         str | None,
         typer.Option(
@@ -329,6 +385,7 @@ def resume_command(
             run_id,
             answer,
             actor=actor,
+            groups=group or (),
             pause_id=pause_id,
             stage_id=stage_id,
             idempotency_key=idempotency_key,
@@ -481,97 +538,3 @@ def sweep_command(
         )
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
-
-
-# -- serve ---------------------------------------------------------------------------
-
-
-def parse_tokens(options: list[str], environment: str | None) -> dict[str, str]:
-    """``TOKEN=ACTOR`` pairs from ``--token`` options and ``PAUSEPOINT_TOKENS`` (comma-separated)."""
-    pairs = [*(part for part in (environment or "").split(",") if part.strip()), *options]
-    tokens: dict[str, str] = {}
-    for pair in pairs:
-        token, sep, actor = pair.strip().partition("=")
-        if not sep or not token or not actor:
-            raise typer.BadParameter(f"{pair!r} is not TOKEN=ACTOR", param_hint="--token")
-        tokens[token] = actor
-    return tokens
-
-
-@app.command("serve")
-@guarded
-def serve_command(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
-    ] = 8000,
-    token: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--token",
-            metavar="TOKEN=ACTOR",
-            help=(
-                "A bearer token and the actor it stands for; repeat for several. Also read "
-                f"from {TOKENS_ENV} (TOKEN=ACTOR,TOKEN=ACTOR). Without any, writes are refused."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    session_secret: Annotated[
-        str | None,
-        typer.Option(
-            "--session-secret",
-            envvar=SESSION_SECRET_ENV,
-            metavar="SECRET",
-            help=(
-                "Key signing the review page's session cookies; give every process serving "
-                "the same site the same one. Default: a random key per process."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    store: StoreOption = DEFAULT_STORE,
-    charts: ChartsOption = None,
-    log_format: LogFormatOption = None,
-    notify: NotifyOption = None,
-    base_url: BaseUrlOption = None,
-    notify_secret_file: NotifySecretFileOption = None,
-) -> None:
-    """Serve the HTTP API and the review page (needs pausepoint's server extra).
-
-    Also serves /healthz, /readyz, the API docs at /docs and, with the metrics
-    extra installed, Prometheus metrics at /metrics.
-    """
-    tokens = parse_tokens(token or [], os.environ.get(TOKENS_ENV))
-    try:
-        server: Any = importlib.import_module("pausepoint.server")
-        uvicorn: Any = importlib.import_module("uvicorn")
-    except ImportError as exc:
-        fail(f"serve needs the server extra ({exc}): pip install 'pausepoint[server]'")
-    registry = load_registry(charts)
-    runs = Runs(
-        open_store_or_fail(store),
-        registry,
-        **notify_options(notify, base_url, notify_secret_file),
-    )
-    if not tokens:
-        typer.echo(
-            f"warning: no tokens given (--token or {TOKENS_ENV}); the service is read-only",
-            err=True,
-        )
-    try:
-        options = {} if session_secret is None else {"session_secret": session_secret}
-        logs: dict[str, Any] = {}
-        if log_format is not None:
-            configure_logging(log_format.value)
-            logs = {"log_config": None}  # uvicorn's loggers go through the root handler
-        app = server.create_app(runs, tokens=tokens, **options)
-        # What exists now (modules, the app, its routes and schemas) lives as long
-        # as the process: keep it out of the collector's full passes, each of which
-        # would stall every request in flight (about 40 ms on a small machine).
-        gc.collect()
-        gc.freeze()
-        uvicorn.run(app, host=host, port=port, **logs)
-    finally:
-        with contextlib.suppress(PausepointError, RuntimeError):
-            asyncio.run(runs.aclose())

@@ -22,7 +22,7 @@ _QUESTION_KEYS = ("question", "message", "prompt", "reason", "title")
 
 
 def pause_json(pause: PauseEntry) -> dict[str, Any]:
-    """A pause as the HTTP API shows it: ``id``, ``stage_id``, ``data``, ``created_at``, ``deadline``."""
+    """A pause as the HTTP API shows it: ``id``, ``stage_id``, ``data``, ``created_at``, ``deadline``, ``key``, ``assignees``."""
     return {
         "id": pause.pause_id,
         "stage_id": pause.stage_id,
@@ -30,6 +30,7 @@ def pause_json(pause: PauseEntry) -> dict[str, Any]:
         "created_at": pause.created_at,
         "deadline": pause.deadline,
         "key": pause.key,
+        "assignees": list(pause.assignees),
     }
 
 

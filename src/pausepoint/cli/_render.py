@@ -132,11 +132,12 @@ def _run_table(title: str, run_ids: list[str]) -> Table:
 
 
 def inbox_table(page: PendingPage, now: float) -> Table:
-    """The inbox as a table: run, chart, stage, question, age, deadline."""
+    """The inbox as a table: run, chart, stage, question, assignees, age, deadline."""
     table = _run_table("Waiting for a person", [item.run_id for item in page.items])
     table.add_column("chart", overflow="fold")
     table.add_column("stage", overflow="fold")
     table.add_column("question", overflow="fold", min_width=12, ratio=1)
+    table.add_column("assigned", overflow="fold")
     table.add_column("age", overflow="fold", justify="right")
     table.add_column("deadline", overflow="fold")
     for item in page.items:
@@ -145,6 +146,7 @@ def inbox_table(page: PendingPage, now: float) -> Table:
             item.chart,
             item.pause.stage_id,
             question_of(item.pause.data),
+            ", ".join(item.pause.assignees) or "anyone",
             duration(now - item.pause.created_at),
             deadline_text(item.pause.deadline, now),
         )

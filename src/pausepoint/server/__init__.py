@@ -6,8 +6,14 @@ Needs the ``server`` extra (``pip install 'pausepoint[server]'``)::
     from pausepoint.server import create_app
 
     runs = Runs(open_store("sqlite:///pausepoint.db"), charts={"refund": chart})
-    app = create_app(runs, tokens={"secret-token": "kim"}, session_secret="...")
+    app = create_app(
+        runs,
+        tokens={"s3cret": "kim", "t0ken": Actor("lee", groups=["managers"])},
+        session_secret=["old key", "new key"],  # the last signs, all verify
+    )
     # uvicorn module:app
+
+Reads need a token or a signed-in session unless ``public_read=True``.
 
 The JSON API lives under ``/api`` (its OpenAPI document at ``/openapi.json``);
 the review pages at ``/`` (the inbox) and ``/runs/{run_id}``; the interactive
@@ -32,7 +38,10 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         "pausepoint.server needs the server extra: pip install 'pausepoint[server]'"
     ) from exc
 
+from pausepoint._tokens import Tokens, TokensFile
+from pausepoint.people import Actor
+
 from ._api import ResumeDispatcher, ResumeQueued
 from ._app import create_app
 
-__all__ = ["ResumeDispatcher", "ResumeQueued", "create_app"]
+__all__ = ["Actor", "ResumeDispatcher", "ResumeQueued", "Tokens", "TokensFile", "create_app"]

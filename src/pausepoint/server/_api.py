@@ -1,13 +1,13 @@
 """The JSON API under ``/api``: start, list, show, resume, cancel, delete, signals, charts.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
-signatures at runtime, and ``Actor`` is local to :func:`api_router`.
+signatures at runtime, and ``Writer``/``Reader`` are local to :func:`api_router`.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
@@ -20,10 +20,11 @@ from pausepoint.errors import (
     RunAlreadyClaimedError,
     StalePauseError,
 )
+from pausepoint.people import Actor
 from pausepoint.runs import Runs
 from pausepoint.stores.base import RunStatus
 
-from ._auth import actor_for_token
+from ._auth import Access
 from ._charts import describe_chart
 from ._errors import ApiError, responses
 from ._inbox import SharedReads, inbox_body
@@ -44,6 +45,7 @@ from ._models import (
     run_out,
 )
 from ._outcome import closing_event
+from ._people import check_known
 
 __all__ = ["ResumeDispatcher", "ResumeQueued", "api_router"]
 
@@ -64,8 +66,13 @@ class ResumeDispatcher(Protocol):
         idempotency_key: str | None = None,
         *,
         stage_id: str | None = None,
+        groups: Collection[str] | None = None,
     ) -> str:
-        """Queue the resume; return the queued task's id."""
+        """Queue the resume; return the queued task's id.
+
+        ``actor`` and ``groups`` are who answers: a pause assigned to others is
+        refused with ``PermissionDeniedError``, as ``Runs.check_resume`` does.
+        """
         ...
 
 
@@ -77,10 +84,10 @@ class ResumeQueued(BaseModel):
     task_id: str = Field(description="The queued task, as the workers' broker knows it.")
 
 
-def api_router(
-    runs: Runs, tokens: Mapping[str, str], dispatcher: ResumeDispatcher | None = None
-) -> APIRouter:
-    """Return the API's routes, serving ``runs``; writes need a token from ``tokens``.
+def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None = None) -> APIRouter:
+    """Return the API's routes, serving ``runs``; writes need a token, reads one or a session.
+
+    Reads are open to anyone when ``access.public_read`` is set.
 
     With a ``dispatcher``, an answer is checked here and its resume handed to
     the workers: 202 with the run ``resuming``.
@@ -90,17 +97,8 @@ def api_router(
         auto_error=False, description="A token the service maps to an actor (who answers)."
     )
 
-    async def writer(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> str:
-        if credentials is None:
-            raise ApiError(
-                401,
-                "Unauthorized",
-                "writes need an Authorization: Bearer <token> header",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        actor = actor_for_token(tokens, credentials.credentials)
+    def bearer_actor(credentials: HTTPAuthorizationCredentials) -> Actor:
+        actor = access.tokens.actor_for(credentials.credentials)
         if actor is None:
             raise ApiError(
                 401,
@@ -110,7 +108,38 @@ def api_router(
             )
         return actor
 
-    Actor = Annotated[str, Depends(writer)]
+    async def writer(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Actor:
+        if credentials is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "writes need an Authorization: Bearer <token> header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return bearer_actor(credentials)
+
+    async def reader(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Actor | None:
+        if credentials is not None:
+            return bearer_actor(credentials)
+        actor = access.signed_in(request)
+        if actor is None and not access.public_read:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "reading runs needs an Authorization: Bearer <token> header or a signed-in "
+                "session (this service does not allow public reads)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return actor
+
+    Writer = Annotated[Actor, Depends(writer)]
+    Reader = Annotated[Actor | None, Depends(reader)]
+    ReadAccess = Depends(reader)
 
     @router.post(
         "/runs",
@@ -119,23 +148,28 @@ def api_router(
         summary="Start a run",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def start_run(body: StartRequest, actor: Actor, response: Response) -> Run:
+    async def start_run(body: StartRequest, actor: Writer, response: Response) -> Run:
         """Start a run of a registered chart and drive it to its first pause or its end."""
         if body.chart not in runs.charts:
             raise ChartNotFoundError(
                 f"no chart is registered as {body.chart!r}; see GET /api/charts", run_id=""
             )
-        record = await runs.start(body.chart, body.input, run_id=body.run_id, actor=actor)
+        record = await runs.start(body.chart, body.input, run_id=body.run_id, actor=actor.name)
         response.headers["Location"] = f"/api/runs/{record.run_id}"
         return run_out(record)
 
     async def read_inbox(
-        key: tuple[str | None, str | None, float | None, int, str | None],
+        key: tuple[str | None, str | None, float | None, int, str | None, tuple[str, ...] | None],
     ) -> bytes:
-        chart, stage, older_than, limit, cursor = key
+        chart, stage, older_than, limit, cursor, assigned_to = key
         try:
             page = await runs.pending(
-                chart=chart, stage=stage, older_than=older_than, limit=limit, cursor=cursor
+                chart=chart,
+                stage=stage,
+                older_than=older_than,
+                limit=limit,
+                cursor=cursor,
+                assigned_to=assigned_to,
             )
         except ValueError as exc:
             # The cursor is well formed but names no page of this listing.
@@ -149,9 +183,10 @@ def api_router(
         tags=["runs"],
         summary="The inbox, or runs of any status",
         response_model=InboxPage | RunPage,
-        responses=responses(404, 422, 503),
+        responses=responses(400, 401, 404, 422, 503),
     )
     async def list_runs(
+        viewer: Reader,
         status: Annotated[
             RunStatus | Literal["all"],
             Query(
@@ -182,13 +217,39 @@ def api_router(
                 "page has gets 404.",
             ),
         ] = None,
+        mine: Annotated[
+            bool,
+            Query(
+                description="Only pauses assigned to the caller: to the token's (or session's) "
+                "actor or one of their groups. Inbox only."
+            ),
+        ] = False,
+        assignee: Annotated[
+            list[str] | None,
+            Query(
+                max_length=50,
+                description="Only pauses assigned to one of these people or groups (repeat "
+                "for several); a name no token has is 400. Inbox only.",
+            ),
+        ] = None,
     ) -> Response | RunPage:
-        """List pauses waiting for a person (the inbox), or runs of any status, a page at a time."""
+        """List pauses waiting for a person (the inbox), or runs of any status, a page at a time.
+
+        `mine=true` lists the pauses assigned to the caller ("assigned to me");
+        unassigned pauses, which anyone signed in may answer, are listed without it.
+        """
+        assigned_to = _assigned_filter(access, viewer, mine, assignee)
         if status == "paused":
             # Requests for the same page that arrive while it is being read share the
             # next read (never an older one), encoded once: see SharedReads.
-            body = await inbox_reads.get((chart, stage, older_than, limit, cursor))
+            body = await inbox_reads.get((chart, stage, older_than, limit, cursor, assigned_to))
             return Response(body, media_type="application/json")
+        if assigned_to is not None:
+            raise ApiError(
+                422,
+                "RequestValidationError",
+                f"mine and assignee filter the inbox only (status=paused), not status={status}",
+            )
         try:
             listed = await runs.list(
                 status=None if status == "all" else status,
@@ -210,16 +271,16 @@ def api_router(
         summary="Erase a run",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def delete_run(run_id: str, actor: Actor) -> Response:
+    async def delete_run(run_id: str, actor: Writer) -> Response:
         """Erase a run with its audit, journal and inbox entries (409 while it is running)."""
-        await runs.delete(run_id, actor=actor)
+        await runs.delete(run_id, actor=actor.name)
         return Response(status_code=204)
 
     @router.post(
         "/signals/{key}",
         tags=["runs"],
         summary="Answer by business key",
-        responses=responses(401, 404, 409, 422, 503),
+        responses=responses(401, 403, 404, 409, 422, 503),
     )
     async def signal(
         key: Annotated[
@@ -231,7 +292,7 @@ def api_router(
             ),
         ],
         body: SignalRequest,
-        actor: Actor,
+        actor: Writer,
     ) -> SignalResult:
         """Answer every pause waiting under `key`, each exactly once.
 
@@ -239,11 +300,17 @@ def api_router(
         that pauses under the key within that many seconds (409 when the key's
         buffer is full).
         """
-        records = await runs.signal(key, body.input, actor=actor, buffer=body.buffer)
+        records = await runs.signal(
+            key, body.input, actor=actor.name, groups=actor.groups, buffer=body.buffer
+        )
         return SignalResult(items=[run_out(r) for r in records], buffered=not records)
 
     @router.get(
-        "/runs/{run_id}", tags=["runs"], summary="One run", responses=responses(404, 422, 503)
+        "/runs/{run_id}",
+        tags=["runs"],
+        summary="One run",
+        responses=responses(401, 404, 422, 503),
+        dependencies=[ReadAccess],
     )
     async def get_run(run_id: str) -> Run:
         """Return a run: status, pauses, state, execution tree, narrative and audit."""
@@ -255,14 +322,14 @@ def api_router(
         summary="Answer a pause",
         response_model=Run,
         responses={
-            **responses(401, 404, 409, 422, 503),
+            **responses(401, 403, 404, 409, 422, 503),
             202: {"model": ResumeQueued, "description": "Handed to a worker (with workers)."},
         },
     )
     async def resume_run(
         run_id: str,
         body: ResumeRequest,
-        actor: Actor,
+        actor: Writer,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -276,7 +343,9 @@ def api_router(
 
         The answer is validated against the stage's input schema first (422,
         the run stays paused). A pause answered already, or a run another
-        resume holds, gives 409 with `details.answered_by`. A service with
+        resume holds, gives 409 with `details.answered_by`. A pause assigned to
+        other people or groups gives 403 (the audit records `resume_refused`), and
+        the run stays paused. A service with
         workers checks the answer, queues the resume and answers 202 at once:
         read the run for its outcome.
         """
@@ -285,17 +354,19 @@ def api_router(
                 task_id = await dispatcher.resume(
                     run_id,
                     body.input,
-                    actor,
+                    actor.name,
                     body.pause_id,
                     idempotency_key,
                     stage_id=body.stage_id,
+                    groups=actor.groups,
                 )
                 queued = ResumeQueued(run_id=run_id, task_id=task_id)
                 return JSONResponse(queued.model_dump(), status_code=202)
             record = await runs.resume(
                 run_id,
                 body.input,
-                actor=actor,
+                actor=actor.name,
+                groups=actor.groups,
                 pause_id=body.pause_id,
                 stage_id=body.stage_id,
                 idempotency_key=idempotency_key,
@@ -322,16 +393,17 @@ def api_router(
         summary="Cancel a paused run",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def cancel_run(run_id: str, actor: Actor, body: CancelRequest | None = None) -> Run:
+    async def cancel_run(run_id: str, actor: Writer, body: CancelRequest | None = None) -> Run:
         """Cancel a paused run; its pauses leave the inbox (409 unless it is paused)."""
         reason = body.reason if body is not None else None
-        return run_out(await runs.cancel(run_id, actor=actor, reason=reason))
+        return run_out(await runs.cancel(run_id, actor=actor.name, reason=reason))
 
     @router.get(
         "/runs/{run_id}/history",
         tags=["runs"],
         summary="A run's steps",
-        responses=responses(404, 422, 503),
+        responses=responses(401, 404, 422, 503),
+        dependencies=[ReadAccess],
     )
     async def run_history(run_id: str) -> list[Step]:
         """Each stage that finished, each pause and each answer (with who gave it), in order."""
@@ -347,9 +419,9 @@ def api_router(
         summary="Start a new run from a step of a run's history",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def fork_run(run_id: str, body: ForkRequest, actor: Actor, response: Response) -> Run:
+    async def fork_run(run_id: str, body: ForkRequest, actor: Writer, response: Response) -> Run:
         """The stages before the step never run again; at a pause, the new run waits there."""
-        record = await runs.fork(run_id, at=body.at, state_patch=body.state_patch, actor=actor)
+        record = await runs.fork(run_id, at=body.at, state_patch=body.state_patch, actor=actor.name)
         response.headers["Location"] = f"/api/runs/{record.run_id}"
         return run_out(record)
 
@@ -359,22 +431,32 @@ def api_router(
         summary="Run a failed run again from its failed stage",
         responses=responses(401, 404, 409, 422, 503),
     )
-    async def retry_run(run_id: str, actor: Actor) -> Run:
+    async def retry_run(run_id: str, actor: Writer) -> Run:
         """The stages that finished before the failure do not run again (409 unless it failed)."""
-        return run_out(await runs.retry(run_id, actor=actor))
+        return run_out(await runs.retry(run_id, actor=actor.name))
 
     for chart_name, flow in runs.charts.items():
         for path, node in flow.stages():
             if isinstance(node, PausableStage):
-                _stage_route(router, runs, chart_name, path, node, Actor)
+                _stage_route(router, runs, chart_name, path, node, Writer)
 
-    @router.get("/charts", tags=["charts"], summary="Every chart")
+    @router.get(
+        "/charts",
+        tags=["charts"],
+        summary="Every chart",
+        responses=responses(401),
+        dependencies=[ReadAccess],
+    )
     async def list_charts() -> ChartList:
         """List the registered charts with their stages, input schemas and diagrams."""
         return ChartList(items=[describe_chart(name, flow) for name, flow in runs.charts.items()])
 
     @router.get(
-        "/charts/{name}", tags=["charts"], summary="One chart", responses=responses(404, 422)
+        "/charts/{name}",
+        tags=["charts"],
+        summary="One chart",
+        responses=responses(401, 404, 422),
+        dependencies=[ReadAccess],
     )
     async def get_chart(name: str) -> Chart:
         """Return a chart with each pausable stage's input JSON Schema and its diagram."""
@@ -384,6 +466,27 @@ def api_router(
         return describe_chart(name, flow)
 
     return router
+
+
+def _assigned_filter(
+    access: Access, viewer: Actor | None, mine: bool, assignee: list[str] | None
+) -> tuple[str, ...] | None:
+    """The names an inbox read is filtered by (``None``: no filter)."""
+    names: set[str] = set()
+    if mine:
+        if viewer is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "mine=true lists the pauses assigned to the caller: it needs an "
+                "Authorization: Bearer <token> header or a signed-in session",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        names.update(viewer.principals)
+    if assignee:
+        check_known(access.tokens, assignee, "the assignee filter")
+        names.update(assignee)
+    return tuple(sorted(names)) if mine or assignee else None
 
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -431,7 +534,8 @@ def _stage_route(
             resumed = await runs.resume(
                 record.run_id,
                 value,
-                actor=who,
+                actor=who.name,
+                groups=who.groups,
                 pause_id=body.pause_id,  # type: ignore[attr-defined]  # idem
                 stage_id=stage_id,
             )
@@ -449,6 +553,6 @@ def _stage_route(
         "exactly once; the body's `input` is that stage's input schema. A run of another "
         "chart or not paused there gets 409.",
         response_model=Run,
-        responses=responses(401, 404, 409, 422, 503),
+        responses=responses(401, 403, 404, 409, 422, 503),
         operation_id=f"resume_{safe}",
     )

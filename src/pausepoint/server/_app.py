@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,14 +15,17 @@ from starlette.staticfiles import StaticFiles
 
 from pausepoint import __version__
 from pausepoint._json import NotJSONError
+from pausepoint._tokens import Tokens
 from pausepoint.errors import PausepointError
+from pausepoint.people import Actor
 from pausepoint.runs import Runs
 
 from ._api import ResumeDispatcher, api_router
-from ._auth import SessionSigner
+from ._auth import Access, SessionSigner, session_keys
 from ._errors import ApiError, error_of
 from ._health import health_router
 from ._pages import pages_router
+from ._people import check_assignees
 from ._templates import HERE, render
 
 __all__ = ["create_app"]
@@ -34,16 +36,18 @@ inbox), answer a pause exactly once, cancel a run, and read the charts with
 each pausable stage's input JSON Schema.
 
 Writes (start, resume, cancel) need `Authorization: Bearer <token>`; the
-token's actor is recorded in the run's audit. Every error has the body
+token's actor is recorded in the run's audit. Reads need a token too (or a
+signed-in session of the review pages) unless the service allows public reads. Every error has the body
 `{"error": "<type name>", "message": "...", "details": ...}`.
 """
 
 
 def create_app(
     runs: Runs,
-    tokens: Mapping[str, str] | None = None,
+    tokens: Mapping[str, str | Actor] | Tokens | None = None,
     *,
-    session_secret: str | None = None,
+    session_secret: str | bytes | Sequence[str | bytes] | None = None,
+    public_read: bool = False,
     dispatcher: ResumeDispatcher | None = None,
     metrics: bool | None = None,
 ) -> FastAPI:
@@ -51,13 +55,25 @@ def create_app(
 
     Args:
         runs: The runs to serve; the app never closes its store.
-        tokens: Bearer tokens and the actors they stand for
-            (``{"secret-token": "kim"}``). Read on every request, so removing
-            a token from the mapping revokes it, in open sessions too.
-            Without tokens nobody can start, answer or cancel.
-        session_secret: Key signing the review page's session cookies. Give
-            every process serving the same site the same one; without it a
-            random key is made, and sessions end when the process does.
+        tokens: Bearer tokens and who they stand for: an actor name, a
+            ``NAME:GROUP,GROUP`` string or an :class:`~pausepoint.people.Actor`
+            (``{"s3cret": "kim", "t0ken": Actor("lee", groups=["managers"])}``).
+            A plain mapping is copied as SHA-256 digests here and not kept:
+            to add or revoke tokens while serving, pass a
+            :class:`~pausepoint.server.Tokens` table and change it, or a
+            :class:`~pausepoint.server.TokensFile` and edit the file; either
+            takes effect on the next request, in open sessions too. Without
+            tokens nobody can start, answer or cancel.
+        session_secret: Key signing the review page's session cookies, or
+            several, oldest first: the last signs new cookies and every one of
+            them verifies, so a new key can be added before an old one is
+            dropped. Give every process serving the same site the same keys;
+            without any a random key is made, and sessions end when the
+            process does.
+        public_read: Let anyone read runs and charts (API reads and pages)
+            without a token or session. By default reads need one (401, or a
+            redirect to sign-in on the pages). Probes, metrics, docs and static
+            files are always open.
         dispatcher: Hand API resumes to workers instead of running them here
             (e.g. ``pausepoint.celery.CeleryDispatcher(app, runs=runs)``): the
             answer is checked, queued, and answered 202 with the run ``resuming``.
@@ -67,9 +83,14 @@ def create_app(
 
     Returns:
         The FastAPI app; serve it with ``uvicorn`` or any ASGI server.
+
+    Raises:
+        UnknownAssigneeError: A chart's stage names an assignee that none of
+            the tokens' actors or groups is (checked when there are tokens).
     """
-    tokens = tokens if tokens is not None else {}
-    secret = session_secret.encode() if session_secret else os.urandom(32)
+    table = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
+    check_assignees(runs, table)
+    access = Access(table, SessionSigner(session_keys(session_secret)), public_read)
     # /docs and /redoc load their scripts from assets packaged with fastapi-offline, never a CDN
     app = FastAPIOffline(
         title="pausepoint",
@@ -85,8 +106,9 @@ def create_app(
     app.include_router(health_router(runs))
     if metrics is not False:
         _serve_metrics(app, runs, required=metrics is True)
-    app.include_router(api_router(runs, tokens, dispatcher))
-    app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
+    app.include_router(api_router(runs, access, dispatcher))
+    app.include_router(pages_router(runs, access))
+    app.state.tokens = table  # digests only; a Tokens table may be changed while serving
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for kind in (PausepointError, NotJSONError, ApiError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, _handle)

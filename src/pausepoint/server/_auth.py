@@ -1,48 +1,44 @@
 """Who is asking: bearer tokens for the API, a signed session cookie for the pages.
 
-Tokens map to actors (``{"secret-token": "kim"}``); the mapping is read on every
-request, so a token removed from it stops working at once, in sessions too.
+Tokens live in a :class:`~pausepoint._tokens.Tokens` table (digests only) and
+are looked up on every request, so a token revoked there stops working at
+once, in sessions too.
 
-A session cookie holds a random session id and a digest of the token the
-person signed in with, never the token itself, signed with HMAC-SHA256. Forms
-carry a CSRF token derived from the session id (HMAC again), so a page from
-another site cannot post an answer on a signed-in person's behalf.
+A session cookie holds a random session id and the digest of the token the
+person signed in with, never the token itself. It is signed with itsdangerous
+(``URLSafeTimedSerializer``), which also dates it: a cookie older than the
+session's lifetime is refused. Several keys may be given for rotation: the
+newest (last) signs, every one of them verifies. Forms carry a CSRF token
+bound to the session id (signed by the same keys under another salt), so a
+page from another site cannot post an answer on a signed-in person's behalf.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
-import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["SESSION_COOKIE", "Session", "SessionSigner", "actor_for_digest", "actor_for_token"]
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+
+from pausepoint._tokens import Tokens, token_digest
+from pausepoint.people import Actor
+
+__all__ = [
+    "SESSION_COOKIE",
+    "Access",
+    "Session",
+    "SessionSigner",
+    "Tokens",
+    "session_keys",
+    "token_digest",
+]
 
 SESSION_COOKIE = "pausepoint_session"
-
-
-def token_digest(token: str) -> str:
-    """Return the digest a session keeps instead of the token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def actor_for_token(tokens: Mapping[str, str], token: str) -> str | None:
-    """Return the actor ``token`` stands for, comparing in constant time."""
-    return actor_for_digest(tokens, token_digest(token)) if token else None
-
-
-def actor_for_digest(tokens: Mapping[str, str], digest: str) -> str | None:
-    """Return the actor of the token whose digest is ``digest``, if it is still known."""
-    found = None
-    for token, actor in tokens.items():
-        if token and actor and hmac.compare_digest(token_digest(token), digest):
-            found = actor
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +46,7 @@ class Session:
     """A browser's session.
 
     Attributes:
-        sid: Random id; CSRF tokens derive from it.
+        sid: Random id; CSRF tokens are bound to it.
         token_digest: Digest of the token signed in with; ``None`` before sign-in.
         issued_at: When the cookie was made (UNIX seconds).
     """
@@ -65,60 +61,98 @@ class Session:
         return cls(os.urandom(16).hex(), token_digest, time.time())
 
 
+def session_keys(secret: str | bytes | Sequence[str | bytes] | None) -> list[bytes]:
+    """Return the signing keys, oldest first (the last one signs).
+
+    ``None`` makes one random key, so sessions end with the process.
+
+    Raises:
+        ValueError: An empty key, or an empty list.
+    """
+    if secret is None:
+        return [os.urandom(32)]
+    given = [secret] if isinstance(secret, str | bytes) else list(secret)
+    if not given:
+        raise ValueError("session_secret: give at least one key, or None for a random one")
+    keys = []
+    for key in given:
+        if not isinstance(key, str | bytes):
+            raise TypeError(f"session_secret: a key is a str or bytes, not {type(key).__name__}")
+        if not key:
+            raise ValueError("session_secret: a key must not be empty")
+        keys.append(key.encode() if isinstance(key, str) else key)
+    return keys
+
+
 class SessionSigner:
     """Signs and reads session cookies; makes and checks CSRF tokens.
 
     Args:
-        secret: The HMAC key; every process serving the same site needs the same one.
-        max_age: Seconds a session lasts.
+        keys: Signing keys, oldest first: the last signs, all of them verify.
+            Every process serving the same site needs the same keys.
+        max_age: Seconds a session (and a form's CSRF token) lasts.
     """
 
-    def __init__(self, secret: bytes, max_age: float = 12 * 3600) -> None:
-        self._secret = secret
+    def __init__(self, keys: Sequence[bytes], max_age: float = 12 * 3600) -> None:
+        self._session = URLSafeTimedSerializer(list(keys), salt="pausepoint.session")
+        self._csrf = URLSafeTimedSerializer(list(keys), salt="pausepoint.csrf")
         self.max_age = max_age
-
-    def _mac(self, purpose: bytes, payload: bytes) -> bytes:
-        return hmac.new(self._secret, purpose + b"\x00" + payload, hashlib.sha256).digest()
 
     def dump(self, session: Session) -> str:
         """Return the cookie value for ``session``."""
-        payload = json.dumps(
-            {"sid": session.sid, "tok": session.token_digest, "iat": int(session.issued_at)},
-            separators=(",", ":"),
-        ).encode()
-        return f"{_b64(payload)}.{_b64(self._mac(b'session', payload))}"
+        return self._session.dumps({"sid": session.sid, "tok": session.token_digest})
 
     def load(self, value: str | None) -> Session | None:
         """Return the session in a cookie value, or ``None`` if forged, mangled or expired."""
-        if not value or value.count(".") != 1:
+        if not value:
             return None
-        body, mac = value.split(".")
         try:
-            payload, signature = _unb64(body), _unb64(mac)
-        except (binascii.Error, ValueError):
+            data, signed_at = self._session.loads(
+                value, max_age=int(self.max_age), return_timestamp=True
+            )
+        except BadSignature:  # SignatureExpired and BadTimeSignature too
             return None
-        if not hmac.compare_digest(signature, self._mac(b"session", payload)):
+        if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
             return None
-        data = json.loads(payload)
-        issued_at = float(data["iat"])
-        if time.time() - issued_at > self.max_age:
-            return None
-        return Session(str(data["sid"]), data["tok"], issued_at)
+        digest = data.get("tok")
+        return Session(
+            data["sid"], digest if isinstance(digest, str) else None, signed_at.timestamp()
+        )
 
     def csrf_token(self, session: Session) -> str:
-        """Return the CSRF token forms of this session carry."""
-        return _b64(self._mac(b"csrf", session.sid.encode()))
+        """Return a CSRF token for this session's forms."""
+        return self._csrf.dumps(session.sid)
 
     def check_csrf(self, session: Session | None, token: str | None) -> bool:
-        """Tell whether ``token`` is this session's CSRF token."""
+        """Tell whether ``token`` was made for this session (and has not expired)."""
         if session is None or not token:
             return False
-        return hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
+        try:
+            sid: Any = self._csrf.loads(token, max_age=int(self.max_age))
+        except BadSignature:
+            return False
+        return isinstance(sid, str) and hmac.compare_digest(sid.encode(), session.sid.encode())
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def actor_of_session(tokens: Tokens, session: Session | None) -> Actor | None:
+    """Return who is signed in to ``session``, if their token is still known."""
+    if session is None or session.token_digest is None:
+        return None
+    return tokens.actor_for_digest(session.token_digest)
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may read and write: the tokens, the session signer, and whether reads are public."""
+
+    tokens: Tokens
+    signer: SessionSigner
+    public_read: bool = False
+
+    def session_of(self, request: Request) -> Session | None:
+        """Return the request's session, if its cookie is signed by one of our keys and fresh."""
+        return self.signer.load(request.cookies.get(SESSION_COOKIE))
+
+    def signed_in(self, request: Request) -> Actor | None:
+        """Return who is signed in to the request's session (``None`` if nobody)."""
+        return actor_of_session(self.tokens, self.session_of(request))

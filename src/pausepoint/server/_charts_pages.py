@@ -74,6 +74,8 @@ class _ChartsPages:
         self.runs = host.runs
 
     async def list_charts(self, request: Request) -> Response:
+        if (redirect := self.host.sign_in_first(request)) is not None:
+            return redirect
         cards = [
             _card(name, flow, f"chart-{i}")
             for i, (name, flow) in enumerate(sorted(self.runs.charts.items()))
@@ -90,6 +92,8 @@ class _ChartsPages:
         return flow
 
     async def chart_page(self, request: Request) -> Response:
+        if (redirect := self.host.sign_in_first(request)) is not None:
+            return redirect
         name = request.path_params["name"]
         return self._page(request, name, self._flow(name), {}, {}, 200)
 

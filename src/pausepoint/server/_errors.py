@@ -2,8 +2,9 @@
 
 Every :class:`~pausepoint.errors.PausepointError` maps to a 4xx status that
 says whose move it is (404 no such thing, 409 the run moved on, 422 the
-request itself is wrong), except an unreachable store (503). Nothing a caller
-sends may end in a 500.
+request itself is wrong, 403 the pause is someone else's, 400 a filter names
+nobody), except an unreachable store (503). Nothing a caller sends may end in
+a 500.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pausepoint.errors import (
     CheckpointError,
     NoWaiterError,
     PausepointError,
+    PermissionDeniedError,
     PurgeRefusedError,
     ResumeInputError,
     ResumeTargetError,
@@ -40,6 +42,7 @@ from pausepoint.errors import (
     StepNotFoundError,
     StoreError,
     StoreUnavailableError,
+    UnknownAssigneeError,
 )
 
 from ._models import Error, ErrorDetail
@@ -75,6 +78,8 @@ class ApiError(Exception):
 
 # Most specific first: the first matching class decides.
 _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownAssigneeError, 400),
+    (PermissionDeniedError, 403),
     (RunNotFoundError, 404),
     (ChartNotFoundError, 404),
     (RunExistsError, 409),
@@ -130,6 +135,15 @@ def _facts(exc: Exception) -> list[ErrorDetail] | dict[str, Any] | None:
         return [_detail(e) for e in exc.errors]
     if isinstance(exc, ResumeTargetError):
         return {"pending": list(exc.pending)}
+    if isinstance(exc, PermissionDeniedError):
+        return {
+            "run_id": exc.run_id,
+            "stage_id": exc.stage_id,
+            "actor": exc.actor,
+            "assignees": list(exc.assignees),
+        }
+    if isinstance(exc, UnknownAssigneeError):
+        return {"assignee": exc.assignee, "known": list(exc.known)}
     if isinstance(exc, RunError) and exc.run_id:
         return {"run_id": exc.run_id}
     facts: dict[str, Any] = jsonable_encoder(
@@ -143,7 +157,14 @@ def _response(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
-    401: _response("No bearer token, or one the service does not know."),
+    400: _response("A filter names an actor or group that no token has."),
+    401: _response(
+        "No bearer token (nor a signed-in session, for reads), or one the service does not know."
+    ),
+    403: _response(
+        "The pause is assigned to other people or groups (the `admin` group may answer "
+        "every pause); `details.assignees` says whom. The run is unchanged."
+    ),
     404: _response("No such run or chart, no pause waits under the key, or no such page."),
     409: _response(
         "The run moved on: already resumed or claimed, stale pause, exists, chart changed, "

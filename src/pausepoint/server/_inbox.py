@@ -58,6 +58,7 @@ def _pause(entry: PauseEntry) -> dict[str, Any]:
         "created_at": float(entry.created_at),
         "deadline": None if entry.deadline is None else float(entry.deadline),
         "key": entry.key,
+        "assignees": list(entry.assignees),
     }
 
 

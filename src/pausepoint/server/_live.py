@@ -12,22 +12,22 @@ reloading it shows the same rows.
 
 **Batch answers.** Tick pauses in the inbox waiting at the same chart and
 stage, then ``GET /inbox/batch`` shows them with one answer form, and ``POST
-/inbox/batch`` answers each, exactly once, with a result per run. Until
-``Runs`` has a batch call, :func:`resume_each` loops over ``Runs.resume``.
+/inbox/batch`` answers each, exactly once, with a result per run: to give
+each answer an idempotency key of the form, :func:`resume_each` loops over ``Runs.resume``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from pausepoint.chart import chart_path
 from pausepoint.errors import (
@@ -86,15 +86,16 @@ async def resume_each(
     answer: Any,
     *,
     actor: str,
+    groups: Collection[str] = (),
     nonce: str | None,
 ) -> list[BatchResult]:
     """Answer each ``(run_id, pause_id)`` with ``answer``, each at most once, with a result each.
 
-    A stand-in for ``Runs.resume_batch`` (and ``POST /api/runs/resume-batch``)
-    while that call is not in this release: it loops over :meth:`Runs.resume`,
-    so each pause is still answered exactly once (a claim each), and one pause
-    answered meanwhile does not stop the others. Switch to the batch call when
-    it lands; the page reads only these results.
+    Unlike ``Runs.resume_many``, each answer carries an idempotency key made
+    of the pause and the form's nonce, so a form posted twice (a double click,
+    a reload) answers nothing twice and shows the first outcome. Each pause is
+    answered exactly once (a claim each), and one answered meanwhile does not
+    stop the others.
 
     Raises:
         ResumeInputError: The answer does not fit the stage's schema (raised on
@@ -105,7 +106,12 @@ async def resume_each(
         key = f"batch:{pause_id}:{nonce}" if nonce else None
         try:
             record = await runs.resume(
-                run_id, answer, actor=actor, pause_id=pause_id, idempotency_key=key
+                run_id,
+                answer,
+                actor=actor,
+                groups=groups,
+                pause_id=pause_id,
+                idempotency_key=key,
             )
         except ResumeInputError:
             if not results:
@@ -157,36 +163,47 @@ class _Picked:
     question: str | None
 
 
+_Key = tuple[str | None, frozenset[str] | None]
+"""What a stream shows: the chart filter, and whose assigned pauses (``None``: everyone's)."""
+
+
 class _LivePages:
     def __init__(self, host: PageHost) -> None:
         self.host = host
         self.runs = host.runs
-        self.reads: SharedReads[str | None, str] = SharedReads(self._read_rows)
-        self.fresh: dict[str | None, tuple[float, str]] = {}  # chart -> (read at, rows)
+        self.reads: SharedReads[_Key, str] = SharedReads(self._read_rows)
+        self.fresh: dict[_Key, tuple[float, str]] = {}  # key -> (read at, rows)
 
-    async def _read_rows(self, chart: str | None) -> str:
-        page = await self.runs.pending(chart=chart, limit=INBOX_PAGE)
-        return render_text("_inbox_rows.html", {"items": _rows(self.runs, page)})
+    async def _read_rows(self, key: _Key) -> str:
+        chart, assigned_to = key
+        page = await self.runs.pending(chart=chart, limit=INBOX_PAGE, assigned_to=assigned_to)
+        view = "all" if assigned_to is None else "mine"
+        return render_text("_inbox_rows.html", {"items": _rows(self.runs, page), "view": view})
 
-    async def rows(self, chart: str | None) -> str:
+    async def rows(self, key: _Key) -> str:
         """The rows of the inbox's first page, read at most about once a poll for all streams."""
         now = asyncio.get_running_loop().time()
-        cached = self.fresh.get(chart)
+        cached = self.fresh.get(key)
         if cached is not None and now - cached[0] < POLL_SECONDS * 0.9:
             return cached[1]
-        rows = await self.reads.get(chart)
-        self.fresh[chart] = (asyncio.get_running_loop().time(), rows)
+        rows = await self.reads.get(key)
+        self.fresh[key] = (asyncio.get_running_loop().time(), rows)
         return rows
 
     async def events(self, request: Request) -> Response:
+        viewer = self.host.access.signed_in(request)
+        if viewer is None and not self.host.access.public_read:
+            return PlainTextResponse("sign in to follow the inbox", status_code=401)
         chart = request.query_params.get("chart") or None
+        mine = request.query_params.get("view") == "mine" and viewer is not None
+        key: _Key = (chart, viewer.principals if mine and viewer is not None else None)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             sent = None
             loop = asyncio.get_running_loop()
             ends = loop.time() + STREAM_SECONDS
             while loop.time() < ends:
-                rows = await self.rows(chart)
+                rows = await self.rows(key)
                 if rows != sent:
                     sent = rows
                     yield {"event": "inbox", "data": rows}
@@ -222,6 +239,8 @@ class _LivePages:
         return form_for(schema)
 
     async def batch_form(self, request: Request) -> Response:
+        if (redirect := self.host.sign_in_first(request)) is not None:
+            return redirect
         picks = request.query_params.getlist("pick")
         picked, gone = await self._picked(picks)
         return self._batch_page(request, picked, gone, {}, {}, 200)
@@ -274,7 +293,12 @@ class _LivePages:
         items = [(p.run_id, p.pause.pause_id) for p in picked]
         try:
             results = await resume_each(
-                self.runs, items, answer, actor=posted.actor, nonce=posted.values.get("nonce")
+                self.runs,
+                items,
+                answer,
+                actor=posted.actor,
+                groups=posted.groups,
+                nonce=posted.values.get("nonce"),
             )
         except ResumeInputError as exc:
             found = problems_of(

@@ -71,6 +71,11 @@ class Pause(BaseModel):
         default=None,
         description="The business key the pause waits under (`POST /api/signals/{key}`).",
     )
+    assignees: list[str] = Field(
+        default_factory=list,
+        description="Who may answer it: people or groups (the `admin` group may answer every "
+        "pause). Empty: anyone signed in.",
+    )
 
 
 class AuditEntry(BaseModel):
@@ -284,6 +289,7 @@ def pause_out(entry: PauseEntry) -> Pause:
         created_at=entry.created_at,
         deadline=entry.deadline,
         key=entry.key,
+        assignees=list(entry.assignees),
     )
 
 

@@ -15,9 +15,10 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from pausepoint.people import Actor
 from pausepoint.runs import Runs
 
-from ._auth import Session, SessionSigner
+from ._auth import Access, Session, SessionSigner
 from ._templates import render
 
 __all__ = ["PageHost", "Posted", "problems_of", "read_post", "refused"]
@@ -28,10 +29,15 @@ class PageHost(Protocol):
 
     runs: Runs
     signer: SessionSigner
+    access: Access
 
     def session_of(self, request: Request) -> Session | None: ...
 
-    def actor_of(self, session: Session | None) -> str | None: ...
+    def actor_of(self, session: Session | None) -> Actor | None: ...
+
+    def sign_in_first(self, request: Request) -> Response | None: ...
+
+    def with_rights(self, request: Request, context: dict[str, Any]) -> dict[str, Any]: ...
 
     def base(self, request: Request) -> dict[str, Any]: ...
 
@@ -41,12 +47,14 @@ class Posted:
 
     Attributes:
         actor: Who posted.
+        groups: The groups they are in (who may answer what follows from them).
         values: The form's text fields (the last value of a repeated name).
         form: The whole form, for repeated names (``getlist``).
     """
 
-    def __init__(self, actor: str, form: FormData) -> None:
-        self.actor = actor
+    def __init__(self, actor: Actor, form: FormData) -> None:
+        self.actor = actor.name
+        self.groups = actor.groups
         self.form = form
         self.values = {key: value for key, value in form.items() if isinstance(value, str)}
 

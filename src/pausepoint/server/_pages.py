@@ -1,6 +1,7 @@
 """The review pages: sign-in, the inbox, and a run's page with its answer forms.
 
-Reading needs no sign-in (as the JSON API's reads); answering does. Every
+Reading needs a sign-in, as the JSON API's reads need a token, unless the
+service allows public reads; answering always does. Every
 form carries the session's CSRF token, checked before anything is read from
 it. An answer is applied by the same ``Runs.resume`` the API uses, so a pause
 answered elsewhere meanwhile is refused, and the page says who answered it.
@@ -8,7 +9,6 @@ answered elsewhere meanwhile is refused, and the page says who answered it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -18,20 +18,22 @@ from starlette.responses import RedirectResponse, Response
 from pausepoint.errors import (
     ChartMismatchError,
     PausepointError,
+    PermissionDeniedError,
     ResumeInputError,
     ResumeTargetError,
     RunAlreadyClaimedError,
     StalePauseError,
 )
+from pausepoint.people import Actor, may_answer
 from pausepoint.runs import Runs
 
-from ._auth import SESSION_COOKIE, Session, SessionSigner, actor_for_digest, actor_for_token
-from ._auth import token_digest as digest_of
+from ._auth import SESSION_COOKIE, Access, Session, actor_of_session, token_digest
 from ._charts import stage_input_schema
 from ._charts_pages import charts_pages_router
 from ._forms import RAW_FIELD, form_for, parse_form
 from ._live import live_router
 from ._outcome import closing_event, describe_closing
+from ._people import uses_assignees
 from ._runs_pages import run_extras, runs_pages_router
 from ._templates import render
 from ._views import question_of, run_view
@@ -40,31 +42,38 @@ __all__ = ["pages_router"]
 
 
 class _Pages:
-    """The page handlers, sharing the runs, the tokens and the session signer."""
+    """The page handlers, sharing the runs and who may read and answer."""
 
-    def __init__(self, runs: Runs, tokens: Mapping[str, str], signer: SessionSigner) -> None:
+    def __init__(self, runs: Runs, access: Access) -> None:
         self.runs = runs
-        self.tokens = tokens
-        self.signer = signer
+        self.access = access
+        self.tokens = access.tokens
+        self.signer = access.signer
+        self.assigns = uses_assignees(runs)
 
     # -- who is asking ------------------------------------------------------------
 
     def session_of(self, request: Request) -> Session | None:
-        return self.signer.load(request.cookies.get(SESSION_COOKIE))
+        return self.access.session_of(request)
 
-    def actor_of(self, session: Session | None) -> str | None:
-        if session is None or session.token_digest is None:
-            return None
-        return actor_for_digest(self.tokens, session.token_digest)
+    def actor_of(self, session: Session | None) -> Actor | None:
+        return actor_of_session(self.tokens, session)
 
     def base(self, request: Request) -> dict[str, Any]:
         session = self.session_of(request)
         actor = self.actor_of(session)
         return {
-            "actor": actor,
+            "actor": actor.name if actor else None,
             "csrf": self.signer.csrf_token(session) if session and actor else None,
             "here": request.url.path,
         }
+
+    def sign_in_first(self, request: Request) -> Response | None:
+        """A redirect to sign-in when reads need it and nobody is signed in, else ``None``."""
+        if self.access.public_read or self.access.signed_in(request) is not None:
+            return None
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': here})}", status_code=303)
 
     def with_session(self, request: Request, response: Response, session: Session) -> Response:
         response.set_cookie(
@@ -97,7 +106,7 @@ class _Pages:
             return _refused(request, "The sign-in form expired. Open the sign-in page again.")
         assert session is not None
         token = values.get("token", "").strip()
-        if actor_for_token(self.tokens, token) is None:
+        if not token or self.tokens.actor_for(token) is None:
             context = {
                 **self.base(request),
                 "login_csrf": self.signer.csrf_token(session),
@@ -105,7 +114,7 @@ class _Pages:
                 "problem": "That token is not known here.",
             }
             return render("login.html", context, status=401)
-        fresh = Session.new(digest_of(token))  # a new id at sign-in: no session fixation
+        fresh = Session.new(token_digest(token))  # a new id at sign-in: no session fixation
         redirect = RedirectResponse(_local(values.get("next")), status_code=303)
         return self.with_session(request, redirect, fresh)
 
@@ -118,12 +127,23 @@ class _Pages:
     # -- reading ----------------------------------------------------------------
 
     async def inbox(self, request: Request) -> Response:
+        if (redirect := self.sign_in_first(request)) is not None:
+            return redirect
         chart = request.query_params.get("chart") or None
         cursor = request.query_params.get("cursor") or None
+        viewer = self.access.signed_in(request)
+        # Signed in, the inbox opens on what is assigned to the viewer when the charts
+        # assign pauses at all (else that view would always be empty); ?view= picks.
+        asked = request.query_params.get("view")
+        mine = asked == "mine" or (asked != "all" and self.assigns)
+        view = "mine" if viewer is not None and mine else "all"
+        assigned_to = viewer.principals if view == "mine" and viewer is not None else None
         try:
-            page = await self.runs.pending(chart=chart, limit=50, cursor=cursor)
-        except ValueError:
-            page = await self.runs.pending(chart=chart, limit=50)  # a stale link: start over
+            page = await self.runs.pending(
+                chart=chart, limit=50, cursor=cursor, assigned_to=assigned_to
+            )
+        except ValueError:  # a stale link: start over
+            page = await self.runs.pending(chart=chart, limit=50, assigned_to=assigned_to)
         items = [
             {
                 "item": item,
@@ -138,6 +158,8 @@ class _Pages:
             "next_cursor": page.next_cursor,
             "chart": chart,
             "first_page": cursor is None,
+            "view": view,
+            "can_filter": viewer is not None,
         }
         return render("inbox.html", context)
 
@@ -147,6 +169,8 @@ class _Pages:
         return node.name if node is not None else stage_id
 
     async def run_page(self, request: Request) -> Response:
+        if (redirect := self.sign_in_first(request)) is not None:
+            return redirect
         run_id = request.path_params["run_id"]
         record = await self.runs.get(run_id)
         notice = None
@@ -164,7 +188,17 @@ class _Pages:
             "notice": notice,
             "problem": None,
         }
-        return render("run.html", context)
+        return render("run.html", self.with_rights(request, context))
+
+    def with_rights(self, request: Request, context: dict[str, Any]) -> dict[str, Any]:
+        """Add which of the page's pauses the signed-in person may answer."""
+        viewer = self.access.signed_in(request)
+        rights = {
+            pv.pause.pause_id: viewer is not None
+            and may_answer(pv.pause.assignees, viewer.name, viewer.groups)
+            for pv in context.get("pauses", ())
+        }
+        return {**context, "may_answer": rights}
 
     # -- answering ----------------------------------------------------------------
 
@@ -199,7 +233,8 @@ class _Pages:
             await self.runs.resume(
                 run_id,
                 answer,
-                actor=actor,
+                actor=actor.name,
+                groups=actor.groups,
                 pause_id=pause_id or None,
                 idempotency_key=f"form:{pause_id}:{nonce}" if nonce else None,
             )
@@ -212,6 +247,9 @@ class _Pages:
             record = await self.runs.get(run_id)
             closing = describe_closing(closing_event(record, pause_id or None))
             return await self._run_page(request, run_view(self.runs, record), 409, closing)
+        except PermissionDeniedError as exc:
+            record = await self.runs.get(run_id)
+            return await self._run_page(request, run_view(self.runs, record), 403, str(exc))
         except (ResumeTargetError, ChartMismatchError) as exc:
             record = await self.runs.get(run_id)
             return await self._run_page(request, run_view(self.runs, record), 409, str(exc))
@@ -223,12 +261,12 @@ class _Pages:
     ) -> Response:
         extras = await run_extras(self.runs, view["record"])
         context = {**self.base(request), **view, **extras, "notice": None, "problem": problem}
-        return render("run.html", context, status=status)
+        return render("run.html", self.with_rights(request, context), status=status)
 
 
-def pages_router(runs: Runs, tokens: Mapping[str, str], signer: SessionSigner) -> APIRouter:
+def pages_router(runs: Runs, access: Access) -> APIRouter:
     """Return the review pages' routes (left out of the OpenAPI document)."""
-    pages = _Pages(runs, tokens, signer)
+    pages = _Pages(runs, access)
     router = APIRouter(include_in_schema=False)
     router.add_api_route("/", pages.inbox, methods=["GET"])
     router.add_api_route("/login", pages.login_form, methods=["GET"])

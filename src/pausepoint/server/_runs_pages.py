@@ -158,6 +158,8 @@ class _RunsPages:
         self.runs = host.runs
 
     async def list_runs(self, request: Request) -> Response:
+        if (redirect := self.host.sign_in_first(request)) is not None:
+            return redirect
         query = request.query_params
         chart = query.get("chart") or None
         stage = query.get("stage") or None
@@ -305,7 +307,7 @@ class _RunsPages:
             "notice": None,
             "problem": problem,
         }
-        return render("run.html", context, status=status)
+        return render("run.html", self.host.with_rights(request, context), status=status)
 
 
 def _to_run(run_id: str, did: str) -> Response:
