@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._json import NotJSONError, json_copy
+from ._redact import REDACTED
 from .chart import (
     FlowChart,
     FunctionStage,
@@ -57,7 +58,6 @@ Frame = dict[str, Any]
 
 _perf = time.perf_counter_ns  # stage timings: integer ns, kept to the µs in the tree
 _MISSING: Any = object()
-_REDACTED = "***"
 
 
 class _Env:
@@ -542,7 +542,7 @@ def _redacted_evidence(evidence: Evidence, redact: frozenset[str]) -> Evidence:
         checks = [*copy.get("checked", []), *(c for m in copy["matched"] for c in m["checks"])]
         for check in checks:
             if check["key"] in redact and "value" in check:
-                check["value"] = _REDACTED
+                check["value"] = REDACTED
     return copy
 
 
@@ -577,11 +577,3 @@ def _input_keys(answer: Any) -> list[str]:
     return []
 
 
-def _redacted(value: Any, redact: frozenset[str]) -> Any:
-    if not redact:
-        return value
-    if isinstance(value, dict):
-        return {k: _REDACTED if k in redact else _redacted(v, redact) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item, redact) for item in value]
-    return value

@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from ._json import NotJSONError, json_copy
-from ._stages import _MISSING, ExecutorStatus, Frame, ProgressCallback, _redacted
+from ._redact import redacted
+from ._stages import _MISSING, ExecutorStatus, Frame, ProgressCallback
 from ._sync import run_until_complete
 from ._traversal import Traversal
 from .chart import (
@@ -527,13 +528,13 @@ def _snapshot(
         "run_id": run_id,
         "chart_name": chart_name,
         "status": status,
-        "input": _redacted(input, redact),
-        "shared_state": _redacted(state, redact),
+        "input": redacted(input, redact),
+        "shared_state": redacted(state, redact),
         "pauses": [
             {
                 "pause_id": pause["pause_id"],
                 "stage_id": pause["stage_id"],
-                "data": _redacted(pause["data"], redact),
+                "data": redacted(pause["data"], redact),
                 "paused_at": pause["paused_at"],
             }
             for pause in pauses

@@ -50,6 +50,7 @@ from ._json import json_copy
 from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, parse_retention
 from ._meta import RecordedAnswer, RunMeta
 from ._observe import Observers, RunObserver
+from ._redact import redacted
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -281,9 +282,25 @@ class Runs(Lifecycle):
                 older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
             )
             created_before = time.time() - seconds
-        return await self.store.list_pending(
+        page = await self.store.list_pending(
             chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
         )
+        return self._shown(page)
+
+    def _shown(self, page: PendingPage) -> PendingPage:
+        """``page`` with each pause's data redacted by its chart's ``redact`` keys.
+
+        Pauses are written redacted; this covers those written before, for the
+        charts this ``Runs`` knows.
+        """
+        items = []
+        for item in page.items:
+            flow = self.charts.get(item.chart)
+            if flow is not None and flow.redact:
+                shown = redacted(item.pause.data, flow.redact)
+                item = dataclasses.replace(item, pause=dataclasses.replace(item.pause, data=shown))
+            items.append(item)
+        return dataclasses.replace(page, items=tuple(items))
 
     def input_schema(self, chart: str, stage_id: str) -> dict[str, Any] | None:
         """Return the JSON Schema a pausable stage's resume input must fit, if declared."""
