@@ -68,6 +68,7 @@ EXPECTED = {
     "StalePauseError",
     "RunIsRunningError",
     "PurgeRefusedError",
+    "EncryptionKeyError",
     "NoWaiterError",
     "SignalBufferFullError",
     "StoreError",

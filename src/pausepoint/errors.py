@@ -33,6 +33,7 @@ says what went wrong, where, and what to do next::
     │   ├── RunIsRunningError         the run is running: it cannot be deleted now
     │   └── StalePauseError           the answer is for a pause that is no longer current
     ├── PurgeRefusedError             a purge without a filter, or of running runs
+    ├── EncryptionKeyError            encrypted at rest with a key this Runs lacks, or a bad key
     ├── NoWaiterError                 no pause waits under the business key
     │   └── SignalBufferFullError     and the key's signal buffer is full
     └── StoreError                    the store failed
@@ -56,6 +57,7 @@ __all__ = [
     "CheckpointSignatureError",
     "CheckpointVersionError",
     "ClaimLostError",
+    "EncryptionKeyError",
     "ExecutorUsageError",
     "LoopLimitError",
     "NoWaiterError",
@@ -396,6 +398,20 @@ class RunIsRunningError(RunError):
 
 class PurgeRefusedError(PausepointError, ValueError):
     """A purge was refused before anything was erased: no filter, or running runs named."""
+
+
+class EncryptionKeyError(PausepointError):
+    """Values stored encrypted cannot be read with this ``Runs``' keys, or a key is malformed.
+
+    Raised before anything is written: the run stays as it was.
+
+    Attributes:
+        run_id: The run whose stored values could not be decrypted, if one is to blame.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class NoWaiterError(PausepointError):

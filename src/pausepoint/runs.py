@@ -51,6 +51,7 @@ from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, 
 from ._meta import RecordedAnswer, RunMeta
 from ._observe import Observers, RunObserver
 from ._redact import redacted
+from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -165,7 +166,15 @@ class Runs(Lifecycle):
     Args:
         store: Where runs live (see :func:`pausepoint.open_store`).
         charts: The charts, by the name runs refer to them with.
-        signing_key: Sign checkpoints kept in the store; refuse tampered ones.
+        signing_key: Sign checkpoints kept in the store; refuse tampered ones
+            (``CheckpointSignatureError``, audited as ``resume_refused``).
+        encryption_key: Encrypt at rest what the store keeps of the values of
+            every chart's ``redact`` keys (checkpoint, journal, the run's input
+            and answers): a Fernet key, or several newest first for rotation
+            (the first encrypts, all decrypt). Needs ``pausepoint[crypto]``. A
+            run written with a key and read without it (or with another)
+            raises ``EncryptionKeyError`` and is left unchanged. See
+            :mod:`pausepoint._seal`.
         lease_seconds: How long a claimed run stays claimed after its process
             stops renewing it (it renews every third of this while it lives).
         compatibility: Opt-in rule letting a run paused under an older version
@@ -192,6 +201,7 @@ class Runs(Lifecycle):
         charts: Mapping[str, FlowChart],
         *,
         signing_key: str | bytes | None = None,
+        encryption_key: EncryptionKey | None = None,
         lease_seconds: float = 30.0,
         compatibility: CompatibilityRule | None = None,
         durability: Durability = "stage",
@@ -202,8 +212,10 @@ class Runs(Lifecycle):
             raise ValueError("lease_seconds must be positive")
         if durability not in ("stage", "pause"):
             raise ValueError(f"durability must be 'stage' or 'pause', not {durability!r}")
-        self.store = store
         self.charts = dict(charts)
+        keys = frozenset().union(*(flow.redact for flow in self.charts.values()))
+        store = SealedStore(unwrapped(store), sealer(encryption_key), keys)
+        self.store: Store = store
         self.lease_seconds = lease_seconds
         self.durability: Durability = durability
         self._signing_key = signing_key
