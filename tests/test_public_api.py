@@ -10,6 +10,8 @@ import pytest
 import pausepoint
 
 EXPECTED = {
+    # people (who answers)
+    "Actor",
     # building and running
     "flow_chart",
     "FlowChartBuilder",
@@ -36,6 +38,7 @@ EXPECTED = {
     "open_store",
     # errors
     "PausepointError",
+    "PermissionDeniedError",
     "ChartError",
     "StageError",
     "StageTimeoutError",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         LoopLimitError,
         NoWaiterError,
         PausepointError,
+        PermissionDeniedError,
         PurgeRefusedError,
         ResumeInputError,
         ResumeTargetError,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         VersionConflictError,
     )
     from .executor import FlowChartExecutor, Snapshot
+    from .people import Actor
     from .rules import When, decide, select
     from .runs import Durability, RunList, RunRecord, Runs, RunSummary, Step, SweepReport
     from .scope import Scope
@@ -93,6 +95,8 @@ _EXPORTS: dict[str, str] = {
     "RunSummary": "runs",
     "SweepReport": "runs",
     "open_store": "stores",
+    # people
+    "Actor": "people",
     # errors
     **{
         name: "errors"
@@ -128,6 +132,7 @@ _EXPORTS: dict[str, str] = {
             "RunStateError",
             "StepNotFoundError",
             "StalePauseError",
+            "PermissionDeniedError",
             "RunIsRunningError",
             "PurgeRefusedError",
             "EncryptionKeyError",
@@ -141,6 +146,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Actor",
     "ChartChangedError",
     "ChartError",
     "ChartMismatchError",
@@ -163,6 +169,7 @@ __all__ = [
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
+    "PermissionDeniedError",
     "PurgeRefusedError",
     "ResumeInputError",
     "ResumeTargetError",

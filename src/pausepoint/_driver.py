@@ -366,8 +366,12 @@ class RunDriver:
                 entries,
             )
             return lambda _: done
-        known = {pause.pause_id for pause in record.pauses}
-        pauses = tuple(self.pause_entry(flow, pause) for pause in checkpoint["pauses"])
+        # a pause still pending keeps its entry: it may have been re-assigned meanwhile
+        known = {pause.pause_id: pause for pause in record.pauses}
+        pauses = tuple(
+            known.get(pause["pause_id"]) or self.pause_entry(flow, pause)
+            for pause in checkpoint["pauses"]
+        )
         paused = (
             {
                 "status": "paused",
@@ -378,17 +382,27 @@ class RunDriver:
                 "stage": pauses[0].stage_id if pauses else None,
             },
             [
-                event(
-                    "paused",
-                    None,
-                    {"stage_id": p.stage_id, "pause_id": p.pause_id, "data": p.data},
-                )
-                for p in pauses
+                event("paused", None, self._paused_data(flow, p, raw))
+                for p, raw in zip(pauses, checkpoint["pauses"], strict=True)
                 if p.pause_id not in known
             ],
             entries,
         )
         return lambda request: paused if request is None else cancelled(request)
+
+    @staticmethod
+    def _paused_data(flow: FlowChart, pause: PauseEntry, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """A ``paused`` audit event's data: the pause, who may answer, why no one was named."""
+        data = {
+            "stage_id": pause.stage_id,
+            "pause_id": pause.pause_id,
+            "data": pause.data,  # redacted by pause_entry
+        }
+        if pause.assignees:
+            data["assignees"] = list(pause.assignees)
+        if "assign_error" in raw:
+            data["assign_error"] = raw["assign_error"]
+        return data
 
     @staticmethod
     def pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
@@ -406,6 +420,7 @@ class RunDriver:
             created_at=pause["paused_at"],
             deadline=None if timeout is None else pause["paused_at"] + timeout,
             key=pause.get("key"),
+            assignees=tuple(pause.get("assignees", ())),
         )
 
     # -- reporting ------------------------------------------------------------------

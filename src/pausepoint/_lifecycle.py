@@ -24,17 +24,20 @@ and recovering.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from ._claim import event
 from ._json import json_copy
 from .errors import (
     NoWaiterError,
     PausepointError,
+    PermissionDeniedError,
     PurgeRefusedError,
     ResumeTargetError,
     RunAlreadyClaimedError,
@@ -44,7 +47,7 @@ from .errors import (
     StalePauseError,
     VersionConflictError,
 )
-from .stores.base import BufferedSignal, PauseEntry, RunStatus, Store, StoredRun
+from .stores.base import BufferedSignal, PauseEntry, RunStatus, Store, StoredRun, Update
 
 if TYPE_CHECKING:
     from ._driver import RunRecord
@@ -198,6 +201,7 @@ class Lifecycle:
             input: Any,
             *,
             actor: str | None = None,
+            groups: Collection[str] | None = None,
             pause_id: str | None = None,
             stage_id: str | None = None,
             idempotency_key: str | None = None,
@@ -324,6 +328,75 @@ class Lifecycle:
             expected=0,
         )
 
+    # -- assignment -------------------------------------------------------------
+
+    async def reassign(
+        self,
+        run_id: str,
+        pause_id: str,
+        assignees: Sequence[str],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        kind: Literal["reassigned", "escalated"] = "reassigned",
+    ) -> PauseEntry:
+        """Change who may answer a pending pause (escalation does this too).
+
+        The record's pause and the inbox's "assigned to me" entries change in
+        one store transaction, with a ``reassigned`` audit event
+        (``{"pause_id", "from", "to", "reason"}``).
+
+        Args:
+            run_id: The paused run.
+            pause_id: The pause to re-assign.
+            assignees: The people or groups who may answer it from now on;
+                empty: anyone signed in.
+            actor: Who re-assigns (recorded in the audit).
+            reason: Why (recorded in the audit).
+            kind: The audit event's kind (``escalated`` when a sweep escalates).
+
+        Returns:
+            The pause as it now stands.
+
+        Raises:
+            RunNotFoundError: No run has that id.
+            RunNotPausedError: The run is not paused.
+            StalePauseError: ``pause_id`` is not pending.
+        """
+        if isinstance(assignees, str) or not all(isinstance(a, str) and a for a in assignees):
+            raise ValueError(f"assignees must be a list of names; got {assignees!r}")
+        names = tuple(sorted(set(assignees)))
+        changed: list[PauseEntry] = []
+
+        def change(current: StoredRun) -> Update:
+            if current.status != "paused":
+                raise RunNotPausedError(
+                    f"run {run_id!r} is {current.status}: there is no pause to re-assign",
+                    run_id=run_id,
+                    status=current.status,
+                )
+            found = next((p for p in current.pauses if p.pause_id == pause_id), None)
+            if found is None:
+                raise StalePauseError(
+                    f"pause {pause_id!r} of run {run_id!r} is no longer pending",
+                    run_id=run_id,
+                )
+            moved = dataclasses.replace(found, assignees=names)
+            changed.append(moved)
+            data: dict[str, Any] = {"pause_id": pause_id, "stage_id": found.stage_id}
+            data.update({"from": list(found.assignees), "to": list(names), "reason": reason})
+            return Update(
+                run=dataclasses.replace(
+                    current,
+                    pauses=tuple(moved if p is found else p for p in current.pauses),
+                    updated_at=time.time(),
+                ),
+                events=[event(kind, actor, data)],
+            )
+
+        await self.store.update(run_id, change)
+        return changed[-1]
+
     # -- sweeping --------------------------------------------------------------
 
     async def sweep(self, *, now: float | None = None) -> SweepReport:
@@ -367,6 +440,7 @@ class Lifecycle:
         input: Any,
         *,
         actor: str | None = None,
+        groups: Collection[str] | None = None,
         idempotency_key: str | None = None,
     ) -> RunRecord:
         """Answer the one pause waiting under a business ``key``, exactly once.
@@ -397,6 +471,7 @@ class Lifecycle:
             one.run_id,
             input,
             actor=actor,
+            groups=groups,
             pause_id=one.pause.pause_id,
             idempotency_key=idempotency_key,
         )
@@ -407,6 +482,7 @@ class Lifecycle:
         input: Any,
         *,
         actor: str | None = None,
+        groups: Collection[str] | None = None,
         buffer: timedelta | float | None = None,
         buffer_limit: int = 100,
     ) -> list[RunRecord]:
@@ -416,6 +492,10 @@ class Lifecycle:
             key: The business key (a stage's ``key=``).
             input: The answer, checked against each stage's ``input_schema``.
             actor: Who answers (recorded in the audit).
+            groups: The groups ``actor`` belongs to; a pause assigned to others
+                is skipped, with ``resume_refused`` in its audit (see
+                :meth:`~pausepoint.Runs.resume`). A kept answer is checked, when
+                it is delivered, against ``actor`` alone.
             buffer: When no pause waits yet, keep the answer this long (a
                 ``timedelta`` or seconds): the first run to pause under ``key``
                 meanwhile is resumed with it. Without it, such an answer is refused.
@@ -430,7 +510,7 @@ class Lifecycle:
             ResumeInputError: The answer fails a waiting stage's schema.
         """
         answer = json_copy(input, "signal input")
-        answered = await self._answer_waiters(key, answer, actor)
+        answered = await self._answer_waiters(key, answer, actor, groups)
         if answered is not None:
             return answered
         if buffer is None:
@@ -462,7 +542,7 @@ class Lifecycle:
         return []
 
     async def _answer_waiters(
-        self, key: str, answer: Any, actor: str | None
+        self, key: str, answer: Any, actor: str | None, groups: Collection[str] | None = None
     ) -> list[RunRecord] | None:
         """Resume every pause waiting under ``key``; ``None`` if none waits."""
         waiting = await self.store.list_keyed(key, limit=_MAX_WAITERS)
@@ -473,11 +553,17 @@ class Lifecycle:
             try:
                 records.append(
                     await self.resume(
-                        each.run_id, answer, actor=actor, pause_id=each.pause.pause_id
+                        each.run_id,
+                        answer,
+                        actor=actor,
+                        groups=groups,
+                        pause_id=each.pause.pause_id,
                     )
                 )
             except (RunAlreadyClaimedError, StalePauseError, RunNotPausedError):
                 continue  # answered or ended meanwhile: not waiting any more
+            except PermissionDeniedError:
+                continue  # assigned to others: refused, and the refusal is in its audit
         return records
 
     async def _deliver_buffered(self, record: RunRecord) -> RunRecord:

@@ -9,7 +9,8 @@ deadlines, mappers, contracts) and turned into the immutable nodes of
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,62 @@ from .chart import (
 from .errors import ChartError
 
 Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+Seconds = float | timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class People:
+    """Who answers a pausable stage, and who is told, as the builder was given it."""
+
+    assignees: Sequence[str] | Callable[[Any], Any] | None = None
+    notify: Sequence[str] | None = None
+    remind_every: Seconds | None = None
+    escalate_after: Seconds | None = None
+    escalate_to: Sequence[str] | None = None
+
+    def checked_assignees(self, id: str) -> tuple[str, ...] | Callable[[Any], Any]:
+        if self.assignees is None:
+            return ()
+        if callable(self.assignees):
+            return self.assignees
+        return _names(id, "assignees", self.assignees)
+
+    def checked_escalation(self, id: str) -> float | None:
+        after = _positive(id, "escalate_after", self.escalate_after)
+        if (after is None) != (not self.escalate_to):
+            raise ChartError(
+                f"pausable stage {id!r}: escalate_after and escalate_to go together "
+                "(escalate_after=timedelta(hours=4), escalate_to=['directors'])",
+                stage_id=id,
+            )
+        return after
+
+
+def _names(id: str, what: str, names: Sequence[str] | None) -> tuple[str, ...]:
+    """Check a list of names (people, groups or URLs): a list of non-empty strings."""
+    if names is None:
+        return ()
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise ChartError(
+            f"pausable stage {id!r}: {what} must be a list of non-empty strings, "
+            f"e.g. {what}=[{names!r}]; got {names!r}"
+            if isinstance(names, str)
+            else f"pausable stage {id!r}: {what} must be a list of non-empty strings; got {names!r}",
+            stage_id=id,
+        )
+    return tuple(names)
+
+
+def _positive(id: str, what: str, value: Seconds | None) -> float | None:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if seconds is not None and not seconds > 0:
+        raise ChartError(
+            f"pausable stage {id!r}: {what} must be a positive duration; got {value!r}",
+            stage_id=id,
+        )
+    return seconds
 
 
 class Guard:
@@ -146,8 +203,10 @@ def pausable_stage(
     retry_resume: bool = False,
     time_limit: float | timedelta | None = None,
     key: Callable[[Any], str] | None = None,
+    people: People | None = None,
 ) -> PausableStage:
     check_id(id)
+    people = people or People()
     if key is not None and not callable(key):
         raise ChartError(
             f"pausable stage {id!r}: key must be a function of the scope returning a str, "
@@ -186,6 +245,11 @@ def pausable_stage(
         retry_resume=retry_resume,
         time_limit=guard.time_limit,
         key=key,
+        assignees=people.checked_assignees(id),
+        notify=_names(id, "notify", people.notify),
+        remind_every=_positive(id, "remind_every", people.remind_every),
+        escalate_after=people.checked_escalation(id),
+        escalate_to=_names(id, "escalate_to", people.escalate_to),
     )
 
 

@@ -377,6 +377,8 @@ class StageRunner:
         }
         if key is not None:
             pause["key"] = key
+        if node.assignees:
+            assign_pause(pause, node, scope)
         self._pauses.append(pause)
         paused: Frame = {"t": position, "stage_id": path, "pause_id": pause_id}
         if self._control.requested:
@@ -521,6 +523,32 @@ async def _call_limited(
         if not is_async:  # the whole run was cancelled around a thread that goes on
             detach(scope)
         raise
+
+
+def assign_pause(pause: PendingPause, node: PausableStage, scope: Scope) -> None:
+    """Name who may answer ``pause``: ``node.assignees``, called with the scope if a function.
+
+    A function that raises or returns no list of names leaves the pause
+    unassigned, with the reason in ``assign_error``: a pause nobody may answer
+    would be worse than one anybody signed in may.
+    """
+    assignees = node.assignees
+    if callable(assignees):
+        try:
+            assignees = assignees(scope)
+        except Exception as exc:
+            pause["assign_error"] = f"assignees= raised {type(exc).__name__}: {exc}"
+            return
+        if isinstance(assignees, str) or not (
+            isinstance(assignees, (list, tuple, set, frozenset))
+            and all(isinstance(a, str) and a for a in assignees)
+        ):
+            pause["assign_error"] = (
+                f"assignees= must return a list of names of people or groups, got {assignees!r}"
+            )
+            return
+    if assignees:
+        pause["assignees"] = sorted(set(assignees))
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ policies or time limits, charts mounted more than ``MAX_NESTING`` levels deep.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,6 +23,7 @@ from ._nodes import (
     FieldKey,
     Guard,
     Mapper,
+    People,
     check_callable,
     check_id,
     contract_of,
@@ -83,6 +84,11 @@ def flow_chart(
     retry_resume: bool = False,
     time_limit: float | timedelta | None = None,
     key: Callable[[Scope], str] | None = None,
+    assignees: Sequence[str] | Callable[[Scope], Sequence[str]] | None = None,
+    notify: Sequence[str] | None = None,
+    remind_every: float | timedelta | None = None,
+    escalate_after: float | timedelta | None = None,
+    escalate_to: Sequence[str] | None = None,
 ) -> FlowChartBuilder:
     """Start a chart with its first stage.
 
@@ -99,6 +105,11 @@ def flow_chart(
         retry_resume: For a pausable first stage: retry its ``resume`` too.
         time_limit: How long the stage may run, in seconds (see ``add_function``).
         key: For a pausable first stage: its business key (see ``add_pausable_function``).
+        assignees: For a pausable first stage: who may answer (see ``add_pausable_function``).
+        notify: For a pausable first stage: who is told when it pauses.
+        remind_every: For a pausable first stage: how often they are told again.
+        escalate_after: For a pausable first stage: when an unanswered pause escalates.
+        escalate_to: For a pausable first stage: who it escalates to.
 
     Returns:
         A builder; chain ``add_*`` calls and finish with ``build()``.
@@ -121,6 +132,11 @@ def flow_chart(
             retry_resume=retry_resume,
             time_limit=time_limit,
             key=key,
+            assignees=assignees,
+            notify=notify,
+            remind_every=remind_every,
+            escalate_after=escalate_after,
+            escalate_to=escalate_to,
         )
     if key is not None:
         raise ChartError(f"stage {id!r}: key= is for pausable stages only", stage_id=id)
@@ -179,6 +195,11 @@ class FlowChartBuilder:
         retry_resume: bool = False,
         time_limit: float | timedelta | None = None,
         key: Callable[[Scope], str] | None = None,
+        assignees: Sequence[str] | Callable[[Scope], Sequence[str]] | None = None,
+        notify: Sequence[str] | None = None,
+        remind_every: float | timedelta | None = None,
+        escalate_after: float | timedelta | None = None,
+        escalate_to: Sequence[str] | None = None,
     ) -> FlowChartBuilder:
         """Append a pausable stage.
 
@@ -205,6 +226,19 @@ class FlowChartBuilder:
                 ``key=lambda scope: f"order:{scope.order_id}"``. Outside systems
                 then answer with ``Runs.resume_by_key`` or ``Runs.signal``,
                 knowing the key instead of the run id.
+            assignees: Who may answer: names of people or groups
+                (``["managers"]``), or a function of the scope returning them,
+                computed when the stage pauses. Only they, or the ``admin``
+                group, may answer; without assignees anyone signed in may.
+                A function that raises leaves the pause unassigned (the audit
+                says why) rather than failing the run.
+            notify: Apprise URLs (``mailto://...``, ``slack://...``) or JSON
+                webhooks (``json://`` / ``jsons://``) told when the stage
+                pauses, beside ``Runs(notify=...)``; delivered by sweeps.
+            remind_every: Tell them again this often while the pause waits.
+            escalate_after: After this long unanswered, the pause is
+                re-assigned to ``escalate_to`` (people or groups), who are told.
+            escalate_to: Who an overdue pause goes to (with ``escalate_after``).
         """
         self._append(
             pausable_stage(
@@ -219,6 +253,7 @@ class FlowChartBuilder:
                 retry_resume=retry_resume,
                 time_limit=time_limit,
                 key=key,
+                people=People(assignees, notify, remind_every, escalate_after, escalate_to),
             )
         )
         return self

@@ -232,6 +232,9 @@ class PausableStage:
     may *run*. ``retry`` applies to ``execute``, and to ``resume`` as well when
     ``retry_resume`` is set. ``key``, given the stage's scope when it pauses,
     returns the business key the pause waits under (``Runs.resume_by_key``).
+    ``assignees`` (names of people or groups, or a function of the scope
+    returning them) says who may answer; ``notify``, ``remind_every``,
+    ``escalate_after`` and ``escalate_to`` are applied by ``Runs`` (its sweep).
     """
 
     id: str
@@ -248,6 +251,11 @@ class PausableStage:
     retry_resume: bool = False
     time_limit: float | None = None
     key: Callable[[Any], str] | None = None
+    assignees: tuple[str, ...] | Callable[[Any], Any] = ()
+    notify: tuple[str, ...] = ()
+    remind_every: float | None = None
+    escalate_after: float | None = None
+    escalate_to: tuple[str, ...] = ()
     kind: Literal["pausable"] = "pausable"
 
     def input_json_schema(self) -> dict[str, Any] | None:

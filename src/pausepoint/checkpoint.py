@@ -58,6 +58,8 @@ class PendingPause(TypedDict):
         data: What the stage's ``execute`` returned.
         paused_at: When it paused (UNIX seconds).
         key: The business key it waits under, when its stage declares ``key=``.
+        assignees: Who may answer (people or groups), when its stage names them.
+        assign_error: Why the stage's ``assignees`` function gave no one, when it failed.
     """
 
     pause_id: str
@@ -65,6 +67,8 @@ class PendingPause(TypedDict):
     data: Any
     paused_at: float
     key: NotRequired[str]
+    assignees: NotRequired[list[str]]
+    assign_error: NotRequired[str]
 
 
 class Checkpoint(TypedDict):
@@ -289,6 +293,20 @@ def _check_pauses(pauses: list[Any]) -> dict[str, str]:
         if "data" not in pause:
             raise CheckpointFormatError(
                 f"checkpoint field '{where}.data' is missing", field=f"{where}.data"
+            )
+        for name in ("key", "assign_error"):
+            if name in pause and not isinstance(pause[name], str):
+                raise CheckpointFormatError(
+                    f"checkpoint field '{where}.{name}' must be a str, found "
+                    f"{_describe(pause[name])}",
+                    field=f"{where}.{name}",
+                )
+        assignees = pause.get("assignees", [])
+        if not isinstance(assignees, list) or not all(isinstance(a, str) for a in assignees):
+            raise CheckpointFormatError(
+                f"checkpoint field '{where}.assignees' must be a list of names, found "
+                f"{_describe(assignees)}",
+                field=f"{where}.assignees",
             )
         if pause["stage_id"] in found:
             raise CheckpointFormatError(

@@ -26,11 +26,16 @@ says what went wrong, where, and what to do next::
     ├── ResumeInputError              a resume input failed the stage's input schema
     ├── ExecutorUsageError            an executor used the wrong way (e.g. run_sync in a loop)
     ├── RunError                      a durable run cannot do what was asked
+    │   ├── ChartNotFoundError        no chart is registered under that name
     │   ├── RunNotFoundError          no run with that id
     │   ├── RunExistsError            a run with that id already exists
     │   ├── RunAlreadyClaimedError    another resume holds the run
+    │   │   └── ClaimLostError        this process's claim lapsed and was taken over
     │   ├── RunNotPausedError         the run is not waiting for anyone
     │   ├── RunIsRunningError         the run is running: it cannot be deleted now
+    │   ├── RunStateError             the run's status does not allow it (fork, retry)
+    │   ├── StepNotFoundError         the run's history has no such step
+    │   ├── PermissionDeniedError     the pause is assigned to others
     │   └── StalePauseError           the answer is for a pause that is no longer current
     ├── PurgeRefusedError             a purge without a filter, or of running runs
     ├── EncryptionKeyError            encrypted at rest with a key this Runs lacks, or a bad key
@@ -62,6 +67,7 @@ __all__ = [
     "LoopLimitError",
     "NoWaiterError",
     "PausepointError",
+    "PermissionDeniedError",
     "PurgeRefusedError",
     "ResumeInputError",
     "ResumeTargetError",
@@ -390,6 +396,32 @@ class StepNotFoundError(RunError):
 
 class StalePauseError(RunError):
     """The answer names a pause that is no longer current (answered already, or replaced)."""
+
+
+class PermissionDeniedError(RunError):
+    """The pause is assigned to other people or groups than the one answering.
+
+    The run is unchanged, and its audit records a ``resume_refused`` event.
+
+    Attributes:
+        stage_id: The paused stage.
+        actor: Who tried to answer.
+        assignees: Who may answer it (besides the ``admin`` group).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        stage_id: str,
+        actor: str | None,
+        assignees: Sequence[str],
+    ) -> None:
+        super().__init__(message, run_id=run_id)
+        self.stage_id = stage_id
+        self.actor = actor
+        self.assignees = tuple(assignees)
 
 
 class RunIsRunningError(RunError):

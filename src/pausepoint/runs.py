@@ -38,7 +38,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -72,6 +72,7 @@ from .errors import (
     VersionConflictError,
 )
 from .executor import validate_resume_input, validate_run_input
+from .people import Actor, check_assignment
 from .stores.base import (
     AuditEvent,
     JournalEntry,
@@ -278,6 +279,7 @@ class Runs(Lifecycle):
         older_than: float | timedelta | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        assigned_to: Actor | Collection[str] | None = None,
     ) -> PendingPage:
         """Return a page of the inbox: pauses waiting for a person, newest first.
 
@@ -287,7 +289,13 @@ class Runs(Lifecycle):
             older_than: Only pauses waiting at least this long (seconds or timedelta).
             limit: Page size.
             cursor: ``next_cursor`` of the previous page.
+            assigned_to: Only pauses assigned to this person (by name or one
+                of their groups), or to one of these names: "assigned to me".
         """
+        if isinstance(assigned_to, Actor):
+            assigned_to = assigned_to.principals
+        elif isinstance(assigned_to, str):
+            raise TypeError(f"assigned_to takes an Actor or a list of names, not {assigned_to!r}")
         created_before = None
         if older_than is not None:
             seconds = (
@@ -295,7 +303,12 @@ class Runs(Lifecycle):
             )
             created_before = time.time() - seconds
         page = await self.store.list_pending(
-            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
+            chart=chart,
+            stage=stage,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+            assignees=assigned_to,
         )
         return self._shown(page)
 
@@ -379,6 +392,7 @@ class Runs(Lifecycle):
         input: Any,
         *,
         actor: str | None = None,
+        groups: Collection[str] | None = None,
         pause_id: str | None = None,
         stage_id: str | None = None,
         idempotency_key: str | None = None,
@@ -392,6 +406,10 @@ class Runs(Lifecycle):
             run_id: The run.
             input: The answer; validated against the stage's ``input_schema``.
             actor: Who answers (recorded in the audit).
+            groups: The groups ``actor`` belongs to. When the pause has
+                ``assignees`` and an actor or groups are given, one of them
+                must be assigned (or the groups include ``admin``); a call
+                naming neither is trusted code and is not checked.
             pause_id: The pause answered; refused as stale if no longer pending.
             stage_id: Alternatively, the paused stage answered.
             idempotency_key: Retrying with the same key returns the first outcome.
@@ -404,11 +422,13 @@ class Runs(Lifecycle):
             ResumeTargetError: Several pauses are pending and none was named.
             ResumeInputError: The input fails the stage's schema; the run stays paused.
             ChartChangedError: The chart changed since the run paused.
+            PermissionDeniedError: The pause is assigned to others; the run stays paused.
         """
         return await self._resume(
             run_id,
             input,
             actor=actor,
+            groups=groups,
             pause_id=pause_id,
             stage_id=stage_id,
             idempotency_key=idempotency_key,
@@ -420,6 +440,7 @@ class Runs(Lifecycle):
         input: Any,
         *,
         actor: str | None,
+        groups: Collection[str] | None = None,
         pause_id: str | None = None,
         stage_id: str | None = None,
         idempotency_key: str | None = None,
@@ -437,7 +458,9 @@ class Runs(Lifecycle):
             meta = RunMeta.of(current.meta)
             if idempotency_key is not None and idempotency_key in meta.idempotency:
                 raise _Answered(current)
-            flow, pause, prepared, copies, value = self._vet(current, input, pause_id, stage_id)
+            flow, pause, prepared, copies, value = self._vet(
+                current, input, pause_id, stage_id, actor, groups
+            )
             checked.update(flow=flow, pause=pause, prepared=prepared, copies=copies, value=value)
             meta = meta.replace(
                 answer=RecordedAnswer(
@@ -522,6 +545,7 @@ class Runs(Lifecycle):
         input: Any,
         *,
         actor: str | None = None,
+        groups: Collection[str] | None = None,
         pause_id: str | None = None,
         stage_id: str | None = None,
         idempotency_key: str | None = None,
@@ -541,18 +565,25 @@ class Runs(Lifecycle):
             ResumeTargetError: Several pauses are pending and none was named.
             ResumeInputError: The input fails the stage's schema.
             ChartChangedError: The chart changed since the run paused.
+            PermissionDeniedError: The pause is assigned to others.
         """
         record = await self.store.get(run_id)
         if idempotency_key is not None and idempotency_key in RunMeta.of(record.meta).idempotency:
             return  # a retry of an answer already given: resume reports its outcome
         try:
-            self._vet(record, input, pause_id, stage_id)
+            self._vet(record, input, pause_id, stage_id, actor, groups)
         except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
             await self._refuse(run_id, actor, exc)
             raise
 
     def _vet(
-        self, record: StoredRun, input: Any, pause_id: str | None, stage_id: str | None
+        self,
+        record: StoredRun,
+        input: Any,
+        pause_id: str | None,
+        stage_id: str | None,
+        actor: str | None,
+        groups: Collection[str] | None,
     ) -> tuple[FlowChart, PauseEntry, dict[str, Any], dict[str, Any], Any]:
         """The checks before a claim.
 
@@ -562,6 +593,8 @@ class Runs(Lifecycle):
         """
         flow = self._chart(record.chart)
         pause = self._pause_to_answer(record, pause_id, stage_id)
+        if actor is not None or groups is not None:
+            check_assignment(record.run_id, pause, actor, groups or ())
         self._check_fingerprint(record, flow)
         prepared, copies = self._prepare(record, flow)
         node = flow.find_stage(pause.stage_id)

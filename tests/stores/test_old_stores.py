@@ -16,6 +16,7 @@ import pytest
 
 from pausepoint import Runs, open_store
 from pausepoint.demo import chart
+from pausepoint.stores import postgres, sqlite
 
 from .support import POSTGRES_URL, require_server, schema_version, with_query
 
@@ -73,11 +74,11 @@ async def resume_old_runs(url: str) -> None:
 async def test_a_release_0_1_sqlite_file_migrates_and_resumes(sqlite_url: str) -> None:
     assert schema_version("sqlite", sqlite_url) == 1
     await resume_old_runs(sqlite_url)
-    assert schema_version("sqlite", sqlite_url) == 3
+    assert schema_version("sqlite", sqlite_url) == len(sqlite.MIGRATIONS)
 
 
 @pytest.mark.postgres
 async def test_a_release_0_1_postgres_schema_migrates_and_resumes(postgres_url: str) -> None:
     assert schema_version("postgres", postgres_url) == 1
     await resume_old_runs(postgres_url)
-    assert schema_version("postgres", postgres_url) == 3
+    assert schema_version("postgres", postgres_url) == len(postgres.MIGRATIONS)

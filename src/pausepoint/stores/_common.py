@@ -65,12 +65,16 @@ def pause_to_doc(pause: PauseEntry) -> dict[str, Any]:
         "created_at": pause.created_at,
         "deadline": pause.deadline,
         "key": pause.key,
+        **({"assignees": list(pause.assignees)} if pause.assignees else {}),
     }
 
 
 def pause_from_doc(doc: Mapping[str, Any]) -> PauseEntry:
     """Rebuild a pause from its JSON document."""
-    return PauseEntry(**doc)
+    assignees = doc.get("assignees")
+    if assignees:
+        return PauseEntry(**{**doc, "assignees": tuple(assignees)})
+    return PauseEntry(**{k: v for k, v in doc.items() if k != "assignees"})
 
 
 def run_to_doc(run: StoredRun, *, version: int) -> dict[str, Any]:

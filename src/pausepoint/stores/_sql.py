@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -121,9 +121,10 @@ _LIGHT_COLUMNS = ", ".join(
 _WRITTEN_COLUMNS = (*_RUN_FIELDS[:-1], "due_at")
 _JSON_RUN_FIELDS = frozenset({"checkpoint", "pauses", "snapshot", "meta", "cancel"})
 _PENDING_COLUMNS = (
-    "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, business_key"
+    "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, "
+    "business_key, assignees"
 )
-_RUN_TABLES = ("pending", "audit", "steps", "runs")
+_RUN_TABLES = ("assigned", "pending", "audit", "steps", "runs")
 """Every table holding rows of a run, children first: what erasing a run deletes from."""
 
 
@@ -192,13 +193,35 @@ class SqlPlans:
 
     def _insert_pending(self, run: StoredRun) -> Plan[None]:
         head = (run.run_id, run.chart, run.created_at)
+        pauses = indexed_pauses(run)
         rows = [
-            (*head, p.pause_id, p.stage_id, self._dump(p.data), p.created_at, p.deadline, p.key)
-            for p in indexed_pauses(run)
+            (
+                *head,
+                p.pause_id,
+                p.stage_id,
+                self._dump(p.data),
+                p.created_at,
+                p.deadline,
+                p.key,
+                self._dump(list(p.assignees)) if p.assignees else None,
+            )
+            for p in pauses
         ]
         if rows:
-            sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(9) + ")"
+            sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(10) + ")"
             yield self._query(sql, rows, many=True)
+        assigned = [
+            (who, p.created_at, run.run_id, p.pause_id) for p in pauses for who in p.assignees
+        ]
+        if assigned:
+            sql = (
+                "INSERT INTO {assigned} (who, created_at, run_id, pause_id) VALUES (%s, %s, %s, %s)"
+            )
+            yield self._query(sql, assigned, many=True)
+
+    def _delete_pending(self, run_id: str) -> Plan[None]:
+        yield self._query("DELETE FROM {assigned} WHERE run_id = %s", (run_id,))
+        yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
 
     def _insert_steps(self, run_id: str, steps: Sequence[JournalEntry], index: int) -> Plan[None]:
         """Insert journal entries, the first at ``index`` of the run's journal."""
@@ -284,7 +307,7 @@ class SqlPlans:
             if not found:
                 raise run_not_found(run.run_id)
             raise version_conflict(run.run_id, expected_version, found[0][0])
-        yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run.run_id,))
+        yield from self._delete_pending(run.run_id)
         yield from self._insert_pending(run)
         yield from self._insert_audit(run.run_id, events, updated[0][0] - len(events) + 1)
         return dataclasses.replace(run, version=expected_version + 1)
@@ -334,7 +357,7 @@ class SqlPlans:
             values = [value for _, value in written]
             (seq, count), *_ = yield self._query(sql, (*values, len(events), len(steps), run_id))
             if indexed_pauses(current):
-                yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
+                yield from self._delete_pending(run_id)
             yield from self._insert_pending(run)
             yield from self._insert_audit(run_id, events, seq - len(events) + 1)
             yield from self._insert_steps(run_id, steps, count - len(steps))
@@ -425,6 +448,7 @@ class SqlPlans:
         before: float | None,
         after: Sequence[Any] | None,
         limit: int,
+        among: tuple[str, Sequence[Any]] | None = None,
     ) -> Query:
         """One page, newest first, as one index range scan (the inbox, run listings).
 
@@ -436,9 +460,13 @@ class SqlPlans:
             before: Only rows whose time is before this.
             after: A cursor's key: only rows that sort strictly below it.
             limit: Page size; one row more is read, to tell that more follow.
+            among: One more condition and its parameters.
         """
         where = [f"{column} = %s" for column, value in equal.items() if value is not None]
         params: list[Any] = [value for value in equal.values() if value is not None]
+        if among is not None:
+            where.append(among[0])
+            params.extend(among[1])
         if before is not None:
             where.append(f"{key[0]} < %s")
             params.append(before)
@@ -462,14 +490,27 @@ class SqlPlans:
         created_before: float | None,
         limit: int,
         cursor: str | None,
+        assignees: Collection[str] | None = None,
     ) -> Plan[PendingPage]:
         """Read one inbox page (see ``Store.list_pending``) by keyset pagination.
 
         The filters are equality tests on the leading columns of one of the
         ``pending`` indexes, and the row-value comparison against the cursor a
         range on its remaining columns, so each page is one index range scan.
+        With ``assignees``, the pauses assigned to them are found through the
+        ``assigned`` table's ``(who, created_at, ...)`` key.
         """
         check_limit(limit)
+        among = None
+        if assignees is not None:
+            who = sorted(set(assignees))
+            among = (
+                "(run_id, pause_id) IN (SELECT run_id, pause_id FROM {assigned} "
+                f"WHERE who IN ({_marks(len(who))}))"
+                if who
+                else "1 = 0",
+                who,
+            )
         rows = yield self._keyset_page(
             f"SELECT {_PENDING_COLUMNS} FROM {{pending}}",
             {"chart": chart, "stage_id": stage},
@@ -477,12 +518,15 @@ class SqlPlans:
             created_before,
             None if cursor is None else decode_cursor(cursor),
             limit,
+            among,
         )
         items = [self._pending_from_row(row) for row in rows]
         return make_page(items, limit)
 
     def _pending_from_row(self, row: Sequence[Any]) -> PendingPause:
-        run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, key = row
+        run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, key, who = (
+            row
+        )
         return PendingPause(
             run_id=run_id,
             chart=chart,
@@ -495,6 +539,7 @@ class SqlPlans:
                     "created_at": created_at,
                     "deadline": deadline,
                     "key": key,
+                    "assignees": None if who is None else self._load(who),
                 }
             ),
         )
@@ -733,10 +778,16 @@ class PlannedStore(ABC):
         created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        assignees: Collection[str] | None = None,
     ) -> PendingPage:
         """Page through the inbox (see ``Store.list_pending``)."""
         plan = self._plans.list_pending(
-            chart=chart, stage=stage, created_before=created_before, limit=limit, cursor=cursor
+            chart=chart,
+            stage=stage,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+            assignees=assignees,
         )
         return await self._run(plan)
 

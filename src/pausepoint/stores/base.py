@@ -53,7 +53,7 @@ Times are UNIX epoch seconds as floats, in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -91,6 +91,11 @@ AuditKind = Literal[
     "forked",
     "forked_to",
     "retried",
+    "reassigned",
+    "escalated",
+    "reminded",
+    "notified",
+    "notify_failed",
 ]
 
 
@@ -105,6 +110,7 @@ class PauseEntry:
         created_at: When the stage paused.
         deadline: When the pause's timeout policy applies, if it has one.
         key: The business key the pause waits under (its stage's ``key=``), if any.
+        assignees: Who may answer it (people or groups); empty: anyone signed in.
     """
 
     pause_id: str
@@ -113,6 +119,7 @@ class PauseEntry:
     created_at: float
     deadline: float | None = None
     key: str | None = None
+    assignees: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -449,12 +456,15 @@ class Store(Protocol):
         created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        assignees: Collection[str] | None = None,
     ) -> PendingPage:
         """Page through pauses of paused runs, newest first, from an index.
 
         Args:
             chart: Only pauses of runs of this chart.
             stage: Only pauses at this stage id.
+            assignees: Only pauses assigned to one of these people or groups
+                ("assigned to me": a person's name and their groups).
             created_before: Only pauses created before this time.
             limit: Page size (1..1000).
             cursor: ``next_cursor`` of the previous page.

@@ -14,7 +14,7 @@ import bisect
 import dataclasses
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pausepoint.stores._common import (
@@ -256,9 +256,11 @@ class MemoryStore:
         created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        assignees: Collection[str] | None = None,
     ) -> PendingPage:
         """Page through the inbox (see ``Store.list_pending``)."""
         check_limit(limit)
+        wanted = None if assignees is None else frozenset(assignees)
         bound: PendingKey | tuple[float] | None = None
         if created_before is not None:
             bound = (created_before,)
@@ -276,6 +278,8 @@ class MemoryStore:
                     continue
                 run = self._load(run_id)
                 pause = next(p for p in run.pauses if p.pause_id == pause_id)
+                if wanted is not None and wanted.isdisjoint(pause.assignees):
+                    continue
                 items.append(
                     PendingPause(
                         run_id=run_id, chart=run.chart, pause=pause, run_created_at=run.created_at

@@ -92,6 +92,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX signals_key ON {signals} (business_key, id)",
         "CREATE INDEX signals_expiry ON {signals} (expires_at)",
     ),
+    (  # 4: who may answer a pause, and "assigned to me" reads
+        "ALTER TABLE {pending} ADD COLUMN assignees jsonb",
+        "CREATE TABLE {assigned} (who text NOT NULL, created_at double precision NOT NULL, "
+        'run_id text COLLATE "C" NOT NULL, pause_id text COLLATE "C" NOT NULL, '
+        "PRIMARY KEY (who, created_at, run_id, pause_id))",
+        "CREATE INDEX assigned_run ON {assigned} (run_id)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -145,7 +152,15 @@ class PostgresStore(PlannedStore):
         }
         tables = {
             name: f'"{self._schema}".{name}'
-            for name in ("runs", "pending", "audit", "steps", "signals", "schema_version")
+            for name in (
+                "runs",
+                "pending",
+                "audit",
+                "steps",
+                "signals",
+                "assigned",
+                "schema_version",
+            )
         }
         self._plans = SqlPlans(
             tables=tables,

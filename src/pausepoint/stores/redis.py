@@ -44,7 +44,7 @@ import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -75,6 +75,7 @@ from pausepoint.stores._common import (
     make_run_page,
     pause_from_doc,
     pause_to_doc,
+    pending_key,
     pop_query_param,
     redact_url,
     run_exists,
@@ -132,6 +133,7 @@ repeat
   end
 until cursor == '0'
 """,
+    "-- 4: pauses by who may answer them (P:assigned:<who>); they appear on first write",
 )
 """Lua bodies in order, each run atomically with ``ARGV[2]`` the key prefix."""
 
@@ -458,6 +460,8 @@ class RedisStore:
             entries.append([self._pending_key(run.chart, pause.stage_id), score, member])
             if pause.key is not None:
                 entries.append([self._key("keyed", pause.key), score, member])
+            for who in pause.assignees:
+                entries.append([self._key("assigned", who), score, member])
         updated = repr(float(run.updated_at))
         for status in (None, run.status):
             for chart in (None, run.chart):
@@ -633,6 +637,7 @@ class RedisStore:
         created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        assignees: Collection[str] | None = None,
     ) -> PendingPage:
         """Page through the inbox (see ``Store.list_pending``)."""
         check_limit(limit)
@@ -643,8 +648,44 @@ class RedisStore:
             if created_at < upper:
                 upper, tie_score, tie_member = created_at, repr(created_at), f"{run_id}\0{pause_id}"
         bound = "+inf" if upper == math.inf else f"({float(upper)!r}"
+        if assignees is not None:
+            return await self._assigned_page(assignees, chart, stage, upper, tie_member, limit)
         args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", ""), "inbox"]
         items = await self._pauses(self._pending_key(chart, stage), args)
+        return make_page(items, limit)
+
+    async def _assigned_page(
+        self,
+        assignees: Collection[str],
+        chart: str | None,
+        stage: str | None,
+        upper: float,
+        tie_member: str,
+        limit: int,
+    ) -> PendingPage:
+        """An inbox page of pauses assigned to any of ``assignees``.
+
+        Each name has its own sorted set; the page is the newest ``limit + 1``
+        of the union, so each set is read until it gave that many matches of
+        ``chart`` and ``stage`` (or ran out), and the results merged.
+        """
+        found: dict[tuple[str, str], PendingPause] = {}
+        for who in sorted(set(assignees)):
+            matched, bound, tie = 0, upper, tie_member
+            while matched <= limit:
+                high = "+inf" if bound == math.inf else f"({float(bound)!r}"
+                tie_score = "" if not tie else repr(float(bound))
+                args = [high, tie_score, tie, str(limit + 1), self._key("run", ""), "inbox"]
+                batch = await self._pauses(self._key("assigned", who), args)
+                for item in batch:
+                    if chart in (None, item.chart) and stage in (None, item.pause.stage_id):
+                        found[(item.run_id, item.pause.pause_id)] = item
+                        matched += 1
+                if len(batch) <= limit:
+                    break
+                last = pending_key(batch[-1])
+                bound, tie = last[0], f"{last[1]}\0{last[2]}"
+        items = sorted(found.values(), key=pending_key, reverse=True)[: limit + 1]
         return make_page(items, limit)
 
     async def _pauses(self, index: str, args: list[str]) -> list[PendingPause]:

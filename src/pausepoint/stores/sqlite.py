@@ -76,6 +76,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX signals_key ON {signals} (business_key, id)",
         "CREATE INDEX signals_expiry ON {signals} (expires_at)",
     ),
+    (  # 4: who may answer a pause, and "assigned to me" reads
+        "ALTER TABLE {pending} ADD COLUMN assignees TEXT",
+        "CREATE TABLE {assigned} (who TEXT NOT NULL, created_at REAL NOT NULL, "
+        "run_id TEXT NOT NULL, pause_id TEXT NOT NULL, "
+        "PRIMARY KEY (who, created_at, run_id, pause_id)) WITHOUT ROWID",
+        "CREATE INDEX assigned_run ON {assigned} (run_id)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -85,6 +92,7 @@ _TABLES = {
     "audit": "audit",
     "steps": "steps",
     "signals": "signals",
+    "assigned": "assigned",
     "schema_version": "schema_version",
 }
 
