@@ -34,6 +34,8 @@ EXPECTED = {
     "Durability",
     "RunList",
     "RunSummary",
+    "BatchItem",
+    "BatchResult",
     "SweepReport",
     "open_store",
     # errors
@@ -72,6 +74,7 @@ EXPECTED = {
     "RunIsRunningError",
     "PurgeRefusedError",
     "EncryptionKeyError",
+    "MixedBatchError",
     "NoWaiterError",
     "SignalBufferFullError",
     "StoreError",

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         EncryptionKeyError,
         ExecutorUsageError,
         LoopLimitError,
+        MixedBatchError,
         NoWaiterError,
         PausepointError,
         PermissionDeniedError,
@@ -63,7 +64,17 @@ if TYPE_CHECKING:
     from .executor import FlowChartExecutor, Snapshot
     from .people import Actor
     from .rules import When, decide, select
-    from .runs import Durability, RunList, RunRecord, Runs, RunSummary, Step, SweepReport
+    from .runs import (
+        BatchItem,
+        BatchResult,
+        Durability,
+        RunList,
+        RunRecord,
+        Runs,
+        RunSummary,
+        Step,
+        SweepReport,
+    )
     from .scope import Scope
     from .stores import open_store
 
@@ -94,6 +105,8 @@ _EXPORTS: dict[str, str] = {
     "RunList": "runs",
     "RunSummary": "runs",
     "SweepReport": "runs",
+    "BatchItem": "runs",
+    "BatchResult": "runs",
     "open_store": "stores",
     # people
     "Actor": "people",
@@ -136,6 +149,7 @@ _EXPORTS: dict[str, str] = {
             "RunIsRunningError",
             "PurgeRefusedError",
             "EncryptionKeyError",
+            "MixedBatchError",
             "NoWaiterError",
             "SignalBufferFullError",
             "StoreError",
@@ -147,6 +161,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Actor",
+    "BatchItem",
+    "BatchResult",
     "ChartChangedError",
     "ChartError",
     "ChartMismatchError",
@@ -165,6 +181,7 @@ __all__ = [
     "FlowChartBuilder",
     "FlowChartExecutor",
     "LoopLimitError",
+    "MixedBatchError",
     "NoWaiterError",
     "OnTimeout",
     "PausableHandler",

@@ -38,6 +38,7 @@ says what went wrong, where, and what to do next::
     │   ├── PermissionDeniedError     the pause is assigned to others
     │   └── StalePauseError           the answer is for a pause that is no longer current
     ├── PurgeRefusedError             a purge without a filter, or of running runs
+    ├── MixedBatchError               a batch answer names pauses of several stages
     ├── EncryptionKeyError            encrypted at rest with a key this Runs lacks, or a bad key
     ├── NoWaiterError                 no pause waits under the business key
     │   └── SignalBufferFullError     and the key's signal buffer is full
@@ -65,6 +66,7 @@ __all__ = [
     "EncryptionKeyError",
     "ExecutorUsageError",
     "LoopLimitError",
+    "MixedBatchError",
     "NoWaiterError",
     "PausepointError",
     "PermissionDeniedError",
@@ -430,6 +432,21 @@ class RunIsRunningError(RunError):
 
 class PurgeRefusedError(PausepointError, ValueError):
     """A purge was refused before anything was erased: no filter, or running runs named."""
+
+
+class MixedBatchError(PausepointError, ValueError):
+    """A batch answer (``Runs.resume_many``) names pauses of different stages.
+
+    One answer fits one question: every item must wait at the same stage of
+    the same chart. Raised before anything is resumed.
+
+    Attributes:
+        stages: The ``(chart, stage_id)`` pairs the batch names, sorted.
+    """
+
+    def __init__(self, message: str, *, stages: Sequence[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.stages = tuple(stages)
 
 
 class EncryptionKeyError(PausepointError):

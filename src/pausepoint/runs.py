@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ._batch import Batches, BatchItem, BatchResult, BatchStatus
 from ._claim import cancel_of, cancelled_event, event, redact
 from ._driver import Durability, Proceed, RunDriver, RunRecord
 from ._journal import Tracker
@@ -84,6 +85,9 @@ from .stores.base import (
 )
 
 __all__ = [
+    "BatchItem",
+    "BatchResult",
+    "BatchStatus",
     "CompatibilityRule",
     "Durability",
     "Retention",
@@ -161,7 +165,7 @@ class _NotStale(Exception):
     """The run was renewed, finished or taken over since it was listed as stale."""
 
 
-class Runs(Lifecycle):
+class Runs(Lifecycle, Batches):
     """Durable runs of registered charts over one store.
 
     Args:

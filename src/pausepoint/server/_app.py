@@ -21,6 +21,7 @@ from pausepoint.runs import Runs
 
 from ._api import ResumeDispatcher, api_router
 from ._auth import SessionSigner
+from ._batch import batch_router
 from ._errors import ApiError, error_of
 from ._health import health_router
 from ._pages import pages_router
@@ -86,6 +87,7 @@ def create_app(
     if metrics is not False:
         _serve_metrics(app, runs, required=metrics is True)
     app.include_router(api_router(runs, tokens, dispatcher))
+    app.include_router(batch_router(runs, tokens))
     app.include_router(pages_router(runs, tokens, SessionSigner(secret)))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for kind in (PausepointError, NotJSONError, ApiError, RequestValidationError, HTTPException):
