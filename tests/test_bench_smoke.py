@@ -165,3 +165,15 @@ def test_quick_lifecycle_bench_lists_and_purges() -> None:
     assert re.search(rf"purge 2,000 completed runs: {NUMBER} s, {NUMBER} runs/s", out), out
     assert re.search(rf"longest batch \(lock held\) {NUMBER} ms", out), out
     assert re.search(rf"size after VACUUM\s+{NUMBER} MB", out), out
+
+
+def test_quick_batch_bench_answers_one_batch_per_store() -> None:
+    """bench.batch --quick: a figure for Runs.resume_many and the route, per store (or n/a)."""
+    out = _bench("-m", "bench.batch")
+    assert "40 pauses answered in one batch (quick mode)" in out
+    for store in ("PostgreSQL", "SQLite"):
+        if re.search(rf"^batch\s+{store}\s+{UNREACHABLE}", out, re.MULTILINE):
+            continue
+        for how in ("Runs.resume_many, concurrency 8", "POST /api/runs/resume-batch"):
+            pattern = rf"^batch\s+{store}\s+{re.escape(how)}.*\s{NUMBER} pauses\s+{NUMBER} s\s+{NUMBER} resumes/s$"
+            assert re.search(pattern, out, re.MULTILINE), out
