@@ -7,6 +7,7 @@ every PostgreSQL table as text, every Redis key of the store's prefix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -302,3 +303,32 @@ async def test_a_tampered_stored_checkpoint_is_refused_audited_and_the_run_stays
     done = await runs.resume(paused.run_id, cards.answer(), actor="kim")
     assert done.status == "completed"
     assert cards.CHARGED[-1] == f"{paused.run_id} {cards.CARD_DIGITS} {cards.CVV}"
+
+
+async def test_the_command_reads_its_keys_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PAUSEPOINT_ENCRYPTION_KEYS gives the CLI its keys; without them, one error line naming the run."""
+    from typer.testing import CliRunner
+
+    from pausepoint.cli import app
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    async with Runs(open_store(url), {"card": cards.card_chart()}, encryption_key=key) as runs:
+        paused = await runs.start("card", {"card_number": cards.CARD, "order": 1})
+    monkeypatch.setenv("PAUSEPOINT_STORE", url)
+    runner = CliRunner()
+
+    def show() -> Any:
+        return runner.invoke(app, ["show", paused.run_id, "--json"], catch_exceptions=False)
+
+    monkeypatch.delenv("PAUSEPOINT_ENCRYPTION_KEYS", raising=False)
+    refused = await asyncio.to_thread(show)
+    assert refused.exit_code != 0
+    assert paused.run_id in refused.stderr
+    assert "encryption_key" in refused.stderr
+    monkeypatch.setenv("PAUSEPOINT_ENCRYPTION_KEYS", f"{Fernet.generate_key().decode()},{key}")
+    shown = await asyncio.to_thread(show)
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["pause"]["data"]["card_number"] == "***"

@@ -52,7 +52,17 @@ from .stores.base import (
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
 
-__all__ = ["EncryptionKey", "SealedStore", "sealer", "unwrapped"]
+__all__ = [
+    "ENCRYPTION_KEYS_ENV",
+    "EncryptionKey",
+    "SealedStore",
+    "keys_from_env",
+    "sealer",
+    "unwrapped",
+]
+
+ENCRYPTION_KEYS_ENV = "PAUSEPOINT_ENCRYPTION_KEYS"
+"""The encryption keys of the ``pausepoint`` command and Celery workers: newest first, commas."""
 
 EncryptionKey = str | bytes | Sequence[str | bytes]
 """One Fernet key, or several newest first (the first encrypts, all decrypt)."""
@@ -62,6 +72,13 @@ MARK = "$sealed"
 
 FLAG = "sealed"
 """Set in a record's meta and a journal entry's data holding sealed values."""
+
+
+def keys_from_env(environ: Mapping[str, str]) -> list[str] | None:
+    """The keys named by :data:`ENCRYPTION_KEYS_ENV` (newest first), or ``None``."""
+    text = environ.get(ENCRYPTION_KEYS_ENV, "")
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    return keys or None
 
 
 def sealer(key: EncryptionKey | None) -> MultiFernet | None:

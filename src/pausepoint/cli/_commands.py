@@ -33,6 +33,7 @@ from ._app import (
     check_chart_loaded,
     fail,
     guarded,
+    keys_from_environment,
     load_registry,
     open_store_or_fail,
     parse_age,
@@ -521,7 +522,7 @@ def serve_command(
     except ImportError as exc:
         fail(f"serve needs the server extra ({exc}): pip install 'pausepoint[server]'")
     registry = load_registry(charts)
-    runs = Runs(open_store_or_fail(store), registry)
+    runs = Runs(open_store_or_fail(store), registry, **keys_from_environment())
     if not tokens:
         typer.echo(
             f"warning: no tokens given (--token or {TOKENS_ENV}); the service is read-only",
