@@ -332,3 +332,21 @@ async def test_the_command_reads_its_keys_from_the_environment(
     shown = await asyncio.to_thread(show)
     assert shown.exit_code == 0, shown.stderr
     assert json.loads(shown.stdout)["pause"]["data"]["card_number"] == "***"
+
+
+async def test_a_fork_replays_the_encrypted_journal_with_the_real_values(
+    backend: str, store_url: str, make_runs: MakeRuns
+) -> None:
+    """Forking an encrypted run replays its journal: the child's stages see the real card number."""
+    runs = make_runs(encryption_key=Fernet.generate_key())
+    paused = await runs.start("card", {"card_number": cards.CARD, "order": 1})
+    steps = await runs.history(paused.run_id)
+    assert [s.kind for s in steps] == ["stage", "stage", "paused"]
+    child = await runs.fork(paused.run_id, at=1, actor="kim")  # score runs again
+    assert child.status == "paused"
+    assert child.pause is not None
+    assert child.pause.data["card_number"] == "***"
+    done = await runs.resume(child.run_id, cards.answer(), actor="kim")
+    assert done.status == "completed"
+    assert cards.CHARGED[-1] == f"{child.run_id} {cards.CARD_DIGITS} {cards.CVV}"
+    assert_no_secret(raw_text(backend, store_url))

@@ -193,6 +193,8 @@ class SealedStore:
         self._keys = frozenset(keys)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
