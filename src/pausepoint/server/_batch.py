@@ -79,7 +79,9 @@ def _caller(found: object) -> tuple[str, frozenset[str] | None]:
 def batch_router(runs: Runs, tokens: Mapping[str, Any]) -> APIRouter:
     """Return the batch answer route, serving ``runs``; it needs a token from ``tokens``."""
     router = APIRouter(prefix="/api")
-    bearer = HTTPBearer(auto_error=False, description="A token the service maps to an actor.")
+    bearer = HTTPBearer(  # described as the API's own, so the document declares one scheme
+        auto_error=False, description="A token the service maps to an actor (who answers)."
+    )
 
     async def caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
