@@ -23,6 +23,7 @@ import _secret_charts as cards
 from pausepoint import (
     CheckpointSignatureError,
     EncryptionKeyError,
+    RunNotFoundError,
     Runs,
     open_store,
 )
@@ -350,3 +351,12 @@ async def test_a_fork_replays_the_encrypted_journal_with_the_real_values(
     assert done.status == "completed"
     assert cards.CHARGED[-1] == f"{child.run_id} {cards.CARD_DIGITS} {cards.CVV}"
     assert_no_secret(raw_text(backend, store_url))
+
+
+async def test_an_encrypted_run_is_erased_without_its_key(make_runs: MakeRuns) -> None:
+    """Erasing a run needs no key: runs.delete of an encrypted run by a Runs without one."""
+    runs = make_runs(encryption_key=Fernet.generate_key())
+    paused = await runs.start("card", {"card_number": cards.CARD, "order": 1})
+    await make_runs().delete(paused.run_id, actor="dpo")
+    with pytest.raises(RunNotFoundError):
+        await runs.get(paused.run_id)

@@ -57,6 +57,7 @@ __all__ = [
     "EncryptionKey",
     "SealedStore",
     "keys_from_env",
+    "peek",
     "sealer",
     "unwrapped",
 ]
@@ -372,6 +373,15 @@ class SealedStore:
     async def aclose(self) -> None:
         """See :meth:`Store.aclose`."""
         await self.inner.aclose()
+
+
+async def peek(store: Store, run_id: str) -> StoredRun:
+    """``run_id``'s record with sealed values left sealed: its status and version, no key needed.
+
+    For what reads only the record's facts (erasing a run), so it works
+    without the key the run was written with. Never write it back.
+    """
+    return await unwrapped(store).get(run_id)
 
 
 def unwrapped(store: Store) -> Store:
