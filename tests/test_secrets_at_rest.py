@@ -360,3 +360,31 @@ async def test_an_encrypted_run_is_erased_without_its_key(make_runs: MakeRuns) -
     await make_runs().delete(paused.run_id, actor="dpo")
     with pytest.raises(RunNotFoundError):
         await runs.get(paused.run_id)
+
+
+async def test_the_api_without_the_key_answers_500_naming_the_run(store_url: str) -> None:
+    """A service without the run's key: 500 EncryptionKeyError on read and answer; the inbox still reads."""
+    import httpx
+
+    from pausepoint.server import create_app
+
+    charts = {"card": cards.card_chart()}
+    async with Runs(open_store(store_url), charts, encryption_key=Fernet.generate_key()) as runs:
+        paused = await runs.start("card", {"card_number": cards.CARD, "order": 1})
+    async with Runs(open_store(store_url), charts) as keyless:
+        app = create_app(keyless, {"tok": "kim"}, session_secret="s")
+        headers = {"Authorization": "Bearer tok"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            read = await http.get(f"/api/runs/{paused.run_id}", headers=headers)
+            answer = await http.post(
+                f"/api/runs/{paused.run_id}/resume", json={"input": cards.answer()}, headers=headers
+            )
+            inbox = await http.get("/api/runs", headers=headers)
+        for response in (read, answer):
+            assert response.status_code == 500
+            assert response.json()["error"] == "EncryptionKeyError"
+            assert paused.run_id in response.json()["message"]
+        assert inbox.status_code == 200
+        assert cards.CARD_DIGITS not in inbox.text
+        assert (await keyless.store.list_pending()).items[0].run_id == paused.run_id
