@@ -603,5 +603,3 @@ def _input_keys(answer: Any) -> list[str]:
         given = getattr(answer, "model_fields_set", None)
         return [name for name in fields if given is None or name in given]
     return []
-
-
