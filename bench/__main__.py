@@ -287,6 +287,7 @@ class Bench:
             ("plain Python", plain, {}, None),
             (S2_PP, pp, {}, None),
             ("pausepoint, run_sync/resume_sync", pp, {"sync_entry": True}, None),
+            ("pausepoint, chart built per call", pp, {"fresh_chart": True}, None),
             ("LangGraph + InMemorySaver", lg, {}, lg.UNAVAILABLE),
         ]
         for label, module, options, unavailable in contenders:
@@ -311,6 +312,8 @@ class Bench:
             "(LangGraph: invoke(Command(resume=...)) against the same saver, on a thread paused "
             "beforehand, off the clock)",
             "run_sync/resume_sync: the same, from code without an event loop (a new loop per call)",
+            "chart built per call: flow_chart(...).build() inside each timed call, as a process "
+            "that builds its chart for one run has it",
         ]
         for label, module in (("plain Python", plain), (S2_PP, pp)):
             size, what = module.refund_checkpoint_bytes()

@@ -125,13 +125,23 @@ def _resume_sync(saved: str) -> FlowChartExecutor:
     return executor
 
 
-def refund_pause_case(*, sync_entry: bool = False) -> Case:
+async def _run_to_pause_fresh() -> str:
+    executor = FlowChartExecutor(refund_chart())
+    await executor.run(input=REFUND_INPUT)
+    return json.dumps(executor.get_checkpoint())
+
+
+def refund_pause_case(*, sync_entry: bool = False, fresh_chart: bool = False) -> Case:
+    """Run → pause; ``fresh_chart``: the chart is built inside each call, as a new process has it."""
     saved = json.loads(asyncio.run(_run_to_pause()))
     expect(saved["pause_data"]["question"] == REFUND_QUESTION, "pausepoint refund pauses")
+    if fresh_chart:
+        return Case(_run_to_pause_fresh)
     return Case(_run_to_pause_sync if sync_entry else _run_to_pause)
 
 
-def refund_resume_case(*, sync_entry: bool = False) -> Case:
+def refund_resume_case(*, sync_entry: bool = False, fresh_chart: bool = False) -> Case:
+    """Resume → done; ``fresh_chart``: the chart is built inside each call."""
     saved = asyncio.run(_run_to_pause())
     done = asyncio.run(_resume(saved))
     expect(done.status == "completed", "pausepoint refund completes")
@@ -140,6 +150,10 @@ def refund_resume_case(*, sync_entry: bool = False) -> Case:
         return Case(lambda: _resume_sync(saved))
 
     async def resume() -> FlowChartExecutor:
+        if fresh_chart:
+            executor = FlowChartExecutor(refund_chart())
+            await executor.resume(json.loads(saved), REFUND_ANSWER)
+            return executor
         return await _resume(saved)
 
     return Case(resume)

@@ -231,7 +231,8 @@ async def test_pending_filters_by_chart_stage_age_and_pages_with_cursor(
 ) -> None:
     """pending() filters by chart, stage and older_than, and pages newest first with a cursor."""
     oldest = await start(runs, side_log)
-    await asyncio.sleep(0.3)
+    cut = time.time()  # the oldest paused before this; the others a second or more after
+    await asyncio.sleep(1.0)
     newer = [await start(runs, side_log) for _ in range(3)]
     chained = await start(runs, side_log, "chain")
     everyone = [oldest.run_id, *(r.run_id for r in newer), chained.run_id]
@@ -244,8 +245,9 @@ async def test_pending_filters_by_chart_stage_age_and_pages_with_cursor(
     assert [(i.run_id, i.pause.stage_id) for i in page.items] == [(chained.run_id, "first")]
     assert (await runs.pending(chart="chain", stage="approve")).items == ()
 
-    for older_than in (0.2, timedelta(milliseconds=200)):
-        page = await runs.pending(older_than=older_than)
+    for as_given in (float, lambda seconds: timedelta(seconds=seconds)):
+        # older than the cut: however long the starts above took on a busy machine
+        page = await runs.pending(older_than=as_given(time.time() - cut))
         assert [i.run_id for i in page.items] == [oldest.run_id]
     assert (await runs.pending(older_than=timedelta(hours=1))).items == ()
 

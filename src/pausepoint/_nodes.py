@@ -12,6 +12,8 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from inspect import CO_COROUTINE
+from types import FunctionType, MethodType
 from typing import Any
 
 from .chart import (
@@ -111,10 +113,16 @@ class Guard:
 
 def is_async_callable(fn: Any) -> bool:
     """Tell whether calling ``fn`` returns an awaitable; sees through partials and callables."""
-    import inspect
-
     while isinstance(fn, functools.partial):
         fn = fn.func
+    if type(fn) is MethodType:
+        fn = fn.__func__
+    if type(fn) is FunctionType and "_is_coroutine_marker" not in fn.__dict__:
+        # what inspect.iscoroutinefunction decides for a plain function, without its detours:
+        # building a chart asks this of every stage function and handler method
+        return bool(fn.__code__.co_flags & CO_COROUTINE)
+    import inspect
+
     return inspect.iscoroutinefunction(fn) or (
         callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
     )

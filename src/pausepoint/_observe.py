@@ -11,8 +11,8 @@ An exception leaving the ``with`` (a lost claim, the store gone) reaches
 are reported by :meth:`RunObserver.run_ended`.
 
 Stages are reported only to segments that ask (:attr:`Segment.watches_stages`):
-their executor is an :class:`ObservedExecutor`, a subclass whose stage methods
-wrap the engine's. A plain ``FlowChartExecutor`` is untouched, so runs nobody
+their executor is an :class:`ObservedExecutor`, whose stage runner
+(:class:`ObservedStageRunner`) wraps the engine's stage calls. A plain ``FlowChartExecutor`` is untouched, so runs nobody
 observes stage by stage pay nothing per stage.
 
 Observers come from three places, combined by :class:`Observers`: the one given
@@ -31,7 +31,9 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ._stages import Frame, _Env
+from ._frames import PauseFrame
+from ._run import ChartRun, Env
+from ._stages import StageRunner
 from .chart import Decider, FlowChart, FunctionStage, PausableStage, Selector
 from .executor import FlowChartExecutor
 from .scope import Scope
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ObservedExecutor",
+    "ObservedStageRunner",
     "Observers",
     "RunObserver",
     "Segment",
@@ -256,49 +259,60 @@ class _Segments(Segment):
 
 
 class ObservedExecutor(FlowChartExecutor):
-    """An executor that reports each stage it runs to a segment.
+    """An executor whose stage runner reports each stage it runs to a segment."""
+
+    def __init__(self, segment: Segment, chart: FlowChart, **options: Any) -> None:
+        super().__init__(chart, **options)
+        self._segment = segment
+
+    def _stage_runner(self, run: ChartRun, answers: dict[str, Any]) -> StageRunner:
+        return ObservedStageRunner(self._segment, run, answers)
+
+
+class ObservedStageRunner(StageRunner):
+    """A stage runner that reports each stage it runs to a segment.
 
     Only the methods that call user functions are wrapped: a function stage,
     a pausable stage's ``execute`` or ``resume``, and a decider's or selector's
     function (not the branches it chose, which report their own stages).
     """
 
-    def __init__(self, segment: Segment, chart: FlowChart, **options: Any) -> None:
-        super().__init__(chart, **options)
+    def __init__(self, segment: Segment, run: ChartRun, answers: dict[str, Any]) -> None:
+        super().__init__(run, answers)
         self._segment = segment
 
-    async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
+    async def stage(self, node: FunctionStage, env: Env, tree: list[TreeNode]) -> None:
         position = len(tree)
         handle = self._segment.stage_started(env.prefix + node.id)
         try:
-            await super()._stage(node, env, tree)
+            await super().stage(node, env, tree)
         except BaseException as exc:
             self._segment.stage_ended(handle, _node_at(tree, position), exc)
             raise
         self._segment.stage_ended(handle, tree[position], None)
 
-    async def _pausable(
-        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+    async def pausable(
+        self, node: PausableStage, env: Env, tree: list[TreeNode], frame: PauseFrame | None
+    ) -> PauseFrame | None:
         path = env.prefix + node.id
         if frame is not None and path not in self._answers:
-            return await super()._pausable(node, env, tree, frame)  # still waiting: nothing runs
+            return await super().pausable(node, env, tree, frame)  # still waiting: nothing runs
         position = len(tree) if frame is None else frame["t"]
         handle = self._segment.stage_started(path)
         try:
-            pending = await super()._pausable(node, env, tree, frame)
+            pending = await super().pausable(node, env, tree, frame)
         except BaseException as exc:
             self._segment.stage_ended(handle, _node_at(tree, position), exc)
             raise
         self._segment.stage_ended(handle, tree[position], None)
         return pending
 
-    async def _route(
-        self, node: Decider | Selector, record: TreeNode, env: _Env, path: str
+    async def route(
+        self, node: Decider | Selector, record: TreeNode, env: Env, path: str
     ) -> tuple[Any, Scope]:
         handle = self._segment.stage_started(path)
         try:
-            chosen = await super()._route(node, record, env, path)
+            chosen = await super().route(node, record, env, path)
         except BaseException as exc:
             self._segment.stage_ended(handle, record, exc)
             raise

@@ -4,8 +4,9 @@ Each stage call gets a fresh :class:`~pausepoint.scope.Scope`, records its reads
 writes and time in its execution-tree node, and turns what the stage raises into
 a ``StageError``. A stage's ``retry`` policy and ``time_limit`` are applied by
 ``_guarded``, which stages without either never enter: the plain sync stage
-keeps its fast path. :class:`StageRunner` is the base of the traversal in
-:mod:`pausepoint._traversal`; nothing here is public.
+keeps its fast path. :class:`StageRunner` is the traversal's collaborator
+(:mod:`pausepoint._traversal`): the walk decides which stage runs, the runner
+runs it against the :class:`~pausepoint._run.ChartRun`. Nothing here is public.
 """
 
 from __future__ import annotations
@@ -15,26 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._frames import PauseFrame
 from ._json import NotJSONError, json_copy
 from ._redact import REDACTED
-from .chart import (
-    FlowChart,
-    FunctionStage,
-    PausableStage,
-)
-from .checkpoint import (
-    FORMAT_VERSION,
-    Checkpoint,
-    PendingPause,
-    sign_checkpoint,
-)
-from .errors import (
-    CheckpointFormatError,
-    PausepointError,
-    StageError,
-    StageTimeoutError,
-)
-from .scope import LoopControl, Scope, access_log, detach, evidence_of
+from ._run import ChartRun, Env
+from .chart import Decider, FunctionStage, PausableStage, Selector
+from .checkpoint import Checkpoint, PendingPause
+from .errors import CheckpointFormatError, StageError, StageTimeoutError
+from .scope import Scope, access_log, detach, evidence_of
 from .trace import (
     Attempt,
     Evidence,
@@ -47,101 +36,37 @@ if TYPE_CHECKING:
     from .state import StateCodec
 
 
-__all__ = ["ExecutorStatus", "Frame", "ProgressCallback", "StageRunner"]
+__all__ = ["ExecutorStatus", "ProgressCallback", "StageRunner", "decode_state"]
 
 ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed", "cancelled"]
 
 ProgressCallback = Callable[["Checkpoint"], Awaitable[None]]
 """Called with a progress checkpoint after each stage (see the executor's docstring)."""
 
-Frame = dict[str, Any]
-
 _perf = time.perf_counter_ns  # stage timings: integer ns, kept to the µs in the tree
 _MISSING: Any = object()
 
 
-class _Env:
-    """The state a sequence reads and writes, and the path prefix of its stages."""
-
-    __slots__ = ("codec", "prefix", "state")
-
-    def __init__(self, state: dict[str, Any], codec: StateCodec, prefix: str) -> None:
-        self.state = state
-        self.codec = codec
-        self.prefix = prefix
-
-
 class StageRunner:
-    """Calls stages and records them; the attributes are set up by ``FlowChartExecutor``."""
+    """Calls the stages of one run and records them in its execution tree.
 
-    _chart: FlowChart
-    _status: ExecutorStatus
-    _run_id: str
-    _input: dict[str, Any]
-    _state: dict[str, Any]
-    _tree: list[TreeNode]
-    _continuation: Frame | None
-    _pauses: list[PendingPause]
-    _previous_pauses: dict[str, PendingPause]
-    _answers: dict[str, Any]
-    _control: LoopControl
-    _started_at: float
-    _paused_at: float
-    _error: PausepointError | None
-    _on_progress: ProgressCallback | None
-    _levels: list[tuple[Any, ...]]
-    _fork_depth: int
-    _seq: int
-    _cancel: tuple[str | None, str | None] | None
-    _output: Any
-    _signing_key: str | bytes | None
+    Made per run, resume or continuation, with the :class:`~pausepoint._run.ChartRun`
+    it works on and the answers that call brings: ``answers`` maps each answered
+    pausable stage's path to its validated input, and is used up as they resume.
+    """
 
-    def _checkpoint(self, status: Literal["paused", "running"], continuation: Frame) -> Checkpoint:
-        first = self._pauses[0] if self._pauses else None
-        checkpoint: Checkpoint = {
-            "format_version": FORMAT_VERSION,
-            "chart_name": self._chart.name,
-            "chart_fingerprint": self._chart.fingerprint,
-            "run_id": self._run_id,
-            "status": status,
-            "input": json_copy(self._input),
-            "shared_state": self._chart.codec.encode(self._state),
-            "paused_stage_id": first["stage_id"] if first else "",
-            "pause_data": json_copy(first["data"]) if first else None,
-            "pauses": json_copy(self._pauses),
-            "execution_tree": json_copy(self._tree),
-            "continuation": json_copy(continuation),
-            "started_at": self._started_at,
-            "paused_at": self._paused_at,
-        }
-        if self._signing_key is not None:
-            checkpoint["signature"] = sign_checkpoint(checkpoint, self._signing_key)
-        return checkpoint
-
-    @staticmethod
-    def _decode_state(data: Mapping[str, Any], field: str, codec: StateCodec) -> dict[str, Any]:
-        try:
-            return codec.decode(data)
-        except (ValueError, TypeError) as exc:
-            where = field  # pydantic's message names the type, not the key: find the key
-            for key, value in data.items():
-                try:
-                    codec.decode({key: value})
-                except (ValueError, TypeError):
-                    where = f"{field}.{key}"
-                    break
-            raise CheckpointFormatError(
-                f"checkpoint field {where!r} does not fit the chart's state type: {exc}",
-                field=field,
-            ) from None
+    def __init__(self, run: ChartRun, answers: dict[str, Any]) -> None:
+        self._run = run
+        self._answers = answers
+        # read at every stage: kept here so the fast path looks them up once
+        self._chart = run.chart
+        self._control = run.control
+        self._run_id = run.run_id
+        self._input = run.input
 
     # -- traversal --------------------------------------------------------
 
-    def _tick(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _scope(self, env: _Env, path: str) -> Scope:
+    def _scope(self, env: Env, path: str) -> Scope:
         return Scope(env.state, env.codec, path, self._control, self._run_id, self._input)
 
     async def _call(
@@ -171,7 +96,7 @@ class StageRunner:
         fn: Callable[..., Any],
         is_async: bool,
         record: TreeNode,
-        env: _Env,
+        env: Env,
         path: str,
         phase: str,
         retry: Retry | None,
@@ -195,7 +120,7 @@ class StageRunner:
         fn: Callable[..., Any],
         is_async: bool,
         record: TreeNode,
-        env: _Env,
+        env: Env,
         path: str,
         phase: str,
         retry: Retry | None,
@@ -252,7 +177,7 @@ class StageRunner:
             "of": attempts,
             "error": _describe(exc),
             "ms": _ms_since(started),
-            "seq": self._tick(),
+            "seq": self._run.tick(),
         }
         if retry_in is not None:
             entry["retry_in"] = retry_in
@@ -281,14 +206,14 @@ class StageRunner:
             f"stage {record['id']!r} ({record['name']}) raised{where}: {_describe(exc)}", **facts
         )
 
-    async def _stage(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
+    async def stage(self, node: FunctionStage, env: Env, tree: list[TreeNode]) -> None:
         path = env.prefix + node.id
         record: TreeNode = {
             "id": path,
             "name": node.name,
             "kind": "stage",
             "status": "running",
-            "seq": self._tick(),
+            "seq": self._run.tick(),
         }
         tree.append(record)
         if not node.inline:
@@ -314,9 +239,9 @@ class StageRunner:
             record["breaks_loop"] = True
         record["status"] = "done"
 
-    async def _pausable(
-        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+    async def pausable(
+        self, node: PausableStage, env: Env, tree: list[TreeNode], frame: PauseFrame | None
+    ) -> PauseFrame | None:
         path = env.prefix + node.id
         if frame is not None:
             return await self._resume_pausable(node, env, tree, frame, path)
@@ -325,7 +250,7 @@ class StageRunner:
             "name": node.name,
             "kind": "pausable",
             "status": "running",
-            "seq": self._tick(),
+            "seq": self._run.tick(),
         }
         position = len(tree)
         tree.append(record)
@@ -367,7 +292,7 @@ class StageRunner:
             "pause_id": pause_id,
             "at": now,
             "summary": summarize_pause(data, self._chart.redact),
-            "seq": self._tick(),
+            "seq": self._run.tick(),
         }
         pause: PendingPause = {
             "pause_id": pause_id,
@@ -379,8 +304,8 @@ class StageRunner:
             pause["key"] = key
         if node.assignees:
             assign_pause(pause, node, scope)
-        self._pauses.append(pause)
-        paused: Frame = {"t": position, "stage_id": path, "pause_id": pause_id}
+        self._run.pauses.append(pause)
+        paused: PauseFrame = {"t": position, "stage_id": path, "pause_id": pause_id}
         if self._control.requested:
             self._control.requested = False
             paused["brk"] = True  # takes effect once resume has run
@@ -416,11 +341,11 @@ class StageRunner:
         return key
 
     async def _resume_pausable(
-        self, node: PausableStage, env: _Env, tree: list[TreeNode], frame: Frame, path: str
-    ) -> Frame | None:
+        self, node: PausableStage, env: Env, tree: list[TreeNode], frame: PauseFrame, path: str
+    ) -> PauseFrame | None:
         answer = self._answers.pop(path, _MISSING)
         if answer is _MISSING:
-            self._pauses.append(self._previous_pauses[path])
+            self._run.pauses.append(self._run.previous_pauses[path])
             return frame
         record = tree[frame["t"]]
         resumed_at = time.time()
@@ -452,7 +377,7 @@ class StageRunner:
             "reads": _unique(access_log(scope)[0]),
             "writes": _unique(access_log(scope)[1]),
             "ms": _ms_since(started),
-            "seq": self._tick(),
+            "seq": self._run.tick(),
         }
         notes = access_log(scope)[2]
         if notes:
@@ -462,7 +387,18 @@ class StageRunner:
             record["breaks_loop"] = True
         return None
 
-    def _keep_evidence(self, record: TreeNode, scope: Scope) -> None:
+    async def route(
+        self, node: Decider | Selector, record: TreeNode, env: Env, path: str
+    ) -> tuple[Any, Scope]:
+        """Call a decider's or selector's function; return what it chose and its scope."""
+        if node.retry is None and node.time_limit is None:
+            scope = self._scope(env, path)
+            return await self._call(node.fn, node.is_async, record, scope, "run"), scope
+        return await self._call_guarded(
+            node.fn, node.is_async, record, env, path, "run", node.retry, node.time_limit
+        )
+
+    def keep_evidence(self, record: TreeNode, scope: Scope) -> None:
         """Put what ``decide``/``select`` recorded on the scope in the tree, if it chose these branches."""
         evidence = evidence_of(scope)
         if evidence is None or evidence.get("chose") != record.get("chose"):
@@ -493,6 +429,24 @@ class _TimedOut(TimeoutError):
         )
         super().__init__(f"ran past its time limit of {limit:g} s and {what}")
         self.limit = limit
+
+
+def decode_state(data: Mapping[str, Any], field: str, codec: StateCodec) -> dict[str, Any]:
+    """Decode a checkpoint's encoded state; a value that does not fit names its key."""
+    try:
+        return codec.decode(data)
+    except (ValueError, TypeError) as exc:
+        where = field  # pydantic's message names the type, not the key: find the key
+        for key, value in data.items():
+            try:
+                codec.decode({key: value})
+            except (ValueError, TypeError):
+                where = f"{field}.{key}"
+                break
+        raise CheckpointFormatError(
+            f"checkpoint field {where!r} does not fit the chart's state type: {exc}",
+            field=field,
+        ) from None
 
 
 async def _call_limited(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from .chart import (
     ITEM_KEY,
@@ -39,21 +39,24 @@ from .errors import (
     RunTimeoutError,
     StageError,
 )
-from .scope import LoopControl, Scope
-from .trace import (
-    TreeNode,
-)
+from .scope import LoopControl
+from .trace import TreeNode
 
 if TYPE_CHECKING:
     from .chart import Branch, Node
 
-from ._stages import (
-    ExecutorStatus,
-    Frame,
-    StageRunner,
-    _Cancelled,
-    _Env,
+from ._frames import (
+    DeciderFrame,
+    ForEachFrame,
+    ForkFrame,
+    ItemFrame,
+    NodeFrame,
+    PauseFrame,
+    SequenceFrame,
+    SubflowFrame,
 )
+from ._run import ChartRun, DeciderLevel, Env, SequenceLevel, SubflowLevel
+from ._stages import ExecutorStatus, ProgressCallback, StageRunner, _Cancelled, decode_state
 from .contracts import validate_run_output
 
 __all__ = ["Traversal"]
@@ -61,35 +64,60 @@ __all__ = ["Traversal"]
 _perf = time.perf_counter
 
 
-class Traversal(StageRunner):
-    """The walk itself, over the stage calls of :class:`StageRunner`."""
+class Traversal:
+    """The walk over one run's chart: sequences, loops, branches, forks, subflows, for-each.
 
-    async def _traverse(self, continuation: Frame | None, limit: float | None) -> ExecutorStatus:
-        env = _Env(self._state, self._chart.codec, "")
-        work = self._sequence(self._chart.steps, env, self._tree, continuation)
+    Made per run, resume or continuation with the :class:`~pausepoint._run.ChartRun`
+    it walks and the :class:`~pausepoint._stages.StageRunner` that runs its stages.
+
+    Args:
+        run: The run in progress.
+        stages: Runs each stage against ``run``.
+        on_progress: Awaited with a progress checkpoint after each step outside forks.
+        signing_key: Signs those checkpoints.
+    """
+
+    def __init__(
+        self,
+        run: ChartRun,
+        stages: StageRunner,
+        on_progress: ProgressCallback | None,
+        signing_key: str | bytes | None,
+    ) -> None:
+        self._run = run
+        self._stages = stages
+        self._chart = run.chart
+        self._on_progress = on_progress
+        self._signing_key = signing_key
+
+    async def walk(
+        self, continuation: SequenceFrame | None, limit: float | None
+    ) -> tuple[ExecutorStatus, SequenceFrame | None, Any]:
+        """Run the chart from ``continuation`` (its start when ``None``) to a pause or the end.
+
+        Returns:
+            ``completed`` (with the output the chart's output model made),
+            ``paused`` (with the continuation of the pending pauses) or ``cancelled``.
+        """
+        run = self._run
+        env = Env(run.state, self._chart.codec, "")
+        work = self._sequence(self._chart.steps, env, run.tree, continuation)
         try:
             frame = await (work if limit is None else self._bounded(work, limit))
-            if frame is None and self._chart.output_contract is not None:
-                self._output = validate_run_output(self._chart, self._state)
         except _Cancelled as stop:
             self._stopped(stop)
-            return "cancelled"
-        except PausepointError as exc:
-            self._status = "failed"
-            self._error = exc
-            raise
-        except BaseException:
-            self._status = "failed"
-            raise
-        if frame is None:
-            self._status = "completed"
-            return "completed"
-        self._continuation = frame
-        self._paused_at = time.time()
-        self._status = "paused"
-        return "paused"
+            return "cancelled", None, None
+        if frame is not None:
+            run.paused_at = time.time()
+            return "paused", frame, None
+        output = None
+        if self._chart.output_contract is not None:
+            output = validate_run_output(self._chart, run.state)
+        return "completed", None, output
 
-    async def _bounded(self, work: Coroutine[Any, Any, Frame | None], limit: float) -> Frame | None:
+    async def _bounded(
+        self, work: Coroutine[Any, Any, SequenceFrame | None], limit: float
+    ) -> SequenceFrame | None:
         """Await the traversal, cancelling it at its next ``await`` once ``limit`` seconds pass."""
         import asyncio
 
@@ -100,45 +128,46 @@ class Traversal(StageRunner):
         except TimeoutError:
             if not timeout.expired():
                 raise
-            _settle(self._tree, "failed", f"the run timed out after {limit:g} s")
+            _settle(self._run.tree, "failed", f"the run timed out after {limit:g} s")
             raise RunTimeoutError(
-                f"run {self._run_id!r} of chart {self._chart.name!r} took longer than its "
+                f"run {self._run.run_id!r} of chart {self._chart.name!r} took longer than its "
                 f"timeout of {limit:g} s; the stage in flight was cancelled",
-                run_id=self._run_id,
+                run_id=self._run.run_id,
                 limit=limit,
             ) from None
 
     def _stopped(self, stop: _Cancelled) -> None:
         """Finish a cancelled run: mark what was in flight, say where it stopped and why."""
-        _settle(self._tree, "cancelled")
-        actor, reason = self._cancel or (None, None)
+        run = self._run
+        _settle(run.tree, "cancelled")
+        actor, reason = run.cancel or (None, None)
         record: TreeNode = {
             "id": stop.path,
             "name": stop.name,
             "kind": "cancel",
             "status": "done",
-            "seq": self._tick(),
+            "seq": run.tick(),
         }
         if actor is not None:
             record["actor"] = actor
         if reason is not None:
             record["reason"] = reason
-        self._tree.append(record)
-        self._status = "cancelled"
+        run.tree.append(record)
 
     @staticmethod
-    def _cancelled_at(step: Step, env: _Env) -> _Cancelled:
+    def _cancelled_at(step: Step, env: Env) -> _Cancelled:
         """The signal that stops a cancelled run before ``step``."""
         if isinstance(step, LoopBack):
             return _Cancelled(env.prefix + step.target, step.target_name)
         return _Cancelled(env.prefix + step.id, step.name)
 
     async def _sequence(
-        self, steps: tuple[Step, ...], env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
-        if self._on_progress is not None and self._fork_depth == 0:
+        self, steps: tuple[Step, ...], env: Env, tree: list[TreeNode], frame: SequenceFrame | None
+    ) -> SequenceFrame | None:
+        run = self._run
+        if self._on_progress is not None and run.fork_depth == 0:
             return await self._tracked_sequence(steps, env, tree, frame)
-        control = self._control
+        control = run.control
         carry = False  # a break_loop() no loop of this sequence encloses: for the parent
         loops: dict[int, int] = {}
         index = 0
@@ -156,13 +185,13 @@ class Traversal(StageRunner):
         end = len(steps)
         while index < end:
             step = steps[index]
-            if self._cancel is not None:
+            if run.cancel is not None:
                 raise self._cancelled_at(step, env)
             if type(step) is LoopBack:
                 index = self._loop_back(step, index, loops, env, tree)
                 continue
             if type(step) is FunctionStage:
-                await self._stage(step, env, tree)
+                await self._stages.stage(step, env, tree)
             else:
                 pending = await self._node(step, env, tree, None)  # type: ignore[arg-type]  # not a LoopBack
                 if pending is not None:
@@ -176,66 +205,49 @@ class Traversal(StageRunner):
         return None
 
     async def _tracked_sequence(
-        self, steps: tuple[Step, ...], env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+        self, steps: tuple[Step, ...], env: Env, tree: list[TreeNode], frame: SequenceFrame | None
+    ) -> SequenceFrame | None:
         """``_sequence`` that reports a progress checkpoint after every finished step.
 
         Kept apart so runs without ``on_progress`` pay nothing for it.
         """
-        control = self._control
+        run = self._run
+        control = run.control
         carry = False  # a break_loop() no loop of this sequence encloses: for the parent
-        position: list[Any] = [0, {}]  # [index, loops], read by _progress_continuation
-        self._levels.append(("seq", position))
+        level = SequenceLevel()  # read by ChartRun.progress_continuation
+        run.levels.append(level)
         try:
             pending_frame = frame["node"] if frame is not None else None
             if frame is not None:
-                position[0] = frame["i"]
-                position[1] = {int(key): count for key, count in frame.get("loops", {}).items()}
-            while position[0] < len(steps):
-                index = position[0]
+                level.index = frame["i"]
+                level.loops = {int(key): count for key, count in frame.get("loops", {}).items()}
+            while level.index < len(steps):
+                index = level.index
                 step = steps[index]
-                if pending_frame is None and self._cancel is not None:
+                if pending_frame is None and run.cancel is not None:
                     raise self._cancelled_at(step, env)
-                if type(step) is LoopBack:
-                    position[0] = self._loop_back(step, index, position[1], env, tree)
+                if isinstance(step, LoopBack):
+                    level.index = self._loop_back(step, index, level.loops, env, tree)
                     continue
                 pending = await self._node(step, env, tree, pending_frame)
                 pending_frame = None
                 if pending is not None:
-                    return _sequence_frame(index, position[1], pending)
-                position[0] = _next_index(steps, index, control)
+                    return _sequence_frame(index, level.loops, pending)
+                level.index = _next_index(steps, index, control)
                 carry = _hand_up(control, carry)
-                if self._fork_depth == 0 and position[0] < len(steps):
+                if run.fork_depth == 0 and level.index < len(steps):
                     assert self._on_progress is not None
-                    await self._on_progress(
-                        self._checkpoint("running", self._progress_continuation())
+                    progress = run.checkpoint(
+                        "running", run.progress_continuation(), self._signing_key
                     )
+                    await self._on_progress(progress)
             control.requested = carry
             return None
         finally:
-            self._levels.pop()
-
-    def _progress_continuation(self) -> Frame:
-        """Compose the continuation of "about to run the next step" from the enclosing levels."""
-        inner: Frame | None = None
-        for level in reversed(self._levels):
-            if level[0] == "seq":
-                index, loops = level[1]
-                frame: Frame = {"i": index, "node": inner}
-                if loops:
-                    frame["loops"] = {str(k): v for k, v in loops.items()}
-                inner = frame
-            elif level[0] == "subflow":
-                inner = {"t": level[1], "seq": inner}
-                if level[2] is not None:
-                    inner["state"] = level[3].encode(level[2])
-            else:
-                inner = {"t": level[1], "branch": level[2], "node": inner}
-        assert inner is not None
-        return inner
+            run.levels.pop()
 
     def _loop_back(
-        self, step: LoopBack, index: int, loops: dict[int, int], env: _Env, tree: list[TreeNode]
+        self, step: LoopBack, index: int, loops: dict[int, int], env: Env, tree: list[TreeNode]
     ) -> int:
         count = loops.get(index, 0) + 1
         target_path = env.prefix + step.target
@@ -256,33 +268,37 @@ class Traversal(StageRunner):
                 "status": "done",
                 "round": count + 1,
                 "target": target_path,
-                "seq": self._tick(),
+                "seq": self._run.tick(),
             }
         )
         return step.target_index
 
     def _node(
-        self, node: Node, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Coroutine[Any, Any, Frame | None]:
+        self, node: Node, env: Env, tree: list[TreeNode], frame: NodeFrame | None
+    ) -> Coroutine[Any, Any, NodeFrame | None]:
+        """Enter ``node``, afresh or at ``frame``.
+
+        The checkpoint validator checked that a frame is of its node's kind, hence the casts.
+        """
         if type(node) is PausableStage:
-            return self._pausable(node, env, tree, frame)
+            return self._stages.pausable(node, env, tree, cast("PauseFrame | None", frame))
         if type(node) is Subflow:
-            return self._subflow(node, env, tree, frame)
+            return self._subflow(node, env, tree, cast("SubflowFrame | None", frame))
         if type(node) is Decider:
-            return self._decider(node, env, tree, frame)
+            return self._decider(node, env, tree, cast("DeciderFrame | None", frame))
         if type(node) is Selector or type(node) is Parallel:
-            return self._fork(node, env, tree, frame)
+            return self._fork(node, env, tree, cast("ForkFrame | None", frame))
         if type(node) is ForEach:
-            return self._for_each(node, env, tree, frame)
+            return self._for_each(node, env, tree, cast("ForEachFrame | None", frame))
         assert type(node) is FunctionStage
         return self._stage_as_node(node, env, tree)
 
-    async def _stage_as_node(self, node: FunctionStage, env: _Env, tree: list[TreeNode]) -> None:
-        await self._stage(node, env, tree)
+    async def _stage_as_node(self, node: FunctionStage, env: Env, tree: list[TreeNode]) -> None:
+        await self._stages.stage(node, env, tree)
 
     async def _decider(
-        self, node: Decider, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+        self, node: Decider, env: Env, tree: list[TreeNode], frame: DeciderFrame | None
+    ) -> DeciderFrame | None:
         path = env.prefix + node.id
         if frame is None:
             record: TreeNode = {
@@ -291,11 +307,11 @@ class Traversal(StageRunner):
                 "kind": "decider",
                 "status": "running",
                 "children": [],
-                "seq": self._tick(),
+                "seq": self._run.tick(),
             }
             position = len(tree)
             tree.append(record)
-            key, scope = await self._route(node, record, env, path)
+            key, scope = await self._stages.route(node, record, env, path)
             if not isinstance(key, str) or key not in node.branches:
                 if node.default is None:
                     record["status"] = "failed"
@@ -308,23 +324,24 @@ class Traversal(StageRunner):
                     )
                 key = node.default
             record["chose"] = [key]
-            self._keep_evidence(record, scope)
+            self._stages.keep_evidence(record, scope)
             child_frame = None
         else:
             position = frame["t"]
             record = tree[position]
             key = frame["branch"]
             child_frame = frame["node"]
-        tracked = self._on_progress is not None and self._fork_depth == 0
+        run = self._run
+        tracked = self._on_progress is not None and run.fork_depth == 0
         if tracked:
-            self._levels.append(("decider", position, key))
+            run.levels.append(DeciderLevel(position, key))
         try:
             pending = await self._child(
                 record, self._node(node.branches[key], env, record["children"], child_frame)
             )
         finally:
             if tracked:
-                self._levels.pop()
+                run.levels.pop()
         if pending is None:
             record["status"] = "done"
             return None
@@ -332,10 +349,10 @@ class Traversal(StageRunner):
         return {"t": position, "branch": key, "node": pending}
 
     async def _fork(
-        self, node: Selector | Parallel, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+        self, node: Selector | Parallel, env: Env, tree: list[TreeNode], frame: ForkFrame | None
+    ) -> ForkFrame | None:
         path = env.prefix + node.id
-        branches: list[tuple[str, Branch, Frame | None]]
+        branches: list[tuple[str, Branch, NodeFrame | None]]
         if frame is None:
             record: TreeNode = {
                 "id": path,
@@ -343,15 +360,15 @@ class Traversal(StageRunner):
                 "kind": node.kind,
                 "status": "running",
                 "children": [],
-                "seq": self._tick(),
+                "seq": self._run.tick(),
             }
             position = len(tree)
             tree.append(record)
             if isinstance(node, Selector):
-                returned, scope = await self._route(node, record, env, path)
+                returned, scope = await self._stages.route(node, record, env, path)
                 keys = self._selected(node, record, returned)
                 record["chose"] = keys
-                self._keep_evidence(record, scope)
+                self._stages.keep_evidence(record, scope)
             else:
                 keys = list(node.branches)
             branches = [(key, node.branches[key], None) for key in keys]
@@ -360,14 +377,14 @@ class Traversal(StageRunner):
             record = tree[position]
             branches = [(key, node.branches[key], sub) for key, sub in frame["branches"].items()]
         children = record["children"]
-        self._fork_depth += 1
+        self._run.fork_depth += 1
         try:
             results = await self._child(
                 record,
                 _gather([self._node(branch, env, children, sub) for _, branch, sub in branches]),
             )
         finally:
-            self._fork_depth -= 1
+            self._run.fork_depth -= 1
         pending = {
             key: result
             for (key, _, _), result in zip(branches, results, strict=True)
@@ -378,17 +395,6 @@ class Traversal(StageRunner):
             return None
         record["status"] = "paused"
         return {"t": position, "branches": pending}
-
-    async def _route(
-        self, node: Decider | Selector, record: TreeNode, env: _Env, path: str
-    ) -> tuple[Any, Scope]:
-        """Call a decider's or selector's function; return what it chose and its scope."""
-        if node.retry is None and node.time_limit is None:
-            scope = self._scope(env, path)
-            return await self._call(node.fn, node.is_async, record, scope, "run"), scope
-        return await self._call_guarded(
-            node.fn, node.is_async, record, env, path, "run", node.retry, node.time_limit
-        )
 
     @staticmethod
     def _selected(node: Selector, record: TreeNode, returned: Any) -> list[str]:
@@ -408,8 +414,8 @@ class Traversal(StageRunner):
         return list(dict.fromkeys(keys))
 
     async def _for_each(
-        self, node: ForEach, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+        self, node: ForEach, env: Env, tree: list[TreeNode], frame: ForEachFrame | None
+    ) -> ForEachFrame | None:
         """Run the body per item; keep every item's pause; join when all items are done.
 
         The frame holds each pending item's own continuation and state, and the
@@ -417,7 +423,7 @@ class Traversal(StageRunner):
         """
         path = env.prefix + node.id
         codec = node.body.codec
-        work: list[tuple[int, str, TreeNode, dict[str, Any], Frame | None]] = []
+        work: list[tuple[int, str, TreeNode, dict[str, Any], SequenceFrame | None]] = []
         if frame is None:
             record: TreeNode = {
                 "id": path,
@@ -426,7 +432,7 @@ class Traversal(StageRunner):
                 "status": "running",
                 "children": [],
                 "reads": [node.items_key],
-                "seq": self._tick(),
+                "seq": self._run.tick(),
             }
             position = len(tree)
             tree.append(record)
@@ -452,7 +458,7 @@ class Traversal(StageRunner):
                     "kind": "item",
                     "status": "running",
                     "children": [],
-                    "seq": self._tick(),
+                    "seq": self._run.tick(),
                 }
                 children.append(item_record)
                 state = {
@@ -469,7 +475,7 @@ class Traversal(StageRunner):
             for key, item_frame in frame["items"].items():
                 item_record = children[item_frame["t"]]
                 item_path = item_record["id"]
-                state = self._decode_state(item_frame["state"], f"{item_path} state", codec)
+                state = decode_state(item_frame["state"], f"{item_path} state", codec)
                 work.append((int(key), item_path, item_record, state, item_frame["seq"]))
         limit = _Limit(node.concurrency)
 
@@ -478,10 +484,10 @@ class Traversal(StageRunner):
             item_path: str,
             item_record: TreeNode,
             state: dict[str, Any],
-            seq: Frame | None,
-        ) -> tuple[int, Frame | None, Any]:
+            seq: SequenceFrame | None,
+        ) -> tuple[int, ItemFrame | None, Any]:
             async with limit:
-                inner = _Env(state, codec, item_path + PATH_SEPARATOR)
+                inner = Env(state, codec, item_path + PATH_SEPARATOR)
                 pending = await self._child(
                     item_record,
                     self._sequence(node.body.steps, inner, item_record["children"], seq),
@@ -490,19 +496,19 @@ class Traversal(StageRunner):
                 item_record["status"] = "done"
                 return index, None, state.get("result")
             item_record["status"] = "paused"
-            item_frame: Frame = {
+            item_frame: ItemFrame = {
                 "t": index,  # item records are created in item order
                 "seq": pending,
                 "state": codec.encode(state),
             }
             return index, item_frame, None
 
-        self._fork_depth += 1
+        self._run.fork_depth += 1
         try:
             outcomes = await self._child(record, _gather([run_item(*job) for job in work]))
         finally:
-            self._fork_depth -= 1
-        pending_items: dict[str, Frame] = {}
+            self._run.fork_depth -= 1
+        pending_items: dict[str, ItemFrame] = {}
         for index, item_frame, result in outcomes:
             if item_frame is None:
                 done[str(index)] = result
@@ -518,8 +524,8 @@ class Traversal(StageRunner):
         return None
 
     async def _subflow(
-        self, node: Subflow, env: _Env, tree: list[TreeNode], frame: Frame | None
-    ) -> Frame | None:
+        self, node: Subflow, env: Env, tree: list[TreeNode], frame: SubflowFrame | None
+    ) -> SubflowFrame | None:
         path = env.prefix + node.id
         codec = node.chart.codec if node.isolated else env.codec
         if frame is None:
@@ -529,7 +535,7 @@ class Traversal(StageRunner):
                 "kind": "subflow",
                 "status": "running",
                 "children": [],
-                "seq": self._tick(),
+                "seq": self._run.tick(),
             }
             position = len(tree)
             tree.append(record)
@@ -539,25 +545,26 @@ class Traversal(StageRunner):
             position = frame["t"]
             record = tree[position]
             state = (
-                self._decode_state(frame["state"], f"subflow {path!r} state", codec)
+                decode_state(frame["state"], f"subflow {path!r} state", codec)
                 if node.isolated
                 else env.state
             )
             child_frame = frame["seq"]
-        inner = _Env(state, codec, path + PATH_SEPARATOR)
-        tracked = self._on_progress is not None and self._fork_depth == 0
+        inner = Env(state, codec, path + PATH_SEPARATOR)
+        run = self._run
+        tracked = self._on_progress is not None and run.fork_depth == 0
         if tracked:
-            self._levels.append(("subflow", position, state if node.isolated else None, codec))
+            run.levels.append(SubflowLevel(position, state if node.isolated else None, codec))
         try:
             pending = await self._child(
                 record, self._sequence(node.chart.steps, inner, record["children"], child_frame)
             )
         finally:
             if tracked:
-                self._levels.pop()
+                run.levels.pop()
         if pending is not None:
             record["status"] = "paused"
-            paused: Frame = {"t": position, "seq": pending}
+            paused: SubflowFrame = {"t": position, "seq": pending}
             if node.isolated:
                 paused["state"] = codec.encode(state)
             return paused
@@ -566,15 +573,13 @@ class Traversal(StageRunner):
         record["status"] = "done"
         return None
 
-    def _seed_subflow(
-        self, node: Subflow, env: _Env, record: TreeNode, path: str
-    ) -> dict[str, Any]:
+    def _seed_subflow(self, node: Subflow, env: Env, record: TreeNode, path: str) -> dict[str, Any]:
         seed = self._map(node.input_mapper, dict(env.state), record, path, "input_mapper")
         codec = node.chart.codec
         return {key: codec.check(key, value, path) for key, value in seed.items()}
 
     def _map_back(
-        self, node: Subflow, env: _Env, state: dict[str, Any], record: TreeNode, path: str
+        self, node: Subflow, env: Env, state: dict[str, Any], record: TreeNode, path: str
     ) -> None:
         out = self._map(node.output_mapper, dict(state), record, path, "output_mapper")
         for key, value in out.items():
@@ -685,8 +690,8 @@ def _hand_up(control: LoopControl, carry: bool) -> bool:
     return carry
 
 
-def _sequence_frame(index: int, loops: dict[int, int], pending: Frame) -> Frame:
-    frame: Frame = {"i": index, "node": pending}
+def _sequence_frame(index: int, loops: dict[int, int], pending: NodeFrame) -> SequenceFrame:
+    frame: SequenceFrame = {"i": index, "node": pending}
     if loops:
         frame["loops"] = {str(position): count for position, count in loops.items()}
     return frame

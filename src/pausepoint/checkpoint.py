@@ -18,6 +18,15 @@ import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
+from ._frames import (
+    DeciderFrame,
+    ForEachFrame,
+    ForkFrame,
+    PauseFrame,
+    SequenceFrame,
+    SubflowFrame,
+    is_frame,
+)
 from ._json import NotJSONError, canonical_json, json_copy
 from .chart import (
     ITEM_KEY,
@@ -103,7 +112,7 @@ class Checkpoint(TypedDict):
     pause_data: Any
     pauses: list[PendingPause]
     execution_tree: list[TreeNode]
-    continuation: dict[str, Any]
+    continuation: SequenceFrame
     started_at: float
     paused_at: float
     signature: NotRequired[str]
@@ -500,8 +509,35 @@ def _check_evidence(evidence: dict[str, Any], where: str) -> None:
         raise CheckpointFormatError(f"checkpoint field {where!r} is malformed", field=where)
 
 
+def _require(frame: Any, kind: type[Any], where: str) -> dict[str, Any]:
+    """Check ``frame`` is a dict with every key the frame type ``kind`` requires."""
+    if not isinstance(frame, dict):
+        raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
+    if not is_frame(frame, kind):
+        missing = sorted(kind.__required_keys__ - frame.keys())
+        raise CheckpointFormatError(
+            f"checkpoint field '{where}.{missing[0]}' is missing", field=f"{where}.{missing[0]}"
+        )
+    return frame
+
+
+_FRAME_OF: Mapping[type[Any], type[Any]] = {
+    PausableStage: PauseFrame,
+    Decider: DeciderFrame,
+    Selector: ForkFrame,
+    Parallel: ForkFrame,
+    ForEach: ForEachFrame,
+    Subflow: SubflowFrame,
+}
+"""The frame type a waiting node of each kind leaves (see :mod:`pausepoint._frames`)."""
+
+
 class _FrameChecker:
-    """Walks the continuation beside the chart and the execution tree."""
+    """Walks the continuation beside the chart and the execution tree.
+
+    Each frame is first checked against its type in :mod:`pausepoint._frames`
+    (the definitions the traversal writes), then against the chart and the tree.
+    """
 
     def __init__(self, leaves: dict[str, str], *, progress: bool = False) -> None:
         self.leaves = leaves
@@ -511,8 +547,7 @@ class _FrameChecker:
     def sequence(
         self, frame: Any, steps: tuple[Step, ...], prefix: str, tree: list[Any], where: str
     ) -> None:
-        if not isinstance(frame, dict):
-            raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
+        frame = _require(frame, SequenceFrame, where)
         index = frame.get("i")
         if (
             type(index) is not int
@@ -564,6 +599,13 @@ class _FrameChecker:
                 f"checkpoint field '{where}.t' does not point at stage {path!r} in the execution tree",
                 field=f"{where}.t",
             )
+        kind = _FRAME_OF.get(type(node))
+        if kind is None:
+            raise CheckpointFormatError(
+                f"checkpoint field {where!r}: stage {path!r} is a plain stage and cannot be paused",
+                field=where,
+            )
+        frame = _require(frame, kind, where)
         tree_node: dict[str, Any] = tree[position]
         if isinstance(node, PausableStage):
             if frame.get("stage_id") != path or not isinstance(frame.get("pause_id"), str):
@@ -618,11 +660,6 @@ class _FrameChecker:
                         field=f"{where}.branches.{key}",
                     )
                 self.node(branch_frame, branch, prefix, children, f"{where}.branches.{key}")
-            return
-        raise CheckpointFormatError(
-            f"checkpoint field {where!r}: stage {path!r} is a plain stage and cannot be paused",
-            field=where,
-        )
 
     def _for_each(
         self, frame: dict[str, Any], node: ForEach, path: str, children: list[Any], where: str

@@ -36,9 +36,17 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+from ._frames import SequenceFrame
 from ._json import NotJSONError, json_copy
 from ._redact import redacted
-from ._stages import _MISSING, ExecutorStatus, Frame, ProgressCallback
+from ._run import ChartRun
+from ._stages import (
+    _MISSING,
+    ExecutorStatus,
+    ProgressCallback,
+    StageRunner,
+    decode_state,
+)
 from ._sync import run_until_complete
 from ._traversal import Traversal
 from .chart import (
@@ -58,11 +66,9 @@ from .errors import (
     RunInputError,
     StateError,
 )
-from .scope import LoopControl
 from .trace import (
     Metrics,
     TreeNode,
-    last_seq,
     metrics_of,
     narrative_of,
 )
@@ -106,7 +112,7 @@ class Snapshot(TypedDict):
     error: str | None
 
 
-class FlowChartExecutor(Traversal):
+class FlowChartExecutor:
     """Runs one chart; pauses hand out a JSON checkpoint that any executor of it resumes.
 
     An executor keeps the latest run or resume it did: its status, checkpoint,
@@ -131,26 +137,12 @@ class FlowChartExecutor(Traversal):
             raise ExecutorUsageError(f"FlowChartExecutor needs a built FlowChart, got {chart!r}")
         self._chart = chart
         self._signing_key = signing_key
-        self._status: ExecutorStatus = "idle"
-        self._run_id = ""
-        self._input: dict[str, Any] = {}
-        self._state: dict[str, Any] = {}
-        self._tree: list[TreeNode] = []
-        self._continuation: Frame | None = None
-        self._pauses: list[PendingPause] = []
-        self._previous_pauses: dict[str, PendingPause] = {}
-        self._answers: dict[str, Any] = {}
-        self._control = LoopControl()
-        self._started_at = 0.0
-        self._paused_at = 0.0
-        self._error: PausepointError | None = None
         self._on_progress = on_progress
-        # Enclosing levels of the stage running now, to build progress checkpoints:
-        # ("seq", [index, loops]) · ("subflow", position, state, codec) · ("decider", position, key)
-        self._levels: list[tuple[Any, ...]] = []
-        self._fork_depth = 0
-        self._seq = 0  # orders events across the run and every resume (see trace.py)
-        self._cancel: tuple[str | None, str | None] | None = None  # (actor, reason) once asked
+        # the last run, resume or continuation, and how it ended
+        self._run = ChartRun(chart, "", {}, {}, [], 0.0)
+        self._status: ExecutorStatus = "idle"
+        self._continuation: SequenceFrame | None = None
+        self._error: PausepointError | None = None
         self._output: Any = None
 
     # -- public API -------------------------------------------------------
@@ -168,7 +160,7 @@ class FlowChartExecutor(Traversal):
     @property
     def run_id(self) -> str:
         """The id of the last run (empty before the first)."""
-        return self._run_id
+        return self._run.run_id
 
     async def run(
         self,
@@ -203,26 +195,20 @@ class FlowChartExecutor(Traversal):
         except RunInputError:
             self._status = "idle"
             raise
-        self._run_id = run_id or os.urandom(16).hex()
-        self._started_at = time.time()
-        self._state = {}
-        self._tree = []
-        self._seq = 0
-        self._pauses = []
-        self._previous_pauses = {}
-        self._answers = {}
         codec = self._chart.codec
+        state: dict[str, Any] = {}
         try:
             for key, value in (input or {}).items():
-                self._state[key] = codec.check(key, value, "input")
+                state[key] = codec.check(key, value, "input")
             # as JSON the state type's way, so a datetime input is kept like a datetime write
-            self._input = json_copy(codec.encode(self._state), "input")
+            encoded = json_copy(codec.encode(state), "input")
         except (NotJSONError, StateError) as exc:
             self._status = "idle"
             raise StateError(
                 f"run input {exc}", key=getattr(exc, "key", "input"), stage_id="input"
             ) from None
-        return await self._traverse(None, timeout)
+        run = ChartRun(self._chart, run_id or os.urandom(16).hex(), encoded, state, [], time.time())
+        return await self._walk(run, None, {}, timeout)
 
     async def resume(
         self,
@@ -259,12 +245,12 @@ class FlowChartExecutor(Traversal):
         try:
             copies = validate_checkpoint(checkpoint, self._chart, self._signing_key)
             targets = self._answers_for(checkpoint, input, stage_id, answers)
-            self._answers = self._validate_answers(targets)
-            continuation = self._load(checkpoint, copies)
+            validated = self._validate_answers(targets)
+            run = self._load(checkpoint, copies)
         except BaseException:
             self._status = "idle"
             raise
-        return await self._traverse(continuation, timeout)
+        return await self._walk(run, copies["continuation"], validated, timeout)
 
     async def continue_from(
         self,
@@ -287,12 +273,11 @@ class FlowChartExecutor(Traversal):
         self._begin()
         try:
             copies = validate_checkpoint(checkpoint, self._chart, self._signing_key, progress=True)
-            self._answers = {}
-            continuation = self._load(checkpoint, copies)
+            run = self._load(checkpoint, copies)
         except BaseException:
             self._status = "idle"
             raise
-        return await self._traverse(continuation, timeout)
+        return await self._walk(run, copies["continuation"], {}, timeout)
 
     async def _resume_checked(
         self, checkpoint: Mapping[str, Any], copies: dict[str, Any], answers: dict[str, Any]
@@ -305,12 +290,42 @@ class FlowChartExecutor(Traversal):
         checks both before it claims a run, so a resume checks them once.
         """
         self._begin()
-        self._answers = answers
-        return await self._traverse(self._load(checkpoint, copies), None)
+        run = self._load(checkpoint, copies)
+        return await self._walk(run, copies["continuation"], answers, None)
+
+    def _stage_runner(self, run: ChartRun, answers: dict[str, Any]) -> StageRunner:
+        """The collaborator that runs ``run``'s stages (a subclass may observe them)."""
+        return StageRunner(run, answers)
+
+    async def _walk(
+        self,
+        run: ChartRun,
+        continuation: SequenceFrame | None,
+        answers: dict[str, Any],
+        limit: float | None,
+    ) -> ExecutorStatus:
+        """Walk ``run`` from ``continuation`` with ``answers``; keep it and how it ended."""
+        self._run = run
+        traversal = Traversal(
+            run, self._stage_runner(run, answers), self._on_progress, self._signing_key
+        )
+        try:
+            status, frame, output = await traversal.walk(continuation, limit)
+        except PausepointError as exc:
+            self._status = "failed"
+            self._error = exc
+            raise
+        except BaseException:
+            self._status = "failed"
+            raise
+        self._continuation = frame
+        self._output = output
+        self._status = status
+        return status
 
     def _journal_view(self) -> tuple[dict[str, Any], list[TreeNode]]:
         """The state and the execution tree as JSON (nothing redacted), for the journal."""
-        return self._chart.codec.encode(self._state), json_copy(self._tree)
+        return self._chart.codec.encode(self._run.state), json_copy(self._run.tree)
 
     def cancel(self, reason: str | None = None, *, actor: str | None = None) -> bool:
         """Ask the running run to stop before its next stage; call it from another task.
@@ -329,7 +344,7 @@ class FlowChartExecutor(Traversal):
         """
         if self._status != "running":
             return False
-        self._cancel = (actor, reason)
+        self._run.cancel = (actor, reason)
         return True
 
     def get_output(self) -> Any:
@@ -340,18 +355,17 @@ class FlowChartExecutor(Traversal):
         """
         return self._output if self._status == "completed" else None
 
-    def _load(self, checkpoint: Mapping[str, Any], copies: dict[str, Any]) -> Frame:
-        """Take over a validated checkpoint's copies; return its continuation."""
-        self._state = self._decode_state(copies["shared_state"], "shared_state", self._chart.codec)
-        self._tree = copies["execution_tree"]
-        self._input = copies["input"]
-        self._run_id = checkpoint["run_id"]
-        self._seq = last_seq(self._tree)
-        self._started_at = float(checkpoint["started_at"])
-        self._previous_pauses = {pause["stage_id"]: pause for pause in copies["pauses"]}
-        self._pauses = []
-        continuation: Frame = copies["continuation"]
-        return continuation
+    def _load(self, checkpoint: Mapping[str, Any], copies: dict[str, Any]) -> ChartRun:
+        """The run a validated checkpoint holds, made of its checked copies."""
+        return ChartRun(
+            self._chart,
+            checkpoint["run_id"],
+            copies["input"],
+            decode_state(copies["shared_state"], "shared_state", self._chart.codec),
+            copies["execution_tree"],
+            float(checkpoint["started_at"]),
+            {pause["stage_id"]: pause for pause in copies["pauses"]},
+        )
 
     def run_sync(
         self,
@@ -392,36 +406,37 @@ class FlowChartExecutor(Traversal):
         """
         if self._status != "paused" or self._continuation is None:
             return None
-        return self._checkpoint("paused", self._continuation)
+        return self._run.checkpoint("paused", self._continuation, self._signing_key)
 
     def get_snapshot(self) -> Snapshot:
         """Return the run so far as JSON: state, pauses, tree, narrative, metrics.
 
         Keys in the chart's ``redact`` list show as ``"***"``.
         """
+        run = self._run
         return _snapshot(
             self._chart.name,
             self._chart.redact,
-            self._run_id,
+            run.run_id,
             self._status,
-            self._input,
-            self._chart.codec.encode(self._state),
-            json_copy(self._pauses),
-            json_copy(self._tree),
+            run.input,
+            self._chart.codec.encode(run.state),
+            json_copy(run.pauses),
+            json_copy(run.tree),
             None if self._error is None else str(self._error),
         )
 
     def get_narrative(self) -> list[str]:
         """Return one plain sentence per event, across the run and every resume."""
-        return narrative_of(self._tree)
+        return narrative_of(self._run.tree)
 
     def get_metrics(self) -> Metrics:
         """Return per-stage durations and counts, pause count, and time spent paused."""
-        return metrics_of(self._tree)
+        return metrics_of(self._run.tree)
 
     def get_state(self) -> dict[str, Any]:
         """Return a shallow copy of the live state (typed values, nothing redacted)."""
-        return dict(self._state)
+        return dict(self._run.state)
 
     # -- set-up -----------------------------------------------------------
 
@@ -433,11 +448,7 @@ class FlowChartExecutor(Traversal):
         self._status = "running"
         self._continuation = None
         self._error = None
-        self._cancel = None
         self._output = None
-        self._control = LoopControl()
-        self._levels = []
-        self._fork_depth = 0
 
     def _answers_for(
         self,
