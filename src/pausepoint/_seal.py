@@ -113,6 +113,11 @@ def sealer(key: EncryptionKey | None) -> MultiFernet | None:
     return MultiFernet(fernets)
 
 
+def _is_token(value: Mapping[str, Any]) -> bool:
+    """Whether ``value`` is a sealed value: ``{"$sealed": "<token>"}`` and nothing else."""
+    return len(value) == 1 and isinstance(value.get(MARK), str)
+
+
 class _Cipher:
     """Seals and opens values; ``fernet`` is ``None`` for a ``Runs`` without a key."""
 
@@ -126,7 +131,7 @@ class _Cipher:
 
     def _seal(self, value: Any, keys: Collection[str]) -> Any:
         if isinstance(value, Mapping):
-            if MARK in value:
+            if _is_token(value):
                 return value  # sealed already
             return {
                 k: self._token(v) if k in keys else self._seal(v, keys) for k, v in value.items()
@@ -143,9 +148,8 @@ class _Cipher:
     def open(self, value: Any, what: str, run_id: str | None, *, lenient: bool = False) -> Any:
         """``value`` with its sealed values decrypted; ``what`` names it in errors."""
         if isinstance(value, Mapping):
-            token = value.get(MARK)
-            if isinstance(token, str) and len(value) == 1:
-                return self._plain(token, what, run_id, lenient)
+            if _is_token(value):
+                return self._plain(value[MARK], what, run_id, lenient)
             return {k: self.open(v, what, run_id, lenient=lenient) for k, v in value.items()}
         if isinstance(value, list):
             return [self.open(item, what, run_id, lenient=lenient) for item in value]
