@@ -231,9 +231,10 @@ class Counted:
         run: StoredRun,
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[Any] = (),
     ) -> StoredRun:
         self._count(run, events, steps)
-        return await self._store.create(run, events, steps)  # type: ignore[no-any-return]
+        return await self._store.create(run, events, steps, outbox)  # type: ignore[no-any-return]
 
     async def replace(
         self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()

@@ -80,6 +80,8 @@ EXPECTED = {
     "StoreError",
     "StoreUnavailableError",
     "VersionConflictError",
+    "NotifyURLError",
+    "WebhookSignatureError",
 }
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ExecutorUsageError,
         LoopLimitError,
         MixedBatchError,
+        NotifyURLError,
         NoWaiterError,
         PausepointError,
         PermissionDeniedError,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         StoreError,
         StoreUnavailableError,
         VersionConflictError,
+        WebhookSignatureError,
     )
     from .executor import FlowChartExecutor, Snapshot
     from .people import Actor
@@ -155,6 +157,8 @@ _EXPORTS: dict[str, str] = {
             "StoreError",
             "StoreUnavailableError",
             "VersionConflictError",
+            "NotifyURLError",
+            "WebhookSignatureError",
         )
     },
 }
@@ -183,6 +187,7 @@ __all__ = [
     "LoopLimitError",
     "MixedBatchError",
     "NoWaiterError",
+    "NotifyURLError",
     "OnTimeout",
     "PausableHandler",
     "PausepointError",
@@ -220,6 +225,7 @@ __all__ = [
     "StoreUnavailableError",
     "SweepReport",
     "VersionConflictError",
+    "WebhookSignatureError",
     "When",
     "decide",
     "flow_chart",

@@ -31,7 +31,7 @@ from typing import Any
 from ._redact import redacted
 from .chart import FlowChart
 from .errors import ClaimLostError, PausepointError, RunExistsError
-from .stores.base import AuditEvent, JournalEntry, Store, StoredRun, Update
+from .stores.base import AuditEvent, JournalEntry, OutboxEntry, Store, StoredRun, Update
 
 __all__ = ["Claim", "LeaseKeeper", "cancel_of", "cancelled_event", "event", "redact"]
 
@@ -43,6 +43,9 @@ Outcome = Callable[
 ]
 """Given the cancel request found on the record (if any): the record's changes,
 the audit events and the journal entries of how the run ended."""
+
+Outbox = Callable[[StoredRun], Sequence[OutboxEntry]]
+"""Given the record about to be written: the outbox entries to write with it."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -215,8 +218,13 @@ class Claim:
         if request is not None:
             self._cancelled(request)
 
-    async def finish(self, outcome: Outcome) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+    async def finish(
+        self, outcome: Outcome, outbox: Outbox | None = None
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
         """Write how the run ended and release it, as the holder: one transaction.
+
+        ``outbox`` gives the notification entries written with the record (those
+        of the pauses it is written with).
 
         Returns:
             The record as stored, and its audit log.
@@ -226,7 +234,7 @@ class Claim:
         """
         owner = self.owner
         if self.unsaved is not None:
-            return await self._create(outcome)
+            return await self._create(outcome, outbox)
 
         def decide(current: StoredRun) -> Update:
             if current.status != "running" or current.lease_owner != owner:
@@ -245,7 +253,9 @@ class Claim:
                 cancel=None,
                 **changes,
             )
-            return Update(run=run, events=events, steps=steps)
+            return Update(
+                run=run, events=events, steps=steps, outbox=() if outbox is None else outbox(run)
+            )
 
         try:
             return await self.store.update(self.run_id, decide, light=True, audit=True)
@@ -253,7 +263,9 @@ class Claim:
             self.log_lost(exc)
             raise
 
-    async def _create(self, outcome: Outcome) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
+    async def _create(
+        self, outcome: Outcome, outbox: Outbox | None
+    ) -> tuple[StoredRun, tuple[AuditEvent, ...]]:
         """Write a run not written yet, as it ended: one transaction (see ``unsaved``)."""
         assert self.unsaved is not None
         changes, events, steps = outcome(None)
@@ -268,7 +280,13 @@ class Claim:
             dataclasses.replace(e, seq=seq) for seq, e in enumerate([*self.unsaved, *events], 1)
         )
         try:
-            stored = await self.store.create(record, audit, steps)
+            entries = () if outbox is None else outbox(record)
+            # without entries, the call any Store of an earlier release takes
+            stored = await (
+                self.store.create(record, audit, steps, entries)
+                if entries
+                else self.store.create(record, audit, steps)
+            )
         except RunExistsError:
             raise RunExistsError(
                 f"run id {self.run_id!r} is taken: this run's stages ran, but with "

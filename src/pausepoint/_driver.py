@@ -27,7 +27,7 @@ from .checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
 from .compat import checkpoint_for_chart
 from .errors import ClaimLostError, PausepointError, StoreError
 from .executor import FlowChartExecutor, snapshot_of
-from .stores.base import AuditEvent, JournalEntry, PauseEntry, Store, StoredRun
+from .stores.base import AuditEvent, JournalEntry, OutboxEntry, PauseEntry, Store, StoredRun
 
 __all__ = ["Durability", "Proceed", "RunDriver", "RunRecord"]
 
@@ -101,6 +101,9 @@ class RunDriver:
         self._claims = itertools.count(1)
         self.after_pause: Callable[[RunRecord], Awaitable[RunRecord]] | None = None
         """Called with a run that paused under a business key; returns its latest record."""
+        self.outbox: Callable[[FlowChart, StoredRun, set[str]], list[OutboxEntry]] | None = None
+        """Given the chart, a record about to be written and the pause ids it had
+        before: the outbox entries (notifications) of its new pauses."""
 
     def token(self) -> str:
         """A new claim token: this process's owner name and a number of its own."""
@@ -308,7 +311,8 @@ class RunDriver:
                 changes, events = segment.outcome((changes, events), record)
                 return changes, events, entries
 
-            stored, audit = await claim.finish(observed)
+            known = {pause.pause_id for pause in record.pauses}
+            stored, audit = await claim.finish(observed, self._outbox_of(flow, known))
         result = self.record(stored, audit)
         if self.after_pause is not None and any(p.key is not None for p in stored.pauses):
             return await self.after_pause(result)  # an answer may wait for it already
@@ -389,6 +393,14 @@ class RunDriver:
             entries,
         )
         return lambda request: paused if request is None else cancelled(request)
+
+    def _outbox_of(
+        self, flow: FlowChart, known: set[str]
+    ) -> Callable[[StoredRun], list[OutboxEntry]] | None:
+        make = self.outbox
+        if make is None:
+            return None
+        return lambda run: make(flow, run, known)
 
     @staticmethod
     def _paused_data(flow: FlowChart, pause: PauseEntry, raw: Mapping[str, Any]) -> dict[str, Any]:

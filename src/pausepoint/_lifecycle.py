@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -51,6 +51,7 @@ from .errors import (
 from .stores.base import BufferedSignal, PauseEntry, RunStatus, Store, StoredRun, Update
 
 if TYPE_CHECKING:
+    from ._delivery import Notifier
     from ._driver import RunRecord
     from .chart import FlowChart
 
@@ -123,12 +124,23 @@ class SweepReport:
         recovered: Runs taken over from a process that died.
         purged: How many runs the retention policies erased.
         signals_dropped: How many buffered answers expired unused.
+        escalated: Runs whose pause was escalated (re-assigned, and its new
+            assignees notified).
+        reminded: Runs whose pause was reminded of.
+        notified: Notifications delivered.
+        notify_retrying: Notifications that failed a try and will be tried again.
+        notify_failed: Notifications given up after their last try.
     """
 
     expired: list[str]
     recovered: list[str]
     purged: int = 0
     signals_dropped: int = 0
+    escalated: list[str] = field(default_factory=list)
+    reminded: list[str] = field(default_factory=list)
+    notified: int = 0
+    notify_retrying: int = 0
+    notify_failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +204,7 @@ class Lifecycle:
 
     store: Store
     charts: dict[str, FlowChart]
+    notifier: Notifier
     _retention: tuple[_Policy, ...]
 
     if TYPE_CHECKING:
@@ -401,10 +414,25 @@ class Lifecycle:
     # -- sweeping --------------------------------------------------------------
 
     async def sweep(self, *, now: float | None = None) -> SweepReport:
-        """Do every periodic duty once: deadlines, recovery, retention, expired signals.
+        """Do every periodic duty once, in this order.
+
+        1. Deadlines: overdue pauses get their ``on_timeout`` policy.
+        2. Recovery: runs whose process died are taken over.
+        3. Escalations due: the pause is re-assigned to ``escalate_to``, and
+           they are notified.
+        4. Reminders due: the pause's notification URLs are told again.
+        5. Notifications due (those just written by 3 and 4 too) are delivered;
+           failed ones are retried with backoff by later sweeps.
+        6. Retention, then buffered answers that expired.
+
+        A pause past its deadline is handled by 1 before 3 and 4 see it: the
+        deadline wins, and its reminders and escalation stop.
 
         Safe to run from many processes at once: each duty is made of atomic
         steps of the store that a second sweeper skips or repeats harmlessly.
+
+        Args:
+            now: The time to act at (default: the clock), for tests and replays.
 
         Returns:
             What this call did.
@@ -412,6 +440,7 @@ class Lifecycle:
         expired = await self.expire_due(now=now)
         recovered = await self.recover(now=now)
         now = time.time() if now is None else now
+        told = await self.notifier.sweep(now)
         purged = 0
         for policy in self._retention:
             exclude: tuple[str, ...] = ()
@@ -430,7 +459,15 @@ class Lifecycle:
                 "sweep: expired %d, recovered %d, purged %d", len(expired), len(recovered), purged
             )
         return SweepReport(
-            expired=expired, recovered=recovered, purged=purged, signals_dropped=dropped
+            expired=expired,
+            recovered=recovered,
+            purged=purged,
+            signals_dropped=dropped,
+            escalated=told.escalated,
+            reminded=told.reminded,
+            notified=told.notified,
+            notify_retrying=told.retrying,
+            notify_failed=told.failed,
         )
 
     # -- business keys ------------------------------------------------------------

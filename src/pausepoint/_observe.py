@@ -24,6 +24,7 @@ switched on by itself when the application configured a tracer provider.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -263,10 +264,7 @@ class ObservedExecutor(FlowChartExecutor):
 
     def __init__(self, segment: Segment, chart: FlowChart, **options: Any) -> None:
         super().__init__(chart, **options)
-        self._segment = segment
-
-    def _stage_runner(self, run: ChartRun, answers: dict[str, Any]) -> StageRunner:
-        return ObservedStageRunner(self._segment, run, answers)
+        self._observe = functools.partial(ObservedStageRunner, segment)
 
 
 class ObservedStageRunner(StageRunner):

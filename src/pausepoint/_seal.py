@@ -41,6 +41,7 @@ from .stores.base import (
     Decider,
     JournalEntry,
     LeaseRenewer,
+    OutboxEntry,
     PendingPage,
     PendingPause,
     RunPage,
@@ -265,11 +266,16 @@ class SealedStore:
     # -- the store's methods that carry sealed values ------------------------------
 
     async def create(
-        self, run: StoredRun, events: Sequence[AuditEvent], steps: Sequence[JournalEntry] = ()
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> StoredRun:
-        """See :meth:`Store.create`."""
+        """See :meth:`Store.create` (outbox entries hold redacted pause data: kept as they are)."""
         keys = self._run_keys(run.meta)
-        stored = await self.inner.create(self._seal_run(run), events, self._seal_steps(steps, keys))
+        sealed = self._seal_steps(steps, keys)
+        stored = await self.inner.create(self._seal_run(run), events, sealed, outbox)
         return self._open_run(stored)
 
     async def get(self, run_id: str) -> StoredRun:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .chart import (
     ITEM_KEY,
@@ -51,7 +51,6 @@ from ._frames import (
     ForkFrame,
     ItemFrame,
     NodeFrame,
-    PauseFrame,
     SequenceFrame,
     SubflowFrame,
 )
@@ -274,22 +273,24 @@ class Traversal:
         return step.target_index
 
     def _node(
-        self, node: Node, env: Env, tree: list[TreeNode], frame: NodeFrame | None
+        self, node: Node, env: Env, tree: list[TreeNode], frame: Any
     ) -> Coroutine[Any, Any, NodeFrame | None]:
-        """Enter ``node``, afresh or at ``frame``.
+        """Enter ``node``, afresh (``frame`` None) or at its frame.
 
-        The checkpoint validator checked that a frame is of its node's kind, hence the casts.
+        ``frame`` is the frame type of ``node``'s kind (a :class:`PauseFrame` for a
+        pausable stage, and so on): the checkpoint validator checked that of every
+        stored frame, and the traversal writes no other.
         """
         if type(node) is PausableStage:
-            return self._stages.pausable(node, env, tree, cast("PauseFrame | None", frame))
+            return self._stages.pausable(node, env, tree, frame)
         if type(node) is Subflow:
-            return self._subflow(node, env, tree, cast("SubflowFrame | None", frame))
+            return self._subflow(node, env, tree, frame)
         if type(node) is Decider:
-            return self._decider(node, env, tree, cast("DeciderFrame | None", frame))
+            return self._decider(node, env, tree, frame)
         if type(node) is Selector or type(node) is Parallel:
-            return self._fork(node, env, tree, cast("ForkFrame | None", frame))
+            return self._fork(node, env, tree, frame)
         if type(node) is ForEach:
-            return self._for_each(node, env, tree, cast("ForEachFrame | None", frame))
+            return self._for_each(node, env, tree, frame)
         assert type(node) is FunctionStage
         return self._stage_as_node(node, env, tree)
 

@@ -82,6 +82,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from pausepoint._lifecycle import parse_retention
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
+from pausepoint._notify import NotifySettings
 from pausepoint._observe import trace_context, trace_headers
 from pausepoint._seal import keys_from_env
 from pausepoint.chart import FlowChart
@@ -117,6 +118,9 @@ RESULT_BACKEND_ENV = "PAUSEPOINT_RESULT_BACKEND"
 LEASE_ENV = "PAUSEPOINT_LEASE"
 SWEEP_EVERY_ENV = "PAUSEPOINT_SWEEP_EVERY"
 SIGNING_KEY_ENV = "PAUSEPOINT_SIGNING_KEY"
+NOTIFY_ENV = "PAUSEPOINT_NOTIFY"
+NOTIFY_SECRET_ENV = "PAUSEPOINT_NOTIFY_SECRET"
+BASE_URL_ENV = "PAUSEPOINT_BASE_URL"
 
 DEFAULT_CHARTS = "pausepoint.demo"
 """The charts used when none are named, as by the ``pausepoint`` command."""
@@ -154,6 +158,10 @@ class CelerySettings:
             ``visibility_timeout`` or ``global_keyprefix``).
         retention: How long finished runs are kept, as ``Runs(retention=...)``;
             applied by the sweep.
+        notify: Notification URLs told of every pause, as ``Runs(notify=...)``;
+            the sweep delivers them.
+        notify_secret: Signs webhook requests, as ``Runs(notify_secret=...)``.
+        base_url: Makes the run page's link absolute, as ``Runs(base_url=...)``.
     """
 
     broker_url: str
@@ -169,6 +177,9 @@ class CelerySettings:
     encryption_key: Sequence[str] | None = None
     broker_options: Mapping[str, Any] = field(default_factory=dict)
     retention: Retention | None = None
+    notify: tuple[str, ...] = ()
+    notify_secret: str | None = None
+    base_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.broker_url:
@@ -176,6 +187,7 @@ class CelerySettings:
         if self.lease_seconds <= 0 or self.sweep_every <= 0:
             raise ValueError("lease_seconds and sweep_every must be positive")
         parse_retention(self.retention)  # refuse a bad policy here, not in every worker
+        NotifySettings.of(self.notify, self.notify_secret, self.base_url, 1, 1.0)  # and bad URLs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CelerySettings:
@@ -185,7 +197,9 @@ class CelerySettings:
         file ``pausepoint.db``), ``PAUSEPOINT_CHARTS`` (default: the demo's charts),
         ``PAUSEPOINT_QUEUE``, ``PAUSEPOINT_RESULT_BACKEND``, ``PAUSEPOINT_LEASE``
         (seconds), ``PAUSEPOINT_SWEEP_EVERY`` (seconds), ``PAUSEPOINT_SIGNING_KEY``,
-        ``PAUSEPOINT_ENCRYPTION_KEYS`` (Fernet keys, newest first, separated by commas).
+        ``PAUSEPOINT_ENCRYPTION_KEYS`` (Fernet keys, newest first, separated by commas),
+        ``PAUSEPOINT_NOTIFY`` (URLs separated by spaces), ``PAUSEPOINT_NOTIFY_SECRET``,
+        ``PAUSEPOINT_BASE_URL``.
 
         Raises:
             ValueError: No broker is named, or a number does not parse.
@@ -203,6 +217,9 @@ class CelerySettings:
             "lease_seconds": (LEASE_ENV, float),
             "sweep_every": (SWEEP_EVERY_ENV, float),
             "signing_key": (SIGNING_KEY_ENV, str),
+            "notify": (NOTIFY_ENV, lambda text: tuple(text.split())),
+            "notify_secret": (NOTIFY_SECRET_ENV, str),
+            "base_url": (BASE_URL_ENV, str),
         }
         for name, (variable, parse) in optional.items():
             if env.get(variable):
@@ -418,7 +435,16 @@ async def _resume(
 
 async def _sweep(runs: Runs) -> dict[str, Any]:
     report = await runs.sweep()
-    return {"expired": report.expired, "recovered": report.recovered, "purged": report.purged}
+    return {
+        "expired": report.expired,
+        "recovered": report.recovered,
+        "purged": report.purged,
+        "escalated": report.escalated,
+        "reminded": report.reminded,
+        "notified": report.notified,
+        "notify_retrying": report.notify_retrying,
+        "notify_failed": report.notify_failed,
+    }
 
 
 # -- one Runs and one event loop per worker process -----------------------------------
@@ -481,6 +507,9 @@ class _Engine:
                 signing_key=settings.signing_key,
                 encryption_key=settings.encryption_key,
                 retention=settings.retention,
+                notify=settings.notify,
+                notify_secret=settings.notify_secret,
+                base_url=settings.base_url,
             )
         return local.runner, local.runs
 

@@ -310,8 +310,10 @@ def _check_pauses(pauses: list[Any]) -> dict[str, str]:
                     f"{_describe(pause[name])}",
                     field=f"{where}.{name}",
                 )
-        assignees = pause.get("assignees", [])
-        if not isinstance(assignees, list) or not all(isinstance(a, str) for a in assignees):
+        assignees = pause.get("assignees")
+        if assignees is not None and (
+            not isinstance(assignees, list) or not all(isinstance(a, str) for a in assignees)
+        ):
             raise CheckpointFormatError(
                 f"checkpoint field '{where}.assignees' must be a list of names, found "
                 f"{_describe(assignees)}",
@@ -511,6 +513,8 @@ def _check_evidence(evidence: dict[str, Any], where: str) -> None:
 
 def _require(frame: Any, kind: type[Any], where: str) -> dict[str, Any]:
     """Check ``frame`` is a dict with every key the frame type ``kind`` requires."""
+    if type(frame) is dict and kind.__required_keys__ <= frame.keys():
+        return frame  # as is_frame(frame, kind), inline: every resume checks every frame
     if not isinstance(frame, dict):
         raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
     if not is_frame(frame, kind):
@@ -520,6 +524,8 @@ def _require(frame: Any, kind: type[Any], where: str) -> dict[str, Any]:
         )
     return frame
 
+
+_SEQUENCE_KEYS = SequenceFrame.__required_keys__
 
 _FRAME_OF: Mapping[type[Any], type[Any]] = {
     PausableStage: PauseFrame,
@@ -547,7 +553,8 @@ class _FrameChecker:
     def sequence(
         self, frame: Any, steps: tuple[Step, ...], prefix: str, tree: list[Any], where: str
     ) -> None:
-        frame = _require(frame, SequenceFrame, where)
+        if type(frame) is not dict or not frame.keys() >= _SEQUENCE_KEYS:
+            frame = _require(frame, SequenceFrame, where)
         index = frame.get("i")
         if (
             type(index) is not int
@@ -605,7 +612,8 @@ class _FrameChecker:
                 f"checkpoint field {where!r}: stage {path!r} is a plain stage and cannot be paused",
                 field=where,
             )
-        frame = _require(frame, kind, where)
+        if not kind.__required_keys__ <= frame.keys():
+            frame = _require(frame, kind, where)
         tree_node: dict[str, Any] = tree[position]
         if isinstance(node, PausableStage):
             if frame.get("stage_id") != path or not isinstance(frame.get("pause_id"), str):

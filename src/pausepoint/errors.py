@@ -42,6 +42,8 @@ says what went wrong, where, and what to do next::
     ├── EncryptionKeyError            encrypted at rest with a key this Runs lacks, or a bad key
     ├── NoWaiterError                 no pause waits under the business key
     │   └── SignalBufferFullError     and the key's signal buffer is full
+    ├── NotifyURLError                a notification URL no sender understands (also ValueError)
+    ├── WebhookSignatureError         a webhook's signature or timestamp does not verify
     └── StoreError                    the store failed
         ├── StoreUnavailableError     the store cannot be reached
         └── VersionConflictError      a compare-and-set lost against a concurrent writer
@@ -68,6 +70,7 @@ __all__ = [
     "LoopLimitError",
     "MixedBatchError",
     "NoWaiterError",
+    "NotifyURLError",
     "PausepointError",
     "PermissionDeniedError",
     "PurgeRefusedError",
@@ -94,6 +97,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "VersionConflictError",
+    "WebhookSignatureError",
 ]
 
 
@@ -477,6 +481,22 @@ class NoWaiterError(PausepointError):
 
 class SignalBufferFullError(NoWaiterError):
     """No pause waits under the key, and its buffer holds as many answers as allowed."""
+
+
+class NotifyURLError(PausepointError, ValueError):
+    """A notification URL that neither apprise nor the webhook sender understands.
+
+    Attributes:
+        url: The URL, with its secrets hidden.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class WebhookSignatureError(PausepointError):
+    """A webhook request whose signature does not match, or whose timestamp is too old or new."""
 
 
 class StoreError(PausepointError):

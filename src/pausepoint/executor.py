@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
 from ._frames import SequenceFrame
@@ -138,8 +138,10 @@ class FlowChartExecutor:
         self._chart = chart
         self._signing_key = signing_key
         self._on_progress = on_progress
-        # the last run, resume or continuation, and how it ended
-        self._run = ChartRun(chart, "", {}, {}, [], 0.0)
+        # the last run, resume or continuation (None before the first), and how it ended
+        self._last: ChartRun | None = None
+        # makes the stage runner of each run, when a subclass observes stages
+        self._observe: Callable[[ChartRun, dict[str, Any]], StageRunner] | None = None
         self._status: ExecutorStatus = "idle"
         self._continuation: SequenceFrame | None = None
         self._error: PausepointError | None = None
@@ -160,7 +162,7 @@ class FlowChartExecutor:
     @property
     def run_id(self) -> str:
         """The id of the last run (empty before the first)."""
-        return self._run.run_id
+        return "" if self._last is None else self._last.run_id
 
     async def run(
         self,
@@ -293,9 +295,11 @@ class FlowChartExecutor:
         run = self._load(checkpoint, copies)
         return await self._walk(run, copies["continuation"], answers, None)
 
-    def _stage_runner(self, run: ChartRun, answers: dict[str, Any]) -> StageRunner:
-        """The collaborator that runs ``run``'s stages (a subclass may observe them)."""
-        return StageRunner(run, answers)
+    def _run(self) -> ChartRun:
+        """The last run; before the first, an empty one."""
+        if self._last is None:
+            return ChartRun(self._chart, "", {}, {}, [], 0.0)
+        return self._last
 
     async def _walk(
         self,
@@ -305,10 +309,9 @@ class FlowChartExecutor:
         limit: float | None,
     ) -> ExecutorStatus:
         """Walk ``run`` from ``continuation`` with ``answers``; keep it and how it ended."""
-        self._run = run
-        traversal = Traversal(
-            run, self._stage_runner(run, answers), self._on_progress, self._signing_key
-        )
+        self._last = run
+        stages = StageRunner(run, answers) if self._observe is None else self._observe(run, answers)
+        traversal = Traversal(run, stages, self._on_progress, self._signing_key)
         try:
             status, frame, output = await traversal.walk(continuation, limit)
         except PausepointError as exc:
@@ -325,7 +328,8 @@ class FlowChartExecutor:
 
     def _journal_view(self) -> tuple[dict[str, Any], list[TreeNode]]:
         """The state and the execution tree as JSON (nothing redacted), for the journal."""
-        return self._chart.codec.encode(self._run.state), json_copy(self._run.tree)
+        run = self._run()
+        return self._chart.codec.encode(run.state), json_copy(run.tree)
 
     def cancel(self, reason: str | None = None, *, actor: str | None = None) -> bool:
         """Ask the running run to stop before its next stage; call it from another task.
@@ -342,9 +346,9 @@ class FlowChartExecutor:
         Returns:
             Whether a run was running to be cancelled.
         """
-        if self._status != "running":
+        if self._status != "running" or self._last is None:
             return False
-        self._run.cancel = (actor, reason)
+        self._last.cancel = (actor, reason)
         return True
 
     def get_output(self) -> Any:
@@ -406,14 +410,14 @@ class FlowChartExecutor:
         """
         if self._status != "paused" or self._continuation is None:
             return None
-        return self._run.checkpoint("paused", self._continuation, self._signing_key)
+        return self._run().checkpoint("paused", self._continuation, self._signing_key)
 
     def get_snapshot(self) -> Snapshot:
         """Return the run so far as JSON: state, pauses, tree, narrative, metrics.
 
         Keys in the chart's ``redact`` list show as ``"***"``.
         """
-        run = self._run
+        run = self._run()
         return _snapshot(
             self._chart.name,
             self._chart.redact,
@@ -428,15 +432,15 @@ class FlowChartExecutor:
 
     def get_narrative(self) -> list[str]:
         """Return one plain sentence per event, across the run and every resume."""
-        return narrative_of(self._run.tree)
+        return narrative_of(self._run().tree)
 
     def get_metrics(self) -> Metrics:
         """Return per-stage durations and counts, pause count, and time spent paused."""
-        return metrics_of(self._run.tree)
+        return metrics_of(self._run().tree)
 
     def get_state(self) -> dict[str, Any]:
         """Return a shallow copy of the live state (typed values, nothing redacted)."""
-        return dict(self._run.state)
+        return dict(self._run().state)
 
     # -- set-up -----------------------------------------------------------
 

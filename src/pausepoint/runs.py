@@ -38,18 +38,20 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from ._batch import Batches, BatchItem, BatchResult, BatchStatus
 from ._claim import cancel_of, cancelled_event, event, redact
+from ._delivery import Notifier
 from ._driver import Durability, Proceed, RunDriver, RunRecord
 from ._journal import Tracker
 from ._json import json_copy
 from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, parse_retention
 from ._meta import RecordedAnswer, RunMeta
+from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
 from ._redact import redacted
 from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
@@ -198,6 +200,16 @@ class Runs(Lifecycle, Batches):
         observer: Follows every run segment, stage and outcome (see
             :mod:`pausepoint._observe`), beside the process-wide observers and
             OpenTelemetry tracing, which is on once a tracer provider is set.
+        notify: Notification URLs told of every pause (after the stage's own
+            ``notify=``): apprise URLs (``mailto://``, ``slack://``, ...; needs
+            ``pausepoint[notify]``) or ``json://`` / ``jsons://`` webhooks. They
+            are written to the store's outbox with the pause and delivered by
+            :meth:`sweep` (see ``docs/notifications.md``).
+        notify_secret: Signs webhook requests (HMAC-SHA256; see :mod:`pausepoint.notify`).
+        base_url: Where the server is reached (``https://pp.example``): makes the
+            run page's link in notifications absolute.
+        notify_attempts: Tries per notification before it is given up.
+        notify_timeout: Seconds one try may take.
     """
 
     def __init__(
@@ -212,7 +224,15 @@ class Runs(Lifecycle, Batches):
         durability: Durability = "stage",
         retention: Retention | None = None,
         observer: RunObserver | None = None,
+        notify: Sequence[str] | None = None,
+        notify_secret: str | bytes | None = None,
+        base_url: str | None = None,
+        notify_attempts: int = 10,
+        notify_timeout: float = 10.0,
     ) -> None:
+        settings = NotifySettings.of(
+            notify, notify_secret, base_url, notify_attempts, notify_timeout
+        )
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         if durability not in ("stage", "pause"):
@@ -235,8 +255,20 @@ class Runs(Lifecycle, Batches):
         )
         self._owner = self._driver.owner
         self._driver.after_pause = self._deliver_buffered
+        self._notify = settings
+        self._driver.outbox = lambda flow, run, known: pause_outbox(
+            settings, flow, run, known, time.time()
+        )
+        self.notifier = Notifier(store, settings, self._driver.token, self._escalation_reassign)
         self._retention = parse_retention(retention)
         self.observer = self._driver.observer
+
+    async def _escalation_reassign(
+        self, run_id: str, pause_id: str, assignees: Sequence[str], reason: str
+    ) -> None:
+        await self.reassign(
+            run_id, pause_id, assignees, actor=SYSTEM_ACTOR, reason=reason, kind="escalated"
+        )
 
     async def __aenter__(self) -> Runs:
         return self
@@ -784,11 +816,11 @@ class Runs(Lifecycle, Batches):
                 dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
                 for p in checkpoint["pauses"]
             )
-            record = await self.store.create(
-                dataclasses.replace(child, status="paused", checkpoint=checkpoint, pauses=pauses),
-                [linked],
-                kept,
+            waiting = dataclasses.replace(
+                child, status="paused", checkpoint=checkpoint, pauses=pauses
             )
+            outbox = pause_outbox(self._notify, flow, waiting, (), now)
+            record = await self.store.create(waiting, [linked], kept, outbox)
             await self._link(run_id, child_id, at, actor)
             return self._driver.record(record, await self.store.audit(child_id))
         record = await self.store.create(

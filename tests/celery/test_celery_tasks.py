@@ -162,7 +162,16 @@ def test_the_sweep_task_applies_the_settings_retention(sqlite_url: str, tmp_path
         )
         assert started["status"] == "paused"
         time.sleep(0.05)
-        assert app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": [], "purged": 1}
+        assert app.tasks["pausepoint.sweep"]() == {
+            "expired": [],
+            "recovered": [],
+            "purged": 1,
+            "escalated": [],
+            "reminded": [],
+            "notified": 0,
+            "notify_retrying": 0,
+            "notify_failed": 0,
+        }
     finally:
         pp_celery._on_process_shutdown()
         app.close()
@@ -173,7 +182,16 @@ def test_the_sweep_task_applies_the_settings_retention(sqlite_url: str, tmp_path
 
 
 def test_sweep_task_reports_what_it_did(local_app: Any) -> None:
-    assert local_app.tasks["pausepoint.sweep"]() == {"expired": [], "recovered": [], "purged": 0}
+    assert local_app.tasks["pausepoint.sweep"]() == {
+        "expired": [],
+        "recovered": [],
+        "purged": 0,
+        "escalated": [],
+        "reminded": [],
+        "notified": 0,
+        "notify_retrying": 0,
+        "notify_failed": 0,
+    }
 
 
 async def test_dispatcher_precheck_refuses_like_runs_resume_and_sends_nothing(

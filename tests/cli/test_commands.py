@@ -314,7 +314,16 @@ def test_sweep_expires_an_overdue_pause(cli: Any, charts_module: str) -> None:
     time.sleep(0.1)
     outcome = cli("sweep", "--charts", charts_module, "--json")
     assert outcome.code == 0, outcome.stderr
-    assert outcome.json() == {"expired": [run_id], "recovered": [], "purged": 0}
+    assert outcome.json() == {
+        "expired": [run_id],
+        "recovered": [],
+        "purged": 0,
+        "escalated": [],
+        "reminded": [],
+        "notified": 0,
+        "notify_retrying": 0,
+        "notify_failed": 0,
+    }
     assert cli("show", run_id, "--json").json()["status"] == "expired"
     assert "expired 0" in cli("sweep", "--charts", charts_module).stdout
 

@@ -85,7 +85,16 @@ def test_sweep_expires_a_timed_out_pause(pp: Any) -> None:
     time.sleep(0.1)
     swept = pp("sweep", "--charts", "pp_cli_charts", "--json")
     assert swept.code == 0, swept.stderr
-    assert swept.json() == {"expired": [run_id], "recovered": [], "purged": 0}
+    assert swept.json() == {
+        "expired": [run_id],
+        "recovered": [],
+        "purged": 0,
+        "escalated": [],
+        "reminded": [],
+        "notified": 0,
+        "notify_retrying": 0,
+        "notify_failed": 0,
+    }
     record = pp("show", run_id, "--json").json()
     assert record["status"] == "expired"
     assert record["audit"][-1]["kind"] == "expired"
@@ -108,7 +117,18 @@ def test_sweep_every_stops_cleanly_on_ctrl_c(
         first = process.stdout.readline()
         second = process.stdout.readline()
         assert (
-            json.loads(first) == json.loads(second) == {"expired": [], "recovered": [], "purged": 0}
+            json.loads(first)
+            == json.loads(second)
+            == {
+                "expired": [],
+                "recovered": [],
+                "purged": 0,
+                "escalated": [],
+                "reminded": [],
+                "notified": 0,
+                "notify_retrying": 0,
+                "notify_failed": 0,
+            }
         )
         process.send_signal(signal.SIGINT)
         _, errors = process.communicate(timeout=20)

@@ -99,7 +99,16 @@ def test_sweep_applies_retain_options(cli: Any, charts_module: str) -> None:
     assert kept["purged"] == 0
     time.sleep(0.05)
     swept = cli("sweep", "--charts", charts_module, "--retain", "fragile:failed=0.01s", "--json")
-    assert swept.json() == {"expired": [], "recovered": [], "purged": 1}
+    assert swept.json() == {
+        "expired": [],
+        "recovered": [],
+        "purged": 1,
+        "escalated": [],
+        "reminded": [],
+        "notified": 0,
+        "notify_retrying": 0,
+        "notify_failed": 0,
+    }
     assert cli("show", failed).code == 1
     bad = cli("sweep", "--retain", "running=1d")
     assert bad.code == 1

@@ -298,9 +298,14 @@ def with_runs(
 ) -> T:
     """Open the store, run ``work`` on a ``Runs`` over it in a fresh event loop, close it.
 
-    ``options`` go to ``Runs`` (e.g. ``retention``), beside the keys the
-    environment names (:func:`keys_from_environment`).
+    ``options`` go to ``Runs`` (e.g. ``retention``); the notification settings
+    and keys not among them come from the environment (``PAUSEPOINT_NOTIFY`` ...,
+    :func:`keys_from_environment`), so a pause written by any command is notified
+    and encrypted alike.
     """
+    from ._notify import notify_options
+
+    options = {**notify_options(None, None, None), **options}
     store = open_store_or_fail(store_url)
     options = {**keys_from_environment(), **options}
 

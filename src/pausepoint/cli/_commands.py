@@ -44,6 +44,7 @@ from ._app import (
     resolve_chart,
     with_runs,
 )
+from ._notify import BaseUrlOption, NotifyOption, NotifySecretFileOption, notify_options
 from ._plain import page_json, record_json, run_list_json
 
 TOKENS_ENV = "PAUSEPOINT_TOKENS"
@@ -414,12 +415,17 @@ def sweep_command(
     charts: ChartsOption = None,
     as_json: JsonOption = False,
     log_format: LogFormatOption = None,
+    notify: NotifyOption = None,
+    base_url: BaseUrlOption = None,
+    notify_secret_file: NotifySecretFileOption = None,
 ) -> None:
-    """Apply overdue pauses' timeout policies, recover runs whose process died, apply retention.
+    """Apply deadlines, recover runs whose process died, escalate, remind, notify, apply retention.
 
     Only runs of the loaded charts (see --charts) are expired or recovered; retention
-    (--retain) applies to runs of every chart. With --json, prints one line per sweep:
-    {"expired": [...], "recovered": [...], "purged": N}.
+    (--retain) applies to runs of every chart; notifications of every chart are
+    delivered. With --json, prints one line per sweep: {"expired": [...],
+    "recovered": [...], "purged": N, "escalated": [...], "reminded": [...],
+    "notified": N, "notify_retrying": N, "notify_failed": N}.
     """
     if log_format is not None:
         configure_logging(log_format.value)
@@ -428,19 +434,31 @@ def sweep_command(
 
     def show(report: SweepReport) -> None:
         expired, recovered = report.expired, report.recovered
+        told = report.notified or report.notify_failed or report.reminded or report.escalated
         if as_json:
             print_json(
-                {"expired": expired, "recovered": recovered, "purged": report.purged},
+                {
+                    "expired": expired,
+                    "recovered": recovered,
+                    "purged": report.purged,
+                    "escalated": report.escalated,
+                    "reminded": report.reminded,
+                    "notified": report.notified,
+                    "notify_retrying": report.notify_retrying,
+                    "notify_failed": report.notify_failed,
+                },
                 compact=True,
             )
-        elif expired or recovered or report.purged or every is None:
+        elif expired or recovered or report.purged or told or every is None:
             from ._render import make_console
 
             stamp = time.strftime("%H:%M:%S")
             make_console().print(
                 f"{stamp} expired {len(expired)}: {', '.join(expired) or '—'}; "
                 f"recovered {len(recovered)}: {', '.join(recovered) or '—'}; "
-                f"purged {report.purged}",
+                f"purged {report.purged}; escalated {len(report.escalated)}; "
+                f"reminded {len(report.reminded)}; notified {report.notified} "
+                f"({report.notify_retrying} to retry, {report.notify_failed} given up)",
                 soft_wrap=True,
             )
 
@@ -454,7 +472,14 @@ def sweep_command(
     if every is not None and not as_json:
         typer.echo(f"sweeping every {every:g}s; Ctrl-C stops", err=True)
     try:
-        with_runs(store, registry, work, lease_seconds=lease, retention=retention)
+        with_runs(
+            store,
+            registry,
+            work,
+            lease_seconds=lease,
+            retention=retention,
+            **notify_options(notify, base_url, notify_secret_file),
+        )
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
 
@@ -509,6 +534,9 @@ def serve_command(
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
     log_format: LogFormatOption = None,
+    notify: NotifyOption = None,
+    base_url: BaseUrlOption = None,
+    notify_secret_file: NotifySecretFileOption = None,
 ) -> None:
     """Serve the HTTP API and the review page (needs pausepoint's server extra).
 
@@ -522,7 +550,12 @@ def serve_command(
     except ImportError as exc:
         fail(f"serve needs the server extra ({exc}): pip install 'pausepoint[server]'")
     registry = load_registry(charts)
-    runs = Runs(open_store_or_fail(store), registry, **keys_from_environment())
+    runs = Runs(
+        open_store_or_fail(store),
+        registry,
+        **notify_options(notify, base_url, notify_secret_file),
+        **keys_from_environment(),
+    )
     if not tokens:
         typer.echo(
             f"warning: no tokens given (--token or {TOKENS_ENV}); the service is read-only",

@@ -24,9 +24,20 @@ from ._app import (
     load_registry,
     open_store_or_fail,
 )
+from ._notify import BaseUrlOption, NotifyOption, NotifySecretFileOption, notify_options
 
 BROKER_ENV = "PAUSEPOINT_BROKER"  # pausepoint.celery.BROKER_ENV, without importing celery
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def notify_settings(
+    notify: list[str] | None, base_url: str | None, secret_file: Any
+) -> dict[str, Any]:
+    """The notification fields of ``CelerySettings`` from the options (the environment fills the rest)."""
+    given = notify_options(notify, base_url, secret_file, environ={})
+    if "notify" in given:
+        given["notify"] = tuple(given["notify"])
+    return given
 
 
 def parse_broker_options(pairs: list[str]) -> dict[str, Any]:
@@ -136,6 +147,9 @@ def worker_command(
     log_format: LogFormatOption = None,
     store: StoreOption = DEFAULT_STORE,
     charts: ChartsOption = None,
+    notify: NotifyOption = None,
+    base_url: BaseUrlOption = None,
+    notify_secret_file: NotifySecretFileOption = None,
 ) -> None:
     """Start a Celery worker that starts and resumes runs (needs pausepoint's celery extra).
 
@@ -159,6 +173,7 @@ def worker_command(
         lease_seconds=lease,
         sweep_every=sweep_every,
         broker_options=parse_broker_options(broker_option or []),
+        **notify_settings(notify, base_url, notify_secret_file),
     )
     if metrics_port is not None:
         _export_metrics(metrics_port)

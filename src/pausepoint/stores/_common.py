@@ -28,6 +28,7 @@ from pausepoint.errors import (
 from pausepoint.stores.base import (
     AuditEvent,
     JournalEntry,
+    OutboxEntry,
     PauseEntry,
     PendingPage,
     PendingPause,
@@ -113,6 +114,29 @@ def step_to_doc(step: JournalEntry) -> dict[str, Any]:
 def step_from_doc(doc: Mapping[str, Any], index: int) -> JournalEntry:
     """Rebuild a journal entry at position ``index`` of its run's journal."""
     return JournalEntry(**doc, index=index)
+
+
+def outbox_to_doc(entry: OutboxEntry) -> dict[str, Any]:
+    """Return the JSON document of an outbox entry (its ``id`` included, for readers)."""
+    doc = {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
+    doc["payload"] = dict(entry.payload)
+    doc["id"] = entry.id
+    return doc
+
+
+def outbox_from_doc(doc: Mapping[str, Any]) -> OutboxEntry:
+    """Rebuild an outbox entry from its JSON document."""
+    return OutboxEntry(**{k: v for k, v in doc.items() if k != "id"})
+
+
+def check_outbox_state(state: str) -> None:
+    """Refuse an outbox state that is not ``pending``, ``sent`` or ``failed``.
+
+    Raises:
+        ValueError: ``state`` is none of them.
+    """
+    if state not in ("pending", "sent", "failed"):
+        raise ValueError(f"an outbox state is 'pending', 'sent' or 'failed', not {state!r}")
 
 
 def claim_lost(run_id: str, owner: str) -> ClaimLostError:

@@ -21,6 +21,8 @@ Tables (names given by the backend):
   is the number of entries, ``runs.lease_owner`` the claim that may append.
 * ``signals``: answers kept for a business key until a pause waits under it
   (``id`` orders them), indexed by ``(key, id)`` and by ``expires_at``.
+* ``outbox``: notifications to deliver and the timers of pauses (see
+  :mod:`pausepoint.stores._sql_outbox`), written with the pause they are about.
 * ``schema_version``: one row, the number of migrations applied.
 
 Migration 3 adds ``runs.stage`` and the indexes that serve :meth:`SqlPlans.list_runs`
@@ -60,11 +62,13 @@ from pausepoint.stores._common import (
     step_to_doc,
     version_conflict,
 )
+from pausepoint.stores._sql_outbox import OutboxPlans, PlannedOutbox
 from pausepoint.stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,
     JournalEntry,
+    OutboxEntry,
     PendingPage,
     PendingPause,
     RunPage,
@@ -124,7 +128,7 @@ _PENDING_COLUMNS = (
     "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, "
     "business_key, assignees"
 )
-_RUN_TABLES = ("assigned", "pending", "audit", "steps", "runs")
+_RUN_TABLES = ("outbox", "assigned", "pending", "audit", "steps", "runs")
 """Every table holding rows of a run, children first: what erasing a run deletes from."""
 
 
@@ -165,6 +169,7 @@ class SqlPlans:
         self._url = url
         self._lock = lock
         self._key_lock = key_lock
+        self.outbox = OutboxPlans(self)
 
     def sql(self, template: str) -> str:
         """Fill a statement template's ``{table}`` names and ``%s`` placeholders."""
@@ -172,6 +177,22 @@ class SqlPlans:
 
     def _query(self, template: str, params: Sequence[Any] = (), *, many: bool = False) -> Query:
         return Query(self.sql(template), params, many)
+
+    query = _query
+    """A :class:`Query` of a statement template (for the plans of other modules)."""
+
+    @property
+    def row_lock(self) -> str:
+        """What a ``SELECT`` adds to lock the rows it reads (empty under a write lock)."""
+        return self._lock
+
+    def dump_json(self, value: Any) -> Any:
+        """A JSON value as a statement parameter."""
+        return self._dump(value)
+
+    def load_json(self, value: Any) -> Any:
+        """A JSON column's value as the JSON value."""
+        return self._load(value)
 
     # -- codec -----------------------------------------------------------------
 
@@ -270,7 +291,11 @@ class SqlPlans:
             yield self._query("INSERT INTO {schema_version} VALUES (%s)", (len(migrations),))
 
     def create(
-        self, run: StoredRun, events: Sequence[AuditEvent], steps: Sequence[JournalEntry]
+        self,
+        run: StoredRun,
+        events: Sequence[AuditEvent],
+        steps: Sequence[JournalEntry],
+        outbox: Sequence[OutboxEntry] = (),
     ) -> Plan[StoredRun]:
         """Insert the run at version 1 (see ``Store.create``); run it in a transaction."""
         sql = (
@@ -284,6 +309,7 @@ class SqlPlans:
         yield from self._insert_pending(run)
         yield from self._insert_audit(run.run_id, events, 1)
         yield from self._insert_steps(run.run_id, steps, 0)
+        yield from self.outbox.insert(outbox)
         return dataclasses.replace(run, version=1, step_count=len(steps))
 
     def replace(
@@ -361,6 +387,7 @@ class SqlPlans:
             yield from self._insert_pending(run)
             yield from self._insert_audit(run_id, events, seq - len(events) + 1)
             yield from self._insert_steps(run_id, steps, count - len(steps))
+            yield from self.outbox.insert(change.outbox)
             result = dataclasses.replace(run, version=current.version + 1, step_count=count)
         if not audit:
             return result, ()
@@ -712,7 +739,7 @@ def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-class PlannedStore(ABC):
+class PlannedStore(PlannedOutbox, ABC):
     """The ``Store`` methods of SQL backends: each builds a plan and runs it.
 
     A backend says only how a plan runs (``_run``: on which connection, in
@@ -730,9 +757,10 @@ class PlannedStore(ABC):
         run: StoredRun,
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
-        return await self._run(self._plans.create(run, events, steps), write=True)
+        return await self._run(self._plans.create(run, events, steps, outbox), write=True)
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""

@@ -47,12 +47,21 @@ Guarantees every implementation must give (the conformance suite in
 * **Signal buffer.** :meth:`Store.buffer_signal` keeps an answer for a key
   nobody waits on yet, up to a count per key and until it expires;
   :meth:`Store.take_signal` hands each one out at most once.
+* **Notification outbox.** :class:`OutboxEntry` rows are written with the
+  pause they are about, in the same transaction (``Update.outbox``, the
+  ``outbox`` of :meth:`Store.create`); an entry whose ``id`` exists already is
+  not written again (deduplication). :meth:`Store.claim_outbox` leases due
+  entries atomically, so of many claimers exactly one gets each entry until
+  its lease lapses; :meth:`Store.settle_outbox` records the outcome (and the
+  audit events and follow-up entries it brings) in one transaction, only for
+  the lease holder. Entries are erased with their run.
 
 Times are UNIX epoch seconds as floats, in UTC.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -63,6 +72,9 @@ __all__ = [
     "BufferedSignal",
     "JournalEntry",
     "LeaseRenewer",
+    "OutboxEntry",
+    "OutboxKind",
+    "OutboxState",
     "PauseEntry",
     "PendingPage",
     "PendingPause",
@@ -212,6 +224,54 @@ class JournalEntry:
     index: int = 0
 
 
+OutboxKind = Literal["deliver", "remind", "escalate"]
+"""What an outbox entry is for: a message to send, or a pause's reminder or escalation timer."""
+
+OutboxState = Literal["pending", "sent", "failed"]
+"""Where an outbox entry stands; only ``pending`` entries are ever claimed."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxEntry:
+    """One notification to deliver, or one timer of a pause, kept in the store's outbox.
+
+    Attributes:
+        run_id: The run it is about.
+        pause_id: The pause it is about.
+        kind: ``deliver`` (send ``payload`` to ``url``), ``remind`` or ``escalate``
+            (a pause's timer: act when it falls due).
+        url: Where to send (``deliver``); empty for timers.
+        tag: What the message is (``paused``, ``reminder:2``, ``escalated``); with
+            the pause and the URL it makes the entry's ``id``.
+        payload: What the message says (JSON), or the timer's settings.
+        next_at: When the entry is due next; while claimed, when the claim lapses.
+        created_at: When it was written.
+        state: ``pending`` until sent (``sent``) or given up (``failed``).
+        attempts: How many times it was claimed.
+        owner: The claim token of whoever holds it, while claimed.
+        error: The last failure, if any.
+    """
+
+    run_id: str
+    pause_id: str
+    kind: OutboxKind
+    url: str = ""
+    tag: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    next_at: float
+    created_at: float
+    state: OutboxState = "pending"
+    attempts: int = 0
+    owner: str | None = None
+    error: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The entry's identity: a digest of its run, pause, kind, URL and tag (deduplication)."""
+        raw = "\0".join((self.run_id, self.pause_id, self.kind, self.url, self.tag))
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Update:
     """What a :meth:`Store.update` decider writes.
@@ -220,11 +280,13 @@ class Update:
         run: The new record (its ``version`` and ``step_count`` are the store's to set).
         events: Audit events to append.
         steps: Journal entries to append (their ``index`` is the store's to set).
+        outbox: Outbox entries to add, unless one with the same ``id`` exists.
     """
 
     run: StoredRun
     events: Sequence[AuditEvent] = ()
     steps: Sequence[JournalEntry] = ()
+    outbox: Sequence[OutboxEntry] = ()
 
 
 Decider = Callable[[StoredRun], Update | None]
@@ -340,8 +402,11 @@ class Store(Protocol):
         run: StoredRun,
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> StoredRun:
         """Insert a new run (version 1), index its pauses, append ``events`` and journal ``steps``.
+
+        ``outbox`` entries are added in the same transaction (see :class:`OutboxEntry`).
 
         Raises:
             RunExistsError: A run with ``run.run_id`` exists; nothing is written.
@@ -384,7 +449,8 @@ class Store(Protocol):
 
         No other write of the run happens between the read and the write. The
         written record's version is the read one's plus one; its pause index
-        entries are replaced, the events and journal entries appended.
+        entries are replaced, the events and journal entries appended, the
+        outbox entries added (those whose ``id`` exists are skipped).
 
         Args:
             run_id: The run.
@@ -585,6 +651,57 @@ class Store(Protocol):
 
     async def drop_expired_signals(self, now: float) -> int:
         """Remove signals that expired at or before ``now``; return how many.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+        """
+        ...
+
+    async def claim_outbox(
+        self, now: float, *, owner: str, lease_until: float, limit: int = 100
+    ) -> tuple[OutboxEntry, ...]:
+        """Lease up to ``limit`` pending entries due at or before ``now``, earliest first.
+
+        Atomically, each entry returned gets ``owner``, ``next_at = lease_until``
+        and one more ``attempts``; no other claimer gets it before ``lease_until``
+        (when a claimer that died lets it fall due again).
+
+        Raises:
+            ValueError: ``limit`` is out of range (1..1000).
+            StoreUnavailableError: The server cannot be reached; nothing was claimed.
+        """
+        ...
+
+    async def settle_outbox(
+        self,
+        entry: OutboxEntry,
+        *,
+        owner: str,
+        state: OutboxState,
+        next_at: float,
+        error: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        events: Sequence[AuditEvent] = (),
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> bool:
+        """Record what became of a claimed entry, in one transaction, if ``owner`` still holds it.
+
+        The entry gets ``state``, ``next_at``, ``error`` (and ``payload`` when
+        given) and is released; ``events`` are appended to its run's audit;
+        ``outbox`` entries are added (existing ids skipped).
+
+        Returns:
+            ``False`` (and nothing is written) when the entry is gone (its run was
+            erased) or no longer held by ``owner`` (its lease lapsed and another
+            claimer took it).
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached; nothing was written.
+        """
+        ...
+
+    async def list_outbox(self, run_id: str) -> tuple[OutboxEntry, ...]:
+        """Return every outbox entry of a run, oldest first (then by ``id``); none if unknown.
 
         Raises:
             StoreUnavailableError: The server cannot be reached.

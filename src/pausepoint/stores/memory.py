@@ -20,6 +20,7 @@ from typing import Any
 from pausepoint.stores._common import (
     PendingKey,
     check_limit,
+    check_outbox_state,
     check_purge_limit,
     claim_lost,
     decode_cursor,
@@ -33,6 +34,8 @@ from pausepoint.stores._common import (
     light,
     make_page,
     make_run_page,
+    outbox_from_doc,
+    outbox_to_doc,
     run_exists,
     run_from_doc,
     run_not_found,
@@ -47,6 +50,8 @@ from pausepoint.stores.base import (
     Decider,
     JournalEntry,
     LeaseRenewer,
+    OutboxEntry,
+    OutboxState,
     PendingPage,
     PendingPause,
     RunPage,
@@ -82,6 +87,8 @@ class MemoryStore:
         self._listed: dict[str, tuple[float, RunStatus, str, str | None]] = {}
         self._keyed: dict[str, set[tuple[str, str]]] = {}  # key -> {(run_id, pause_id)}
         self._signals: dict[str, list[BufferedSignal]] = {}  # key -> oldest first
+        self._outbox: dict[str, dict[str, str]] = {}  # run_id -> {entry id: entry JSON}
+        self._outbox_due: list[tuple[float, str, str]] = []  # pending: (next_at, id, run_id)
 
     @property
     def url(self) -> str:
@@ -100,6 +107,7 @@ class MemoryStore:
         version: int,
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> StoredRun:
         """Store ``run`` at ``version``, re-index it, append ``events`` and ``steps``, or change nothing."""
         journal = self._steps.get(run.run_id, [])
@@ -125,7 +133,22 @@ class MemoryStore:
             self._leases[run.run_id] = lease
         bisect.insort(self._by_time, (run.updated_at, run.run_id))
         self._listed[run.run_id] = (run.updated_at, run.status, run.chart, run.stage)
+        self._add_outbox(outbox)
         return dataclasses.replace(run, version=version)
+
+    def _add_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        """Keep entries whose id is new; index the pending ones by when they fall due."""
+        for entry in entries:
+            kept = self._outbox.setdefault(entry.run_id, {})
+            if entry.id in kept:
+                continue
+            kept[entry.id] = dump_json(outbox_to_doc(entry))
+            if entry.state == "pending":
+                bisect.insort(self._outbox_due, (entry.next_at, entry.id, entry.run_id))
+
+    def _drop_due(self, entry: OutboxEntry) -> None:
+        at = bisect.bisect_left(self._outbox_due, (entry.next_at, entry.id, entry.run_id))
+        del self._outbox_due[at]
 
     def _unindex(self, run: StoredRun) -> None:
         for pause in indexed_pauses(run):
@@ -143,6 +166,10 @@ class MemoryStore:
             del self._by_time[bisect.bisect_left(self._by_time, (listed[0], run.run_id))]
 
     def _erase(self, run_id: str) -> None:
+        for line in self._outbox.pop(run_id, {}).values():
+            entry = outbox_from_doc(json.loads(line))
+            if entry.state == "pending":
+                self._drop_due(entry)
         self._unindex(self._load(run_id))
         del self._runs[run_id]
         self._audit.pop(run_id, None)
@@ -153,12 +180,13 @@ class MemoryStore:
         run: StoredRun,
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
         with self._lock:
             if run.run_id in self._runs:
                 raise run_exists(run.run_id)
-            return self._write(run, 1, events, steps)
+            return self._write(run, 1, events, steps, outbox)
 
     async def get(self, run_id: str) -> StoredRun:
         """Return a run's record (see ``Store.get``)."""
@@ -186,7 +214,9 @@ class MemoryStore:
             change = decide(current)
             result = current
             if change is not None:
-                result = self._write(change.run, current.version + 1, change.events, change.steps)
+                result = self._write(
+                    change.run, current.version + 1, change.events, change.steps, change.outbox
+                )
             return result, (self._events(run_id) if audit else ())
 
     async def append_steps(
@@ -419,6 +449,74 @@ class MemoryStore:
                 else:
                     del self._signals[key]
         return dropped
+
+    async def claim_outbox(
+        self, now: float, *, owner: str, lease_until: float, limit: int = 100
+    ) -> tuple[OutboxEntry, ...]:
+        """Lease due outbox entries (see ``Store.claim_outbox``)."""
+        check_limit(limit)
+        claimed = []
+        with self._lock:
+            end = bisect.bisect_right(self._outbox_due, (now, "\uffff"))
+            for _, entry_id, run_id in self._outbox_due[: min(end, limit)]:
+                entry = outbox_from_doc(json.loads(self._outbox[run_id][entry_id]))
+                claimed.append(
+                    dataclasses.replace(
+                        entry, owner=owner, next_at=lease_until, attempts=entry.attempts + 1
+                    )
+                )
+            del self._outbox_due[: min(end, limit)]
+            for entry in claimed:
+                self._outbox[entry.run_id][entry.id] = dump_json(outbox_to_doc(entry))
+                bisect.insort(self._outbox_due, (entry.next_at, entry.id, entry.run_id))
+        return tuple(claimed)
+
+    async def settle_outbox(
+        self,
+        entry: OutboxEntry,
+        *,
+        owner: str,
+        state: OutboxState,
+        next_at: float,
+        error: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        events: Sequence[AuditEvent] = (),
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> bool:
+        """Record a claimed outbox entry's outcome (see ``Store.settle_outbox``)."""
+        check_outbox_state(state)
+        with self._lock:
+            line = self._outbox.get(entry.run_id, {}).get(entry.id)
+            if line is None:
+                return False
+            stored = outbox_from_doc(json.loads(line))
+            if stored.owner != owner or stored.state != "pending":
+                return False
+            settled = dataclasses.replace(
+                stored,
+                state=state,
+                next_at=next_at,
+                error=error,
+                owner=None,
+                payload=stored.payload if payload is None else dict(payload),
+            )
+            record = dump_json(outbox_to_doc(settled))
+            lines = [dump_json(event_to_doc(e)) for e in events]
+            self._drop_due(stored)
+            self._outbox[entry.run_id][entry.id] = record
+            if state == "pending":
+                bisect.insort(self._outbox_due, (next_at, entry.id, entry.run_id))
+            self._audit[entry.run_id].extend(lines)
+            self._add_outbox(outbox)
+            return True
+
+    async def list_outbox(self, run_id: str) -> tuple[OutboxEntry, ...]:
+        """Return a run's outbox entries (see ``Store.list_outbox``)."""
+        with self._lock:
+            entries = [
+                outbox_from_doc(json.loads(line)) for line in self._outbox.get(run_id, {}).values()
+            ]
+        return tuple(sorted(entries, key=lambda e: (e.created_at, e.id)))
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""

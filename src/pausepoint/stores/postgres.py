@@ -99,6 +99,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "PRIMARY KEY (who, created_at, run_id, pause_id))",
         "CREATE INDEX assigned_run ON {assigned} (run_id)",
     ),
+    (  # 5: the notification outbox, written with the pauses it is about
+        'CREATE TABLE {outbox} (id text COLLATE "C" PRIMARY KEY, '
+        'run_id text COLLATE "C" NOT NULL, pause_id text NOT NULL, kind text NOT NULL, '
+        "url text NOT NULL, tag text NOT NULL, payload jsonb NOT NULL, "
+        "next_at double precision NOT NULL, created_at double precision NOT NULL, "
+        "state text NOT NULL, attempts integer NOT NULL, owner text, error text)",
+        "CREATE INDEX outbox_due ON {outbox} (next_at, id) WHERE state = 'pending'",
+        "CREATE INDEX outbox_run ON {outbox} (run_id, created_at, id)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -159,6 +168,7 @@ class PostgresStore(PlannedStore):
                 "steps",
                 "signals",
                 "assigned",
+                "outbox",
                 "schema_version",
             )
         }

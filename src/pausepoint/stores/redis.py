@@ -25,6 +25,8 @@ several stores). With prefix ``P``:
   oldest first); ``P:signal-keys``: those keys by their latest expiry.
 * ``P:due``: paused runs by earliest pause deadline. ``P:leases``: running runs
   by ``lease_until``.
+* ``P:outbox:<run_id>`` and ``P:outbox-due``: the notification outbox (see
+  :mod:`pausepoint.stores._redis_outbox`).
 * ``P:schema``: how many :data:`MIGRATIONS` ran.
 
 Every write is one Lua script, so Redis applies it whole or not at all, and no
@@ -87,12 +89,21 @@ from pausepoint.stores._common import (
     unavailable,
     version_conflict,
 )
+from pausepoint.stores._redis_outbox import (
+    CLAIM,
+    ERASE_LUA,
+    INSERT_LUA,
+    SETTLE,
+    RedisOutbox,
+    outbox_args,
+)
 from pausepoint.stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,
     JournalEntry,
     LeaseRenewer,
+    OutboxEntry,
     PendingPage,
     PendingPause,
     RunPage,
@@ -134,6 +145,7 @@ repeat
 until cursor == '0'
 """,
     "-- 4: pauses by who may answer them (P:assigned:<who>); they appear on first write",
+    "-- 5: the notification outbox; its keys appear on first write",
 )
 """Lua bodies in order, each run atomically with ``ARGV[2]`` the key prefix."""
 
@@ -145,11 +157,14 @@ redis.call('SET', KEYS[1], ARGV[1])
 return tonumber(ARGV[1])
 """
 
-# KEYS: run hash, audit list, journal list. ARGV: expected version ('' to create),
-# expected lease_until ('' for any), new version, record, inbox, index entries
-# [[zset, score, member], ...], owner, status, lease_until, cancel, summary, chart,
-# number of audit events, audit events..., journal entries...
-_WRITE = r"""
+# KEYS: run hash, audit list, journal list, outbox hash, outbox-due set. ARGV: expected
+# version ('' to create), expected lease_until ('' for any), new version, record, inbox,
+# index entries [[zset, score, member], ...], owner, status, lease_until, cancel, summary,
+# chart, outbox entries (see add_outbox), number of audit events, audit events...,
+# journal entries...
+_WRITE = (
+    INSERT_LUA
+    + r"""
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return {'exists'} end
@@ -170,11 +185,13 @@ end
 redis.call('HSET', KEYS[1], 'version', ARGV[3], 'record', ARGV[4], 'inbox', ARGV[5],
            'index', ARGV[6], 'owner', ARGV[7], 'status', ARGV[8], 'lease_until', ARGV[9],
            'cancel', ARGV[10], 'summary', ARGV[11], 'chart', ARGV[12])
-local events = tonumber(ARGV[13])
-for i = 14, 13 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-for i = 14 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+add_outbox(KEYS[4], KEYS[5], ARGV[13])
+local events = tonumber(ARGV[14])
+for i = 15, 14 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 15 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 return {'ok', tostring(redis.call('LLEN', KEYS[3]))}
 """
+)
 
 # KEYS: run hash, journal list, leases set. ARGV: owner, lease_until, run_id, entries...
 _APPEND_STEPS = r"""
@@ -270,21 +287,28 @@ end
 return out
 """
 
-# KEYS: run hash, audit list, journal list. ARGV: expected version.
-_DELETE = r"""
+# KEYS: run hash, audit list, journal list, outbox hash, outbox-due set. ARGV: expected
+# version, run id.
+_DELETE = (
+    ERASE_LUA
+    + r"""
 local current = redis.call('HGET', KEYS[1], 'version')
 if not current then return 'missing' end
 if current ~= ARGV[1] then return current end
 for _, entry in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'index'))) do
   redis.call('ZREM', entry[1], entry[3])
 end
+erase_outbox(KEYS[4], KEYS[5], ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 'ok'
 """
+)
 
 # KEYS: a runs set (by status, maybe chart). ARGV: exclusive max score, how many, key
 # prefix, excluded charts (JSON list). Erases the oldest runs of the set; returns their ids.
-_PURGE = r"""
+_PURGE = (
+    ERASE_LUA
+    + r"""
 local erased, skipped, want = {}, 0, tonumber(ARGV[2])
 local excluded = {}
 for _, chart in ipairs(cjson.decode(ARGV[4])) do excluded[chart] = true end
@@ -301,12 +325,14 @@ while #erased < want do
         redis.call('ZREM', entry[1], entry[3])
       end
       redis.call('DEL', key, ARGV[3] .. ':audit:' .. run_id, ARGV[3] .. ':steps:' .. run_id)
+      erase_outbox(ARGV[3] .. ':outbox:' .. run_id, ARGV[3] .. ':outbox-due', run_id)
       erased[#erased + 1] = run_id
     end
   end
 end
 return erased
 """
+)
 
 # KEYS: the key's signal list, the signal-keys set. ARGV: now, then for a put: the
 # signal (JSON), its expiry, the limit. Drops expired entries; a put appends unless
@@ -348,7 +374,7 @@ _UPDATE_ATTEMPTS = 100
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-class RedisStore:
+class RedisStore(RedisOutbox):
     """A :class:`~pausepoint.stores.base.Store` in Redis; open it with ``redis://`` or ``rediss://``.
 
     Args:
@@ -434,6 +460,8 @@ class RedisStore:
                         ("purge", _PURGE),
                         ("signals", _SIGNALS),
                         ("drop_signals", _DROP_SIGNALS),
+                        ("outbox_claim", CLAIM),
+                        ("outbox_settle", SETTLE),
                     )
                 }
                 self._client = client
@@ -480,6 +508,7 @@ class RedisStore:
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
         expected_lease: str = "",
+        outbox: Sequence[OutboxEntry] = (),
     ) -> list[str]:
         version = 1 if expected is None else expected + 1
         inbox = {
@@ -500,6 +529,7 @@ class RedisStore:
             "" if run.cancel is None else dump_json(run.cancel),
             dump_json(run_to_doc(light(run), version=version)),
             run.chart,
+            outbox_args(run.run_id, outbox),
             str(len(events)),
             *(dump_json(event_to_doc(e)) for e in events),
             *(dump_json(step_to_doc(step)) for step in steps),
@@ -508,6 +538,8 @@ class RedisStore:
             self._key("run", run.run_id),
             self._key("audit", run.run_id),
             self._key("steps", run.run_id),
+            self._key("outbox", run.run_id),
+            self._key("outbox-due"),
         ]
         async with self._redis():
             result: list[str] = await self._scripts["write"](keys=keys, args=args)
@@ -518,9 +550,10 @@ class RedisStore:
         run: StoredRun,
         events: Sequence[AuditEvent],
         steps: Sequence[JournalEntry] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> StoredRun:
         """Insert a new run (see ``Store.create``)."""
-        if (await self._write(run, None, events, steps))[0] == "exists":
+        if (await self._write(run, None, events, steps, outbox=outbox))[0] == "exists":
             raise run_exists(run.run_id)
         return dataclasses.replace(run, version=1, step_count=len(steps))
 
@@ -567,7 +600,12 @@ class RedisStore:
             if change is not None:
                 run = change.run
                 written = await self._write(
-                    run, current.version, change.events, change.steps, expected_lease=lease
+                    run,
+                    current.version,
+                    change.events,
+                    change.steps,
+                    expected_lease=lease,
+                    outbox=change.outbox,
                 )
                 if written[0] == "conflict":
                     continue
@@ -744,9 +782,15 @@ class RedisStore:
 
     async def delete(self, run_id: str, *, expected_version: int) -> None:
         """Erase a run (see ``Store.delete``)."""
-        keys = [self._key("run", run_id), self._key("audit", run_id), self._key("steps", run_id)]
+        keys = [
+            self._key("run", run_id),
+            self._key("audit", run_id),
+            self._key("steps", run_id),
+            self._key("outbox", run_id),
+            self._key("outbox-due"),
+        ]
         async with self._redis():
-            result = await self._scripts["delete"](keys=keys, args=[str(expected_version)])
+            result = await self._scripts["delete"](keys=keys, args=[str(expected_version), run_id])
         if result == "missing":
             raise run_not_found(run_id)
         if result != "ok":

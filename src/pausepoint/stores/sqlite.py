@@ -83,6 +83,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "PRIMARY KEY (who, created_at, run_id, pause_id)) WITHOUT ROWID",
         "CREATE INDEX assigned_run ON {assigned} (run_id)",
     ),
+    (  # 5: the notification outbox, written with the pauses it is about
+        "CREATE TABLE {outbox} (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
+        "pause_id TEXT NOT NULL, kind TEXT NOT NULL, url TEXT NOT NULL, tag TEXT NOT NULL, "
+        "payload TEXT NOT NULL, next_at REAL NOT NULL, created_at REAL NOT NULL, "
+        "state TEXT NOT NULL, attempts INTEGER NOT NULL, owner TEXT, error TEXT)",
+        "CREATE INDEX outbox_due ON {outbox} (next_at, id) WHERE state = 'pending'",
+        "CREATE INDEX outbox_run ON {outbox} (run_id, created_at, id)",
+    ),
 )
 """Schema migrations in order; ``schema_version`` records how many ran."""
 
@@ -93,6 +101,7 @@ _TABLES = {
     "steps": "steps",
     "signals": "signals",
     "assigned": "assigned",
+    "outbox": "outbox",
     "schema_version": "schema_version",
 }
 
