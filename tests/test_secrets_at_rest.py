@@ -194,12 +194,15 @@ async def test_no_redacted_value_in_clear_in_the_raw_store_and_runs_resume_after
 ) -> None:
     """With encryption_key, the raw store holds no card number or CVV; runs resume, also after rotation."""
     old, new = Fernet.generate_key(), Fernet.generate_key()
-    runs = make_runs(encryption_key=old, signing_key="sign-me")
+    hook = "json://127.0.0.1:9/hook"  # the outbox keeps its messages: redacted, in clear
+    runs = make_runs(encryption_key=old, signing_key="sign-me", notify=[hook])
     started = [
         await runs.start("card", {"card_number": cards.CARD, "order": i}, actor="api")
         for i in range(4)
     ]
     assert {r.status for r in started} == {"paused"}
+    (message,) = await runs.store.list_outbox(started[0].run_id)
+    assert message.payload["question"]["card_number"] == "***"
     for record in started[:2]:
         done = await runs.resume(record.run_id, cards.answer(), actor="kim")
         assert done.status == "completed"
