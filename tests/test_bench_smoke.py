@@ -172,3 +172,15 @@ def test_quick_runs_page_bench_times_the_runs_page() -> None:
     out = _bench("-m", "bench.runs_page")
     assert re.search(r"^== sqlite: 2,400 runs$", out, re.MULTILINE), out
     assert re.search(rf"/runs \(every status, in order\)\s+{NUMBER} ms median", out), out
+
+
+def test_quick_batch_bench_answers_one_batch_per_store() -> None:
+    """bench.batch --quick: a figure for Runs.resume_many and the route, per store (or n/a)."""
+    out = _bench("-m", "bench.batch")
+    assert "40 pauses answered in one batch (quick mode)" in out
+    for store in ("PostgreSQL", "SQLite"):
+        if re.search(rf"^batch\s+{store}\s+{UNREACHABLE}", out, re.MULTILINE):
+            continue
+        for how in ("Runs.resume_many, concurrency 8", "POST /api/runs/resume-batch"):
+            pattern = rf"^batch\s+{store}\s+{re.escape(how)}.*\s{NUMBER} pauses\s+{NUMBER} s\s+{NUMBER} resumes/s$"
+            assert re.search(pattern, out, re.MULTILINE), out

@@ -34,6 +34,8 @@ EXPECTED = {
     "Durability",
     "RunList",
     "RunSummary",
+    "BatchItem",
+    "BatchResult",
     "SweepReport",
     "open_store",
     # errors
@@ -71,6 +73,8 @@ EXPECTED = {
     "StalePauseError",
     "RunIsRunningError",
     "PurgeRefusedError",
+    "EncryptionKeyError",
+    "MixedBatchError",
     "NoWaiterError",
     "SignalBufferFullError",
     "StoreError",

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
         CheckpointSignatureError,
         CheckpointVersionError,
         ClaimLostError,
+        EncryptionKeyError,
         ExecutorUsageError,
         LoopLimitError,
+        MixedBatchError,
         NotifyURLError,
         NoWaiterError,
         PausepointError,
@@ -66,7 +68,17 @@ if TYPE_CHECKING:
     from .executor import FlowChartExecutor, Snapshot
     from .people import Actor
     from .rules import When, decide, select
-    from .runs import Durability, RunList, RunRecord, Runs, RunSummary, Step, SweepReport
+    from .runs import (
+        BatchItem,
+        BatchResult,
+        Durability,
+        RunList,
+        RunRecord,
+        Runs,
+        RunSummary,
+        Step,
+        SweepReport,
+    )
     from .scope import Scope
     from .stores import open_store
 
@@ -97,6 +109,8 @@ _EXPORTS: dict[str, str] = {
     "RunList": "runs",
     "RunSummary": "runs",
     "SweepReport": "runs",
+    "BatchItem": "runs",
+    "BatchResult": "runs",
     "open_store": "stores",
     # people
     "Actor": "people",
@@ -138,6 +152,8 @@ _EXPORTS: dict[str, str] = {
             "PermissionDeniedError",
             "RunIsRunningError",
             "PurgeRefusedError",
+            "EncryptionKeyError",
+            "MixedBatchError",
             "NoWaiterError",
             "SignalBufferFullError",
             "StoreError",
@@ -153,6 +169,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Actor",
+    "BatchItem",
+    "BatchResult",
     "ChartChangedError",
     "ChartError",
     "ChartMismatchError",
@@ -165,11 +183,13 @@ __all__ = [
     "CheckpointVersionError",
     "ClaimLostError",
     "Durability",
+    "EncryptionKeyError",
     "ExecutorUsageError",
     "FlowChart",
     "FlowChartBuilder",
     "FlowChartExecutor",
     "LoopLimitError",
+    "MixedBatchError",
     "NoWaiterError",
     "NotifyURLError",
     "OnTimeout",

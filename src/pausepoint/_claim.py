@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._stages import _redacted
+from ._redact import redacted
 from .chart import FlowChart
 from .errors import ClaimLostError, PausepointError, RunExistsError
 from .stores.base import AuditEvent, JournalEntry, OutboxEntry, Store, StoredRun, Update
@@ -325,4 +325,4 @@ def cancelled_event(request: Mapping[str, Any], by: str | None) -> AuditEvent:
 
 def redact(value: Any, flow: FlowChart) -> Any:
     """``value`` with the chart's ``redact`` keys hidden, at any depth."""
-    return _redacted(value, flow.redact)
+    return redacted(value, flow.redact)

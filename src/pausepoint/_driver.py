@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from ._claim import Claim, LeaseKeeper, cancelled_event, event, redact
+from ._claim import Claim, LeaseKeeper, cancelled_event, event
 from ._journal import Tracker, replay
 from ._meta import RunMeta
 from ._observe import Observers, Segment, SegmentKind
+from ._redact import redacted
 from .chart import FlowChart, PausableStage
 from .checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
 from .compat import checkpoint_for_chart
@@ -430,7 +431,7 @@ class RunDriver:
         data = {
             "stage_id": pause.stage_id,
             "pause_id": pause.pause_id,
-            "data": redact(pause.data, flow),
+            "data": pause.data,  # redacted by pause_entry
         }
         if pause.assignees:
             data["assignees"] = list(pause.assignees)
@@ -440,13 +441,17 @@ class RunDriver:
 
     @staticmethod
     def pause_entry(flow: FlowChart, pause: Mapping[str, Any]) -> PauseEntry:
-        """The inbox entry of a checkpoint's pause (its deadline from the stage's timeout)."""
+        """The inbox entry of a checkpoint's pause (its deadline from the stage's timeout).
+
+        Its ``data`` is redacted: the inbox, the API, the pages, the CLI and
+        notifications read it. Only the checkpoint keeps the real values.
+        """
         node = flow.find_stage(pause["stage_id"])
         timeout = node.timeout if isinstance(node, PausableStage) else None
         return PauseEntry(
             pause_id=pause["pause_id"],
             stage_id=pause["stage_id"],
-            data=pause["data"],
+            data=redacted(pause["data"], flow.redact),
             created_at=pause["paused_at"],
             deadline=None if timeout is None else pause["paused_at"] + timeout,
             key=pause.get("key"),
@@ -457,18 +462,37 @@ class RunDriver:
 
     def record(self, record: StoredRun, audit: tuple[AuditEvent, ...]) -> RunRecord:
         """The run as ``Runs`` reports it, with the audit the caller read."""
+        pauses = self.shown_pauses(record)
         return RunRecord(
             run_id=record.run_id,
             chart=record.chart,
             status=record.status,
-            pause=record.pauses[0] if record.pauses else None,
-            pauses=record.pauses,
+            pause=pauses[0] if pauses else None,
+            pauses=pauses,
             snapshot=self.snapshot(record),
             audit=audit,
             error=record.error,
             created_at=record.created_at,
             updated_at=record.updated_at,
             version=record.version,
+        )
+
+    def redact_keys(self, record: StoredRun) -> Iterable[str] | None:
+        """The redact keys of ``record``'s chart: as the run kept them, else the chart's."""
+        keys: Iterable[str] | None = RunMeta.of(record.meta).redact
+        if keys is None:  # a record from before runs kept their chart's redact keys
+            flow = self.charts.get(record.chart)
+            if flow is not None:
+                keys = flow.redact
+        return keys
+
+    def shown_pauses(self, record: StoredRun) -> tuple[PauseEntry, ...]:
+        """``record``'s pauses with their data redacted (records written before it was on write)."""
+        keys = frozenset(self.redact_keys(record) or ())
+        if not keys or not record.pauses:
+            return record.pauses
+        return tuple(
+            dataclasses.replace(pause, data=redacted(pause.data, keys)) for pause in record.pauses
         )
 
     def snapshot(self, record: StoredRun) -> dict[str, Any] | None:
@@ -479,12 +503,9 @@ class RunDriver:
         """
         if record.snapshot is not None or record.checkpoint is None:
             return record.snapshot
-        keys: Iterable[str] | None = RunMeta.of(record.meta).redact
-        if keys is None:  # a record from before runs kept their chart's redact keys
-            flow = self.charts.get(record.chart)
-            if flow is None:
-                return None
-            keys = flow.redact
+        keys = self.redact_keys(record)
+        if keys is None:
+            return None
         snapshot = dict(snapshot_of(cast(Checkpoint, record.checkpoint), keys))
         if record.status != "paused":  # claimed and running, or cancelled while paused
             snapshot.update(status=record.status, pauses=[])

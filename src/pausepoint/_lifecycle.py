@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ._claim import event
 from ._json import json_copy
+from ._seal import peek
 from .errors import (
     NoWaiterError,
     PausepointError,
@@ -322,7 +323,7 @@ class Lifecycle:
             RunIsRunningError: A process is running it; nothing was erased.
         """
         for _ in range(_DELETE_ATTEMPTS):
-            current = await self.store.get(run_id)
+            current = await peek(self.store, run_id)  # no encryption key needed to erase
             if current.status == "running":
                 raise RunIsRunningError(
                     f"run {run_id!r} is running: it cannot be deleted until it pauses or ends "

@@ -38,6 +38,8 @@ def schema_version_of(store: Store) -> int | None:
 
     ``None`` for a backend without migrations (the memory store).
     """
-    module = importlib.import_module(type(store).__module__)
+    from ._seal import unwrapped
+
+    module = importlib.import_module(type(unwrapped(store)).__module__)
     migrations = getattr(module, "MIGRATIONS", None)
     return None if migrations is None else len(migrations)

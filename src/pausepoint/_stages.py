@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._frames import PauseFrame
 from ._json import NotJSONError, json_copy
+from ._redact import REDACTED
 from ._run import ChartRun, Env
 from .chart import Decider, FunctionStage, PausableStage, Selector
 from .checkpoint import Checkpoint, PendingPause
@@ -44,7 +45,6 @@ ProgressCallback = Callable[["Checkpoint"], Awaitable[None]]
 
 _perf = time.perf_counter_ns  # stage timings: integer ns, kept to the µs in the tree
 _MISSING: Any = object()
-_REDACTED = "***"
 
 
 class StageRunner:
@@ -524,7 +524,7 @@ def _redacted_evidence(evidence: Evidence, redact: frozenset[str]) -> Evidence:
         checks = [*copy.get("checked", []), *(c for m in copy["matched"] for c in m["checks"])]
         for check in checks:
             if check["key"] in redact and "value" in check:
-                check["value"] = _REDACTED
+                check["value"] = REDACTED
     return copy
 
 
@@ -557,13 +557,3 @@ def _input_keys(answer: Any) -> list[str]:
         given = getattr(answer, "model_fields_set", None)
         return [name for name in fields if given is None or name in given]
     return []
-
-
-def _redacted(value: Any, redact: frozenset[str]) -> Any:
-    if not redact:
-        return value
-    if isinstance(value, dict):
-        return {k: _REDACTED if k in redact else _redacted(v, redact) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item, redact) for item in value]
-    return value

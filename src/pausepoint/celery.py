@@ -67,7 +67,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -84,6 +84,7 @@ from pausepoint._lifecycle import parse_retention
 from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
 from pausepoint._notify import NotifySettings
 from pausepoint._observe import trace_context, trace_headers
+from pausepoint._seal import keys_from_env
 from pausepoint.chart import FlowChart
 from pausepoint.errors import (
     ClaimLostError,
@@ -152,6 +153,7 @@ class CelerySettings:
         max_retries: How often a task is retried while the store is unreachable.
         retry_backoff_max: Longest wait between two of those retries, in seconds.
         signing_key: The checkpoint signing key, as given to ``Runs``.
+        encryption_key: The encryption keys, newest first, as given to ``Runs``.
         broker_options: Celery's ``broker_transport_options`` (e.g. Redis's
             ``visibility_timeout`` or ``global_keyprefix``).
         retention: How long finished runs are kept, as ``Runs(retention=...)``;
@@ -172,6 +174,7 @@ class CelerySettings:
     max_retries: int = 10
     retry_backoff_max: int = 60
     signing_key: str | None = None
+    encryption_key: Sequence[str] | None = None
     broker_options: Mapping[str, Any] = field(default_factory=dict)
     retention: Retention | None = None
     notify: tuple[str, ...] = ()
@@ -194,6 +197,7 @@ class CelerySettings:
         file ``pausepoint.db``), ``PAUSEPOINT_CHARTS`` (default: the demo's charts),
         ``PAUSEPOINT_QUEUE``, ``PAUSEPOINT_RESULT_BACKEND``, ``PAUSEPOINT_LEASE``
         (seconds), ``PAUSEPOINT_SWEEP_EVERY`` (seconds), ``PAUSEPOINT_SIGNING_KEY``,
+        ``PAUSEPOINT_ENCRYPTION_KEYS`` (Fernet keys, newest first, separated by commas),
         ``PAUSEPOINT_NOTIFY`` (URLs separated by spaces), ``PAUSEPOINT_NOTIFY_SECRET``,
         ``PAUSEPOINT_BASE_URL``.
 
@@ -205,6 +209,7 @@ class CelerySettings:
             "broker_url": env.get(BROKER_ENV, ""),
             "store_url": env.get(STORE_ENV) or default_store_url(),
             "charts": env.get(CHARTS_ENV) or DEFAULT_CHARTS,
+            "encryption_key": keys_from_env(env),
         }
         optional: dict[str, tuple[str, Callable[[str], Any]]] = {
             "queue": (QUEUE_ENV, str),
@@ -503,6 +508,7 @@ class _Engine:
                 self.charts(),
                 lease_seconds=settings.lease_seconds,
                 signing_key=settings.signing_key,
+                encryption_key=settings.encryption_key,
                 retention=settings.retention,
                 notify=settings.notify,
                 notify_secret=settings.notify_secret,

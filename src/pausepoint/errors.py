@@ -38,6 +38,8 @@ says what went wrong, where, and what to do next::
     │   ├── PermissionDeniedError     the pause is assigned to others
     │   └── StalePauseError           the answer is for a pause that is no longer current
     ├── PurgeRefusedError             a purge without a filter, or of running runs
+    ├── MixedBatchError               a batch answer names pauses of several stages
+    ├── EncryptionKeyError            encrypted at rest with a key this Runs lacks, or a bad key
     ├── NoWaiterError                 no pause waits under the business key
     │   └── SignalBufferFullError     and the key's signal buffer is full
     ├── TokenFormatError              a bearer token line is not SECRET=ACTOR[:GROUP,...]
@@ -65,8 +67,10 @@ __all__ = [
     "CheckpointSignatureError",
     "CheckpointVersionError",
     "ClaimLostError",
+    "EncryptionKeyError",
     "ExecutorUsageError",
     "LoopLimitError",
+    "MixedBatchError",
     "NoWaiterError",
     "NotifyURLError",
     "PausepointError",
@@ -436,6 +440,35 @@ class RunIsRunningError(RunError):
 
 class PurgeRefusedError(PausepointError, ValueError):
     """A purge was refused before anything was erased: no filter, or running runs named."""
+
+
+class MixedBatchError(PausepointError, ValueError):
+    """A batch answer (``Runs.resume_many``) names pauses of different stages.
+
+    One answer fits one question: every item must wait at the same stage of
+    the same chart. Raised before anything is resumed.
+
+    Attributes:
+        stages: The ``(chart, stage_id)`` pairs the batch names, sorted.
+    """
+
+    def __init__(self, message: str, *, stages: Sequence[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.stages = tuple(stages)
+
+
+class EncryptionKeyError(PausepointError):
+    """Values stored encrypted cannot be read with this ``Runs``' keys, or a key is malformed.
+
+    Raised before anything is written: the run stays as it was.
+
+    Attributes:
+        run_id: The run whose stored values could not be decrypted, if one is to blame.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class NoWaiterError(PausepointError):

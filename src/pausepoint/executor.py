@@ -38,13 +38,13 @@ from typing import Any, TypedDict
 
 from ._frames import SequenceFrame
 from ._json import NotJSONError, json_copy
+from ._redact import redacted
 from ._run import ChartRun
 from ._stages import (
     _MISSING,
     ExecutorStatus,
     ProgressCallback,
     StageRunner,
-    _redacted,
     decode_state,
 )
 from ._sync import run_until_complete
@@ -543,13 +543,13 @@ def _snapshot(
         "run_id": run_id,
         "chart_name": chart_name,
         "status": status,
-        "input": _redacted(input, redact),
-        "shared_state": _redacted(state, redact),
+        "input": redacted(input, redact),
+        "shared_state": redacted(state, redact),
         "pauses": [
             {
                 "pause_id": pause["pause_id"],
                 "stage_id": pause["stage_id"],
-                "data": _redacted(pause["data"], redact),
+                "data": redacted(pause["data"], redact),
                 "paused_at": pause["paused_at"],
             }
             for pause in pauses

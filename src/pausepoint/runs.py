@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ._batch import Batches, BatchItem, BatchResult, BatchStatus
 from ._claim import cancel_of, cancelled_event, event, redact
 from ._delivery import Notifier
 from ._driver import Durability, Proceed, RunDriver, RunRecord
@@ -52,6 +53,8 @@ from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, 
 from ._meta import RecordedAnswer, RunMeta
 from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
+from ._redact import redacted
+from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -84,6 +87,9 @@ from .stores.base import (
 )
 
 __all__ = [
+    "BatchItem",
+    "BatchResult",
+    "BatchStatus",
     "CompatibilityRule",
     "Durability",
     "Retention",
@@ -161,13 +167,21 @@ class _NotStale(Exception):
     """The run was renewed, finished or taken over since it was listed as stale."""
 
 
-class Runs(Lifecycle):
+class Runs(Lifecycle, Batches):
     """Durable runs of registered charts over one store.
 
     Args:
         store: Where runs live (see :func:`pausepoint.open_store`).
         charts: The charts, by the name runs refer to them with.
-        signing_key: Sign checkpoints kept in the store; refuse tampered ones.
+        signing_key: Sign checkpoints kept in the store; refuse tampered ones
+            (``CheckpointSignatureError``, audited as ``resume_refused``).
+        encryption_key: Encrypt at rest what the store keeps of the values of
+            every chart's ``redact`` keys (checkpoint, journal, the run's input
+            and answers): a Fernet key, or several newest first for rotation
+            (the first encrypts, all decrypt). Needs ``pausepoint[crypto]``. A
+            run written with a key and read without it (or with another)
+            raises ``EncryptionKeyError`` and is left unchanged. See
+            :mod:`pausepoint._seal`.
         lease_seconds: How long a claimed run stays claimed after its process
             stops renewing it (it renews every third of this while it lives).
         compatibility: Opt-in rule letting a run paused under an older version
@@ -204,6 +218,7 @@ class Runs(Lifecycle):
         charts: Mapping[str, FlowChart],
         *,
         signing_key: str | bytes | None = None,
+        encryption_key: EncryptionKey | None = None,
         lease_seconds: float = 30.0,
         compatibility: CompatibilityRule | None = None,
         durability: Durability = "stage",
@@ -222,8 +237,10 @@ class Runs(Lifecycle):
             raise ValueError("lease_seconds must be positive")
         if durability not in ("stage", "pause"):
             raise ValueError(f"durability must be 'stage' or 'pause', not {durability!r}")
-        self.store = store
         self.charts = dict(charts)
+        keys = frozenset().union(*(flow.redact for flow in self.charts.values()))
+        store = SealedStore(unwrapped(store), sealer(encryption_key), keys)
+        self.store: Store = store
         self.lease_seconds = lease_seconds
         self.durability: Durability = durability
         self._signing_key = signing_key
@@ -321,7 +338,7 @@ class Runs(Lifecycle):
                 older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
             )
             created_before = time.time() - seconds
-        return await self.store.list_pending(
+        page = await self.store.list_pending(
             chart=chart,
             stage=stage,
             created_before=created_before,
@@ -329,6 +346,22 @@ class Runs(Lifecycle):
             cursor=cursor,
             assignees=assigned_to,
         )
+        return self._shown(page)
+
+    def _shown(self, page: PendingPage) -> PendingPage:
+        """``page`` with each pause's data redacted by its chart's ``redact`` keys.
+
+        Pauses are written redacted; this covers those written before, for the
+        charts this ``Runs`` knows.
+        """
+        items = []
+        for item in page.items:
+            flow = self.charts.get(item.chart)
+            if flow is not None and flow.redact:
+                shown = redacted(item.pause.data, flow.redact)
+                item = dataclasses.replace(item, pause=dataclasses.replace(item.pause, data=shown))
+            items.append(item)
+        return dataclasses.replace(page, items=tuple(items))
 
     def input_schema(self, chart: str, stage_id: str) -> dict[str, Any] | None:
         """Return the JSON Schema a pausable stage's resume input must fit, if declared."""

@@ -29,6 +29,7 @@ WRITES = {
     ("post", "/api/runs/{run_id}/retry"),
     ("delete", "/api/runs/{run_id}"),
     ("post", "/api/signals/{key}"),
+    ("post", "/api/runs/resume-batch"),
 }
 
 
@@ -67,6 +68,7 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
         "/api/runs/{run_id}/history",
         "/api/runs/{run_id}/fork",
         "/api/runs/{run_id}/retry",
+        "/api/runs/resume-batch",
         "/api/signals/{key}",
         "/api/charts",
         "/api/charts/{name}",
@@ -81,6 +83,7 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
         ("post", "/api/runs/{run_id}/fork"): ("201", "Run"),
         ("post", "/api/runs/{run_id}/retry"): ("200", "Run"),
         ("post", "/api/signals/{key}"): ("200", "SignalResult"),
+        ("post", "/api/runs/resume-batch"): ("200", "BatchResponse"),
         ("get", "/api/charts"): ("200", "ChartList"),
         ("get", "/api/charts/{name}"): ("200", "Chart"),
     }
@@ -91,6 +94,7 @@ async def test_document_lists_every_route_with_typed_bodies(client: httpx.AsyncC
         ("post", "/api/runs"): "StartRequest",
         ("post", "/api/runs/{run_id}/resume"): "ResumeRequest",
         ("post", "/api/runs/{run_id}/fork"): "ForkRequest",
+        ("post", "/api/runs/resume-batch"): "BatchRequest",
     }
     for (method, path), model in bodies.items():
         schema = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
@@ -139,7 +143,9 @@ async def test_document_declares_errors_and_bearer_auth(client: httpx.AsyncClien
             write = is_write(method, path)
             assert "security" in operation, (method, path)  # reads need a token too
             codes = {c for c in operation["responses"] if c.startswith(("4", "5"))}
-            if write and (path.endswith("/resume") or path.startswith("/api/signals/")):
+            if (method, path) == ("post", "/api/runs/resume-batch"):  # outcomes are per item
+                assert codes == {"400", "401", "422", "503"}
+            elif write and (path.endswith("/resume") or path.startswith("/api/signals/")):
                 assert codes == {"401", "403", "404", "409", "422", "503"}  # 403: not assigned
             elif write:
                 assert codes == {"401", "404", "409", "422", "503"}

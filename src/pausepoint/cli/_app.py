@@ -12,6 +12,7 @@ import asyncio
 import enum
 import functools
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -298,19 +299,35 @@ def with_runs(
     """Open the store, run ``work`` on a ``Runs`` over it in a fresh event loop, close it.
 
     ``options`` go to ``Runs`` (e.g. ``retention``); the notification settings
-    not among them come from the environment (``PAUSEPOINT_NOTIFY`` ...), so a
-    pause written by any command is notified alike.
+    and keys not among them come from the environment (``PAUSEPOINT_NOTIFY`` ...,
+    :func:`keys_from_environment`), so a pause written by any command is notified
+    and encrypted alike.
     """
     from ._notify import notify_options
 
     options = {**notify_options(None, None, None), **options}
     store = open_store_or_fail(store_url)
+    options = {**keys_from_environment(), **options}
 
     async def go() -> T:
         async with Runs(store, charts, **options) as runs:
             return await work(runs)
 
     return asyncio.run(go())
+
+
+def keys_from_environment() -> dict[str, Any]:
+    """``Runs``' keys from the environment: ``PAUSEPOINT_SIGNING_KEY``, ``PAUSEPOINT_ENCRYPTION_KEYS``.
+
+    Kept out of the command line, so they never show in ``ps``. Encryption
+    keys are Fernet keys, newest first, separated by commas.
+    """
+    from pausepoint._seal import keys_from_env
+
+    return {
+        "signing_key": os.environ.get("PAUSEPOINT_SIGNING_KEY") or None,
+        "encryption_key": keys_from_env(os.environ),
+    }
 
 
 def check_chart_loaded(run_chart: str, run_id: str, charts: Mapping[str, FlowChart]) -> None:

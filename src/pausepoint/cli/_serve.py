@@ -26,6 +26,7 @@ from ._app import (
     app,
     fail,
     guarded,
+    keys_from_environment,
     load_registry,
     open_store_or_fail,
 )
@@ -201,6 +202,7 @@ def serve_command(
         open_store_or_fail(store),
         registry,
         **notify_options(notify, base_url, notify_secret_file),
+        **keys_from_environment(),
     )
     if not len(tokens):
         typer.echo(

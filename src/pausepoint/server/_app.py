@@ -22,6 +22,7 @@ from pausepoint.runs import Runs
 
 from ._api import ResumeDispatcher, api_router
 from ._auth import Access, SessionSigner, session_keys
+from ._batch import batch_router
 from ._errors import ApiError, error_of
 from ._health import health_router
 from ._pages import pages_router
@@ -107,6 +108,7 @@ def create_app(
     if metrics is not False:
         _serve_metrics(app, runs, required=metrics is True)
     app.include_router(api_router(runs, access, dispatcher))
+    app.include_router(batch_router(runs, access))
     app.include_router(pages_router(runs, access))
     app.state.tokens = table  # digests only; a Tokens table may be changed while serving
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -22,6 +22,8 @@ from pausepoint.errors import (
     ChartError,
     ChartNotFoundError,
     CheckpointError,
+    EncryptionKeyError,
+    MixedBatchError,
     NoWaiterError,
     PausepointError,
     PermissionDeniedError,
@@ -98,6 +100,8 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (NotJSONError, 422),
     (ResumeTargetError, 422),
     (CheckpointError, 409),  # ChartChangedError too: the run no longer fits its chart
+    (MixedBatchError, 400),
+    (EncryptionKeyError, 500),  # the service lacks the key the run was written with
     (StoreUnavailableError, 503),
     (StoreError, 409),
     (ChartError, 409),
