@@ -102,3 +102,27 @@ async def lifecycle(run_id: str) -> tuple[int, int, str]:
         "order:ORD-7", {"paid": True}, actor="stripe", buffer=timedelta(minutes=10)
     )
     return n + report.purged + len(recs), len(page.items), rec.status
+
+
+def people_snippet(store: Any, charts: dict[str, Any], key: str, signing: str) -> Any:
+    """The README's "People" snippet."""
+    from datetime import timedelta
+
+    from pausepoint.server import Actor, create_app
+
+    builder = flow_chart("Receive", receive, "receive")
+    approval = PausableHandler(execute=classify, resume=decide_refund)
+    builder.add_pausable_function(
+        "Approve",
+        approval,
+        "approve",
+        assignees=["managers"],
+        notify=["mailto://ops@example.com", "jsons://hooks.example/pausepoint"],
+        remind_every=timedelta(hours=4),
+        escalate_after=timedelta(days=1),
+        escalate_to=["directors"],
+    )
+    runs = Runs(
+        store, charts, base_url="https://pp.example", encryption_key=key, signing_key=signing
+    )
+    return create_app(runs, tokens={"s3cret": "kim", "t0ken": Actor("lee", groups=["managers"])})
