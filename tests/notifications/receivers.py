@@ -116,12 +116,23 @@ class Receiver:
 
 
 class _Mailbox:
-    def __init__(self) -> None:
+    def __init__(self, fail_first: int = 0) -> None:
         self.messages: list[Message] = []
         self.recipients: list[list[str]] = []
+        self.refused = 0
+        self._fail_first = fail_first
+        self._tries: dict[str, int] = {}
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
+        message = message_from_bytes(envelope.content)
+        text = "".join(  # the parts' text: a multipart's boundary differs on every try
+            str(part.get_payload(decode=True)) for part in message.walk() if not part.is_multipart()
+        )
+        tries = self._tries[text] = self._tries.get(text, 0) + 1
+        if tries <= self._fail_first:
+            self.refused += 1
+            return "451 4.3.0 try again later"
+        self.messages.append(message)
         self.recipients.append(list(envelope.rcpt_tos))
         return "250 OK"
 
@@ -129,11 +140,12 @@ class _Mailbox:
 class SmtpServer:
     """An SMTP server on 127.0.0.1 (aiosmtpd) keeping every message it gets."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_first: int = 0) -> None:
+        """``fail_first``: refuse each message (451, try later) this many times first."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
-        self.mailbox = _Mailbox()
+        self.mailbox = _Mailbox(fail_first)
         self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
 
     def url(self, to: str = "kim@example.com") -> str:

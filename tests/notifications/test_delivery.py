@@ -196,6 +196,31 @@ async def test_e_mail_through_apprise_reaches_the_smtp_server_once(
     assert smtp.mailbox.recipients == [["kim@example.com"], ["kim@example.com"]]
 
 
+async def test_an_smtp_server_refusing_at_first_gets_each_e_mail_once(
+    opened: list[Runs], store_url: str
+) -> None:
+    """The server answers 451 to the first try of each message: each still arrives once."""
+    server = SmtpServer(fail_first=1).start()
+    try:
+        runs = make(opened, store_url, {"a": approval([server.url()])})
+        started = [await runs.start("a", {"amount": 20 + n}) for n in range(5)]
+        now = time.time()
+        first = await runs.sweep(now=now)
+        assert (first.notified, first.notify_retrying) == (0, 5)
+        assert server.mailbox.refused == 5
+        await sweep_until(runs, lambda: len(server.messages) == 5, start=now + 1)
+        for _ in range(3):  # later sweeps send nothing more
+            await runs.sweep(now=now + 600)
+        assert len(server.messages) == 5
+        bodies = [_text(m) for m in server.messages]
+        for run in started:
+            assert sum(run.run_id in body for body in bodies) == 1
+            audit = (await runs.get(run.run_id)).audit
+            assert kinds(audit).count("notified") == 1
+    finally:
+        server.stop()
+
+
 def _text(message: Any) -> str:
     if message.is_multipart():
         return "".join(_text(part) for part in message.get_payload())
