@@ -39,11 +39,11 @@ from .stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,
+    InboxEntry,
     JournalEntry,
     LeaseRenewer,
     OutboxEntry,
     PendingPage,
-    PendingPause,
     RunPage,
     Store,
     StoredRun,
@@ -350,7 +350,7 @@ class SealedStore:
         items = tuple(self._open_run(r, lenient=True) for r in page.items)
         return dataclasses.replace(page, items=items)
 
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
         """See :meth:`Store.list_keyed`."""
         return await self.inner.list_keyed(key, limit=limit)
 

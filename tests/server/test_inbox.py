@@ -10,7 +10,7 @@ import pytest
 
 from pausepoint.server._inbox import SharedReads, inbox_body
 from pausepoint.server._models import inbox_out
-from pausepoint.stores.base import PauseEntry, PendingPage, PendingPause
+from pausepoint.stores.base import InboxEntry, PauseEntry, PendingPage
 
 from .conftest import KIM, start_refund
 
@@ -19,7 +19,7 @@ def _page(data: object, created_at: float = 1_764_844_000.25) -> PendingPage:
     pause = PauseEntry(
         pause_id="p-1", stage_id="approve", data=data, created_at=created_at, deadline=None
     )
-    item = PendingPause(run_id="r-1", chart="refund", pause=pause, run_created_at=1_764_844_000)
+    item = InboxEntry(run_id="r-1", chart="refund", pause=pause, run_created_at=1_764_844_000)
     return PendingPage(items=(item,), next_cursor="next")
 
 

@@ -22,8 +22,8 @@ from pausepoint.errors import (
 )
 from pausepoint.stores import (
     AuditEvent,
+    InboxEntry,
     PauseEntry,
-    PendingPause,
     RunStatus,
     Store,
     StoredRun,
@@ -73,9 +73,9 @@ def event(kind: Any = "progress", **kw: Any) -> AuditEvent:
     return AuditEvent(kind=kind, at=kw.pop("at", 1.0), **kw)
 
 
-async def all_pending(store: Store, limit: int = 3, **filters: Any) -> list[PendingPause]:
+async def all_pending(store: Store, limit: int = 3, **filters: Any) -> list[InboxEntry]:
     """Walk every page of the inbox."""
-    items: list[PendingPause] = []
+    items: list[InboxEntry] = []
     cursor = None
     while True:
         page = await store.list_pending(limit=limit, cursor=cursor, **filters)
@@ -86,7 +86,7 @@ async def all_pending(store: Store, limit: int = 3, **filters: Any) -> list[Pend
         cursor = page.next_cursor
 
 
-def keys(items: Sequence[PendingPause]) -> list[tuple[float, str, str]]:
+def keys(items: Sequence[InboxEntry]) -> list[tuple[float, str, str]]:
     return [(i.pause.created_at, i.run_id, i.pause.pause_id) for i in items]
 
 
@@ -290,7 +290,7 @@ async def test_inbox_entries_carry_the_run_and_the_pause(store: Store) -> None:
     await store.create(make_run("r1", status="paused", pauses=[pause], created_at=3.25), [])
     page = await store.list_pending()
     assert page.items == (
-        PendingPause(run_id="r1", chart="refund", pause=pause, run_created_at=3.25),
+        InboxEntry(run_id="r1", chart="refund", pause=pause, run_created_at=3.25),
     )
     assert page.next_cursor is None
 
@@ -583,3 +583,14 @@ def test_an_unreachable_server_skips_locally_and_fails_under_ci(
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match=re.escape("no server at redis://127.0.0.1:1/0")):
         require_server("redis://127.0.0.1:1/0", "PAUSEPOINT_TEST_REDIS_URL")
+
+
+def test_the_inbox_entry_keeps_its_old_name_with_a_warning() -> None:
+    """``PendingPause`` was both a checkpoint's pause and an inbox entry; the entry is InboxEntry."""
+    import pausepoint.stores as stores
+    import pausepoint.stores.base as base
+
+    with pytest.warns(DeprecationWarning, match="now InboxEntry"):
+        assert base.PendingPause is InboxEntry
+    with pytest.warns(DeprecationWarning, match="now InboxEntry"):
+        assert stores.PendingPause is InboxEntry

@@ -11,15 +11,15 @@ for it, so ``import pausepoint`` never imports redis or psycopg.
 from __future__ import annotations
 
 import importlib
-from typing import cast
+from typing import Any, cast
 
 from pausepoint.stores.base import (
     AuditEvent,
     AuditKind,
     BufferedSignal,
+    InboxEntry,
     PauseEntry,
     PendingPage,
-    PendingPause,
     RunPage,
     RunStatus,
     Store,
@@ -30,9 +30,9 @@ __all__ = [
     "AuditEvent",
     "AuditKind",
     "BufferedSignal",
+    "InboxEntry",
     "PauseEntry",
     "PendingPage",
-    "PendingPause",
     "RunPage",
     "RunStatus",
     "Store",
@@ -87,3 +87,12 @@ def open_store(url: str) -> Store:
             f"pip install 'pausepoint[{extra}]'"
         ) from error
     return cast(Store, getattr(module, class_name)(url))
+
+
+def __getattr__(name: str) -> Any:
+    """``PendingPause``, :class:`InboxEntry`'s old name, still works (deprecated)."""
+    if name == "PendingPause":
+        from . import base
+
+        return base.PendingPause
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,11 +27,11 @@ from pausepoint.errors import (
 )
 from pausepoint.stores.base import (
     AuditEvent,
+    InboxEntry,
     JournalEntry,
     OutboxEntry,
     PauseEntry,
     PendingPage,
-    PendingPause,
     RunPage,
     StoredRun,
 )
@@ -206,12 +206,12 @@ def decode_cursor(cursor: str) -> PendingKey:
     )
 
 
-def pending_key(item: PendingPause) -> PendingKey:
+def pending_key(item: InboxEntry) -> PendingKey:
     """Return where an inbox entry sorts."""
     return item.pause.created_at, item.run_id, item.pause.pause_id
 
 
-def make_page(items: Sequence[PendingPause], limit: int) -> PendingPage:
+def make_page(items: Sequence[InboxEntry], limit: int) -> PendingPage:
     """Cut a page from up to ``limit + 1`` entries fetched in order; the extra one says "more"."""
     if len(items) <= limit:
         return PendingPage(items=tuple(items), next_cursor=None)

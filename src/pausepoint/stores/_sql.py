@@ -67,10 +67,10 @@ from pausepoint.stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,
+    InboxEntry,
     JournalEntry,
     OutboxEntry,
     PendingPage,
-    PendingPause,
     RunPage,
     RunStatus,
     StoredRun,
@@ -550,11 +550,11 @@ class SqlPlans:
         items = [self._pending_from_row(row) for row in rows]
         return make_page(items, limit)
 
-    def _pending_from_row(self, row: Sequence[Any]) -> PendingPause:
+    def _pending_from_row(self, row: Sequence[Any]) -> InboxEntry:
         run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, key, who = (
             row
         )
-        return PendingPause(
+        return InboxEntry(
             run_id=run_id,
             chart=chart,
             run_created_at=run_created_at,
@@ -571,7 +571,7 @@ class SqlPlans:
             ),
         )
 
-    def list_keyed(self, key: str, limit: int) -> Plan[tuple[PendingPause, ...]]:
+    def list_keyed(self, key: str, limit: int) -> Plan[tuple[InboxEntry, ...]]:
         """Read the pauses waiting under a business key (see ``Store.list_keyed``)."""
         check_limit(limit)
         sql = (
@@ -819,7 +819,7 @@ class PlannedStore(PlannedOutbox, ABC):
         )
         return await self._run(plan)
 
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
         """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
         return await self._run(self._plans.list_keyed(key, limit))
 

@@ -70,6 +70,7 @@ __all__ = [
     "AuditEvent",
     "AuditKind",
     "BufferedSignal",
+    "InboxEntry",
     "JournalEntry",
     "LeaseRenewer",
     "OutboxEntry",
@@ -77,7 +78,6 @@ __all__ = [
     "OutboxState",
     "PauseEntry",
     "PendingPage",
-    "PendingPause",
     "RunPage",
     "RunStatus",
     "Store",
@@ -323,7 +323,7 @@ class LeaseRenewer(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class PendingPause:
+class InboxEntry:
     """One inbox entry: a pause waiting for a person.
 
     Attributes:
@@ -348,7 +348,7 @@ class PendingPage:
         next_cursor: Pass it back to get the next page; ``None`` on the last page.
     """
 
-    items: tuple[PendingPause, ...]
+    items: tuple[InboxEntry, ...]
     next_cursor: str | None
 
 
@@ -583,7 +583,7 @@ class Store(Protocol):
         """
         ...
 
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
         """Return the pauses of paused runs waiting under a business ``key``, newest first.
 
         Raises:
@@ -711,3 +711,18 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Release connections; the store may not be used afterwards."""
         ...
+
+
+def __getattr__(name: str) -> Any:
+    """``PendingPause``, this entry's old name, still works: it is the checkpoint's word."""
+    if name == "PendingPause":
+        import warnings
+
+        warnings.warn(
+            "pausepoint.stores.base.PendingPause is now InboxEntry (a checkpoint's pending "
+            "pause is pausepoint.checkpoint.PendingPause)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return InboxEntry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

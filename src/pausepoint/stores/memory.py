@@ -48,12 +48,12 @@ from pausepoint.stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,
+    InboxEntry,
     JournalEntry,
     LeaseRenewer,
     OutboxEntry,
     OutboxState,
     PendingPage,
-    PendingPause,
     RunPage,
     RunStatus,
     StoredRun,
@@ -299,7 +299,7 @@ class MemoryStore:
             bound = after if bound is None else min(bound, after)
         with self._lock:
             end = len(self._pending) if bound is None else bisect.bisect_left(self._pending, bound)
-            items: list[PendingPause] = []
+            items: list[InboxEntry] = []
             for index in range(end - 1, -1, -1):
                 if len(items) > limit:
                     break
@@ -311,7 +311,7 @@ class MemoryStore:
                 if wanted is not None and wanted.isdisjoint(pause.assignees):
                     continue
                 items.append(
-                    PendingPause(
+                    InboxEntry(
                         run_id=run_id, chart=run.chart, pause=pause, run_created_at=run.created_at
                     )
                 )
@@ -366,7 +366,7 @@ class MemoryStore:
                 items.append(light(self._load(run_id)))
         return make_run_page(items, limit)
 
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
         """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
         check_limit(limit)
         with self._lock:
@@ -375,7 +375,7 @@ class MemoryStore:
                 run = self._load(run_id)
                 pause = next(p for p in run.pauses if p.pause_id == pause_id)
                 found.append(
-                    PendingPause(
+                    InboxEntry(
                         run_id=run_id, chart=run.chart, pause=pause, run_created_at=run.created_at
                     )
                 )

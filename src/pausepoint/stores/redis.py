@@ -101,11 +101,11 @@ from pausepoint.stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,
+    InboxEntry,
     JournalEntry,
     LeaseRenewer,
     OutboxEntry,
     PendingPage,
-    PendingPause,
     RunPage,
     RunStatus,
     StoredRun,
@@ -707,7 +707,7 @@ class RedisStore(RedisOutbox):
         of the union, so each set is read until it gave that many matches of
         ``chart`` and ``stage`` (or ran out), and the results merged.
         """
-        found: dict[tuple[str, str], PendingPause] = {}
+        found: dict[tuple[str, str], InboxEntry] = {}
         for who in sorted(set(assignees)):
             matched, bound, tie = 0, upper, tie_member
             while matched <= limit:
@@ -726,7 +726,7 @@ class RedisStore(RedisOutbox):
         items = sorted(found.values(), key=pending_key, reverse=True)[: limit + 1]
         return make_page(items, limit)
 
-    async def _pauses(self, index: str, args: list[str]) -> list[PendingPause]:
+    async def _pauses(self, index: str, args: list[str]) -> list[InboxEntry]:
         """Run the page script on a set of pauses and decode what it returns."""
         async with self._redis():
             flat: list[str] = await self._scripts["page"](keys=[index], args=args)
@@ -737,7 +737,7 @@ class RedisStore(RedisOutbox):
             doc = inboxes.setdefault(run_id, json.loads(inbox))
             pause = next(p for p in doc["pauses"] if p["pause_id"] == pause_id)
             items.append(
-                PendingPause(
+                InboxEntry(
                     run_id=run_id,
                     chart=doc["chart"],
                     pause=pause_from_doc(pause),
@@ -746,7 +746,7 @@ class RedisStore(RedisOutbox):
             )
         return items
 
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[PendingPause, ...]:
+    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
         """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
         check_limit(limit)
         args = ["+inf", "", "", str(limit), self._key("run", ""), "inbox"]
