@@ -29,25 +29,30 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("mode", ["pause", "deliver"])
 async def test_a_killed_process_s_notifications_are_delivered_by_another_sweep(
-    store_url: str, mode: str
+    store_url: str, mode: str, tmp_path: Path
 ) -> None:
-    """The child pauses 5 runs and dies; this process's sweep delivers each pause, once."""
+    """The child pauses 5 runs and dies; this process's sweeps deliver each pause, once."""
     receiver = Receiver().start()
     if mode == "deliver":
         receiver.hold.set()
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
-        mode,
-        store_url,
-        receiver.url(),
-        "5",
-        stdout=asyncio.subprocess.PIPE,
-    )
+    errors = tmp_path / "child.err"
+    with errors.open("wb") as err:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(CHILD),
+            mode,
+            store_url,
+            receiver.url(),
+            "5",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+        )
     try:
         assert child.stdout is not None
         async with asyncio.timeout(60):
-            pauses = set(json.loads(await child.stdout.readline()))
+            line = await child.stdout.readline()
+        assert line, f"the child ended before pausing: {errors.read_text()[-3000:]}"
+        pauses = set(json.loads(line))
         assert len(pauses) == 5
         if mode == "deliver":
             await asyncio.to_thread(wait_for, receiver.arrived.is_set, 60)
@@ -66,8 +71,15 @@ async def test_a_killed_process_s_notifications_are_delivered_by_another_sweep(
             lapsed = time.time() + 2 * 30 + 30 + 1
         else:
             lapsed = time.time()
-        report = await runs.sweep(now=lapsed)
-        assert report.notified == 5
+        # every pause is delivered by the sweeps that follow (a try that fails on a
+        # busy machine is retried by a later one), and each exactly once
+        notified, step = 0, 1.0
+        for _ in range(12):
+            notified += (await runs.sweep(now=lapsed)).notified
+            if notified >= 5:
+                break
+            lapsed, step = lapsed + step, step * 2
+        assert notified == 5
         delivered = receiver.delivered(since=before)
         assert set(delivered) == pauses
         assert set(delivered.values()) == {1}
