@@ -51,7 +51,7 @@ async def measure(kind: str, sizes: Sizes) -> Report:
             await load(store, kind, sizes)
             if kind == POSTGRES:
                 analyze(where.schema)
-            app = create_app(runs, {}, session_secret="bench", metrics=False)
+            app = create_app(runs, {}, session_secret="bench", metrics=False, public_read=True)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
                 first = (await client.get("/runs", params={"status": "completed"})).text
