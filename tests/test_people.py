@@ -19,6 +19,7 @@ from pausepoint import (
     Actor,
     ChartError,
     FlowChartExecutor,
+    OnTimeout,
     PausableHandler,
     PermissionDeniedError,
     RunNotPausedError,
@@ -69,7 +70,21 @@ def approval(assignees: Any) -> Any:
 
 
 def charts() -> dict[str, Any]:
+    timed = (
+        flow_chart("Receive", lambda scope: None, "receive")
+        .add_pausable_function(
+            "Approve",
+            PausableHandler(execute=_ask, resume=_apply),
+            "approve",
+            input_schema=Decision,
+            assignees=["managers"],
+            timeout=0.05,
+            on_timeout=OnTimeout.resume_with({"approved": False}),
+        )
+        .build()
+    )
     return {
+        "timed": timed,
         "static": approval(["managers", "ana"]),
         "dynamic": approval(_by_amount),
         "broken": approval(_broken),
@@ -284,3 +299,17 @@ async def test_a_pause_can_be_reassigned(runs: Runs) -> None:
     assert done.status == "completed"
     with pytest.raises(RunNotPausedError):
         await runs.reassign(run.run_id, run.pause.pause_id, ["x"])
+
+
+async def test_a_deadline_s_default_answer_needs_no_assignee(runs: Runs) -> None:
+    """on_timeout=resume_with(...) answers as the run itself, whoever the pause is assigned to."""
+    run = await runs.start("timed", {"amount": 5})
+    assert run.pause is not None
+    assert run.pause.assignees == ("managers",)
+    await asyncio.sleep(0.1)
+    assert await runs.expire_due() == [run.run_id]
+    done = await runs.get(run.run_id)
+    assert done.status == "completed"
+    assert done.snapshot is not None
+    assert done.snapshot["shared_state"]["approved"] is False
+    assert "resume_refused" not in [e.kind for e in done.audit]

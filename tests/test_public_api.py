@@ -10,8 +10,9 @@ import pytest
 import pausepoint
 
 EXPECTED = {
-    # people (who answers)
+    # people (who answers, and their answer)
     "Actor",
+    "Answer",
     # building and running
     "flow_chart",
     "FlowChartBuilder",

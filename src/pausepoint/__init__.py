@@ -15,6 +15,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .answer import Answer
     from .builder import FlowChartBuilder, flow_chart
     from .chart import FlowChart, OnTimeout, PausableHandler, Retry
     from .checkpoint import Checkpoint
@@ -114,6 +115,7 @@ _EXPORTS: dict[str, str] = {
     "open_store": "stores",
     # people
     "Actor": "people",
+    "Answer": "answer",
     # errors
     **{
         name: "errors"
@@ -169,6 +171,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Actor",
+    "Answer",
     "BatchItem",
     "BatchResult",
     "ChartChangedError",

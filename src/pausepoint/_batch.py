@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .answer import Answer
 from .chart import PausableStage
 from .contracts import validate_resume_input
 from .errors import (
@@ -95,17 +96,7 @@ class Batches:
 
     if TYPE_CHECKING:
 
-        async def resume(
-            self,
-            run_id: str,
-            input: Any,
-            *,
-            actor: str | None = None,
-            groups: Collection[str] | None = None,
-            pause_id: str | None = None,
-            stage_id: str | None = None,
-            idempotency_key: str | None = None,
-        ) -> RunRecord: ...
+        async def answer(self, run_id: str, answer: Answer) -> RunRecord: ...
 
     async def resume_many(
         self,
@@ -212,8 +203,14 @@ class Batches:
         status: BatchStatus
         error: PausepointError
         try:
-            record = await self.resume(
-                item.run_id, input, actor=actor, groups=groups, pause_id=item.pause_id
+            record = await self.answer(
+                item.run_id,
+                Answer(
+                    input=input,
+                    actor=actor,
+                    groups=None if groups is None else frozenset(groups),
+                    pause_id=item.pause_id,
+                ),
             )
         except PermissionDeniedError as exc:
             status, error = "not_assigned", exc

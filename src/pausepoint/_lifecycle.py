@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from ._claim import event
 from ._json import json_copy
 from ._seal import peek
+from .answer import Answer
 from .errors import (
     NoWaiterError,
     PausepointError,
@@ -209,17 +210,7 @@ class Lifecycle:
 
     if TYPE_CHECKING:
 
-        async def resume(
-            self,
-            run_id: str,
-            input: Any,
-            *,
-            actor: str | None = None,
-            groups: Collection[str] | None = None,
-            pause_id: str | None = None,
-            stage_id: str | None = None,
-            idempotency_key: str | None = None,
-        ) -> RunRecord: ...
+        async def answer(self, run_id: str, answer: Answer) -> RunRecord: ...
 
         async def expire_due(self, *, now: float | None = None) -> list[str]: ...
 
@@ -505,13 +496,15 @@ class Lifecycle:
                 pending=pending,
             )
         (one,) = waiting
-        return await self.resume(
+        return await self.answer(
             one.run_id,
-            input,
-            actor=actor,
-            groups=groups,
-            pause_id=one.pause.pause_id,
-            idempotency_key=idempotency_key,
+            Answer(
+                input=input,
+                actor=actor,
+                groups=None if groups is None else frozenset(groups),
+                pause_id=one.pause.pause_id,
+                idempotency_key=idempotency_key,
+            ),
         )
 
     async def signal(
@@ -590,12 +583,14 @@ class Lifecycle:
         for each in sorted(waiting, key=lambda w: (w.pause.created_at, w.run_id)):
             try:
                 records.append(
-                    await self.resume(
+                    await self.answer(
                         each.run_id,
-                        answer,
-                        actor=actor,
-                        groups=groups,
-                        pause_id=each.pause.pause_id,
+                        Answer(
+                            input=answer,
+                            actor=actor,
+                            groups=None if groups is None else frozenset(groups),
+                            pause_id=each.pause.pause_id,
+                        ),
                     )
                 )
             except (RunAlreadyClaimedError, StalePauseError, RunNotPausedError):
@@ -613,8 +608,9 @@ class Lifecycle:
             if taken is None:
                 continue
             try:
-                return await self.resume(
-                    record.run_id, taken.input, actor=taken.actor, pause_id=pause.pause_id
+                return await self.answer(
+                    record.run_id,
+                    Answer(input=taken.input, actor=taken.actor, pause_id=pause.pause_id),
                 )
             except PausepointError as exc:  # the refusal is in the run's audit
                 log.warning(

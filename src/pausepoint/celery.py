@@ -85,6 +85,7 @@ from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_c
 from pausepoint._notify import NotifySettings
 from pausepoint._observe import trace_context, trace_headers
 from pausepoint._seal import keys_from_env
+from pausepoint.answer import Answer
 from pausepoint.chart import FlowChart
 from pausepoint.errors import (
     ClaimLostError,
@@ -332,12 +333,20 @@ def install_tasks(app: Celery, settings: CelerySettings) -> None:
         stage_id: str | None = None,
         groups: list[str] | None = None,
     ) -> TaskResult:
+        # the message's fields are Answer.to_json's, so workers and dispatchers of
+        # releases before Answer read each other's messages
+        answer = Answer.from_json(
+            {
+                "input": input,
+                "actor": actor,
+                "pause_id": pause_id,
+                "idempotency_key": idempotency_key,
+                "stage_id": stage_id,
+                "groups": groups,
+            }
+        )
         with _traced(task):
-            return engine.call(
-                lambda runs: _resume(
-                    runs, run_id, input, actor, pause_id, idempotency_key, stage_id, groups
-                )
-            )
+            return engine.call(lambda runs: _resume(runs, run_id, answer))
 
     @app.task(  # type: ignore[untyped-decorator]  # idem
         name=SWEEP_TASK,
@@ -401,26 +410,9 @@ async def _start(
         return {"run_id": run_id, "status": status}
 
 
-async def _resume(
-    runs: Runs,
-    run_id: str,
-    input: Any,
-    actor: str | None,
-    pause_id: str | None,
-    idempotency_key: str | None,
-    stage_id: str | None,
-    groups: list[str] | None = None,
-) -> TaskResult:
+async def _resume(runs: Runs, run_id: str, answer: Answer) -> TaskResult:
     try:
-        record = await runs.resume(
-            run_id,
-            input,
-            actor=actor,
-            groups=groups,
-            pause_id=pause_id,
-            stage_id=stage_id,
-            idempotency_key=idempotency_key,
-        )
+        record = await runs.answer(run_id, answer)
     except ClaimLostError as exc:
         # This worker claimed the run, then lost it (stopped or cut off past its
         # lease): another worker finishes it. Not a duplicate: an operator should see it.
@@ -608,18 +600,36 @@ class CeleryDispatcher:
         self,
         run_id: str,
         input: Any,
-        actor: str | None = None,
-        pause_id: str | None = None,
-        idempotency_key: str | None = None,
         *,
-        stage_id: str | None = None,
+        actor: str | None = None,
         groups: Collection[str] | None = None,
+        pause_id: str | None = None,
+        stage_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Queue a resume; return the Celery task id. The run is then "resuming".
 
+        The keyword form of :meth:`answer`.
+        """
+        return await self.answer(
+            run_id,
+            Answer(
+                input=input,
+                actor=actor,
+                groups=None if groups is None else frozenset(groups),
+                pause_id=pause_id,
+                stage_id=stage_id,
+                idempotency_key=idempotency_key,
+            ),
+        )
+
+    async def answer(self, run_id: str, answer: Answer) -> str:
+        """Queue an answer; return the Celery task id. The run is then "resuming".
+
         The outcome is read from the store later (``runs.get(run_id)``); a copy
-        delivered twice still resumes the run once. ``actor`` and ``groups``
-        are checked against the pause's assignees here and again by the worker.
+        delivered twice still resumes the run once. ``answer.actor`` and
+        ``answer.groups`` are checked against the pause's assignees here and
+        again by the worker.
 
         Raises:
             RunNotFoundError, RunAlreadyClaimedError, RunNotPausedError, StalePauseError,
@@ -628,25 +638,8 @@ class CeleryDispatcher:
                 the answer; nothing was sent.
         """
         if self.runs is not None:
-            await self.runs.check_resume(
-                run_id,
-                input,
-                actor=actor,
-                groups=groups,
-                pause_id=pause_id,
-                stage_id=stage_id,
-                idempotency_key=idempotency_key,
-            )
-        kwargs = {
-            "run_id": run_id,
-            "input": input.model_dump(mode="json") if hasattr(input, "model_dump") else input,
-            "actor": actor,
-            "pause_id": pause_id,
-            "idempotency_key": idempotency_key,
-            "stage_id": stage_id,
-        }
-        if groups is not None:  # only then: workers of an older release take no groups
-            kwargs["groups"] = sorted(groups)
+            await self.runs.check_answer(run_id, answer)
+        kwargs = {"run_id": run_id, **answer.to_json()}
         return await asyncio.to_thread(self._send, RESUME_TASK, kwargs)
 
     def _send(self, name: str, kwargs: dict[str, Any]) -> str:

@@ -55,6 +55,7 @@ from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
 from ._redact import redacted
 from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
+from .answer import Answer
 from .chart import FlowChart, PausableStage, structure_of
 from .checkpoint import validate_checkpoint
 from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
@@ -460,47 +461,50 @@ class Runs(Lifecycle, Batches):
             ChartChangedError: The chart changed since the run paused.
             PermissionDeniedError: The pause is assigned to others; the run stays paused.
         """
-        return await self._resume(
+        return await self.answer(
             run_id,
-            input,
-            actor=actor,
-            groups=groups,
-            pause_id=pause_id,
-            stage_id=stage_id,
-            idempotency_key=idempotency_key,
+            Answer(
+                input=input,
+                actor=actor,
+                groups=None if groups is None else frozenset(groups),
+                pause_id=pause_id,
+                stage_id=stage_id,
+                idempotency_key=idempotency_key,
+            ),
         )
 
-    async def _resume(
-        self,
-        run_id: str,
-        input: Any,
-        *,
-        actor: str | None,
-        groups: Collection[str] | None = None,
-        pause_id: str | None = None,
-        stage_id: str | None = None,
-        idempotency_key: str | None = None,
-        expired: AuditEvent | None = None,
+    async def answer(self, run_id: str, answer: Answer) -> RunRecord:
+        """:meth:`resume` with the answer as one value, as the HTTP API and workers pass it.
+
+        Raises:
+            The errors of :meth:`resume`.
+        """
+        return await self._answer(run_id, answer)
+
+    async def _answer(
+        self, run_id: str, answer: Answer, *, expired: AuditEvent | None = None
     ) -> RunRecord:
-        """``resume``; ``expired`` (a deadline's default answer) goes into the claim itself.
+        """``answer``; ``expired`` (a deadline's default answer) goes into the claim itself.
 
         So the expiry is recorded once, by the sweeper whose claim wins; a
         sweeper that loses the race leaves no trace in the audit.
         """
         checked: dict[str, Any] = {}
-        answer = input.model_dump(mode="json") if hasattr(input, "model_dump") else json_copy(input)
+        input, actor, idempotency_key = answer.input, answer.actor, answer.idempotency_key
+        given = input.model_dump(mode="json") if hasattr(input, "model_dump") else json_copy(input)
 
         def claim(current: StoredRun) -> Update:
             meta = RunMeta.of(current.meta)
             if idempotency_key is not None and idempotency_key in meta.idempotency:
                 raise _Answered(current)
+            # a deadline's default answer is the run's own: no assignee check
             flow, pause, prepared, copies, value = self._vet(
-                current, input, pause_id, stage_id, actor, groups
+                current, answer, trusted=expired is not None
             )
             checked.update(flow=flow, pause=pause, prepared=prepared, copies=copies, value=value)
             meta = meta.replace(
                 answer=RecordedAnswer(
-                    stage_id=pause.stage_id, pause_id=pause.pause_id, input=answer, actor=actor
+                    stage_id=pause.stage_id, pause_id=pause.pause_id, input=given, actor=actor
                 ),
                 segment=current.step_count,
             )
@@ -515,7 +519,7 @@ class Runs(Lifecycle, Batches):
                 {
                     "stage_id": pause.stage_id,
                     "pause_id": pause.pause_id,
-                    "input": redact(answer, flow),
+                    "input": redact(given, flow),
                 },
             )
             return Update(
@@ -603,23 +607,32 @@ class Runs(Lifecycle, Batches):
             ChartChangedError: The chart changed since the run paused.
             PermissionDeniedError: The pause is assigned to others.
         """
+        await self.check_answer(
+            run_id,
+            Answer(
+                input=input,
+                actor=actor,
+                groups=None if groups is None else frozenset(groups),
+                pause_id=pause_id,
+                stage_id=stage_id,
+                idempotency_key=idempotency_key,
+            ),
+        )
+
+    async def check_answer(self, run_id: str, answer: Answer) -> None:
+        """:meth:`check_resume` with the answer as one value."""
         record = await self.store.get(run_id)
-        if idempotency_key is not None and idempotency_key in RunMeta.of(record.meta).idempotency:
+        key = answer.idempotency_key
+        if key is not None and key in RunMeta.of(record.meta).idempotency:
             return  # a retry of an answer already given: resume reports its outcome
         try:
-            self._vet(record, input, pause_id, stage_id, actor, groups)
+            self._vet(record, answer)
         except (RunError, ResumeTargetError, ResumeInputError, CheckpointError) as exc:
-            await self._refuse(run_id, actor, exc)
+            await self._refuse(run_id, answer.actor, exc)
             raise
 
     def _vet(
-        self,
-        record: StoredRun,
-        input: Any,
-        pause_id: str | None,
-        stage_id: str | None,
-        actor: str | None,
-        groups: Collection[str] | None,
+        self, record: StoredRun, answer: Answer, *, trusted: bool = False
     ) -> tuple[FlowChart, PauseEntry, dict[str, Any], dict[str, Any], Any]:
         """The checks before a claim.
 
@@ -628,14 +641,14 @@ class Runs(Lifecycle, Batches):
             checked copies, and the validated answer.
         """
         flow = self._chart(record.chart)
-        pause = self._pause_to_answer(record, pause_id, stage_id)
-        if actor is not None or groups is not None:
-            check_assignment(record.run_id, pause, actor, groups or ())
+        pause = self._pause_to_answer(record, answer.pause_id, answer.stage_id)
+        if not trusted and (answer.actor is not None or answer.groups is not None):
+            check_assignment(record.run_id, pause, answer.actor, answer.groups or ())
         self._check_fingerprint(record, flow)
         prepared, copies = self._prepare(record, flow)
         node = flow.find_stage(pause.stage_id)
         assert isinstance(node, PausableStage)
-        value = validate_resume_input(node, pause.stage_id, input)
+        value = validate_resume_input(node, pause.stage_id, answer.input)
         return flow, pause, prepared, copies, value
 
     def _pause_to_answer(
@@ -1035,11 +1048,9 @@ class Runs(Lifecycle, Batches):
             "deadline": pause.deadline,
         }
         if policy is not None and policy.action == "resume":
-            await self._resume(
+            await self._answer(
                 record.run_id,
-                policy.input,
-                actor=SYSTEM_ACTOR,
-                pause_id=pause.pause_id,
+                Answer(input=policy.input, actor=SYSTEM_ACTOR, pause_id=pause.pause_id),
                 expired=event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"}),
             )
             return

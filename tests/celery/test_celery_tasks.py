@@ -211,7 +211,9 @@ async def test_dispatcher_precheck_refuses_like_runs_resume_and_sends_nothing(
         with pytest.raises(RunError, match="no chart is registered as 'nope'"):
             await dispatcher.start("nope", {})
         assert sent == []
-        task_id = await dispatcher.resume(rec.run_id, {"approved": True}, "kim", rec.pause.id)
+        task_id = await dispatcher.resume(
+            rec.run_id, {"approved": True}, actor="kim", pause_id=rec.pause.id
+        )
         assert task_id == "task-1"
         assert sent == [
             (

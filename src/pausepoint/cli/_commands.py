@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
+from pausepoint.answer import Answer
 from pausepoint.logs import configure_logging
 from pausepoint.runs import RunList, RunRecord, Runs, SweepReport
 from pausepoint.stores import PendingPage
@@ -380,16 +381,17 @@ def resume_command(
     """Answer a paused run, exactly once, and drive it on to its next pause or its end."""
     answer = parse_input(input)
 
+    given = Answer(
+        input=answer,
+        actor=actor,
+        groups=frozenset(group or ()),
+        pause_id=pause_id,
+        stage_id=stage_id,
+        idempotency_key=idempotency_key,
+    )
+
     def resume(runs: Runs) -> Awaitable[RunRecord]:
-        return runs.resume(
-            run_id,
-            answer,
-            actor=actor,
-            groups=group or (),
-            pause_id=pause_id,
-            stage_id=stage_id,
-            idempotency_key=idempotency_key,
-        )
+        return runs.answer(run_id, given)
 
     drive_run(run_id, resume, f"Resuming {run_id}…", store, charts, as_json)
 

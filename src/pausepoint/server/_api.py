@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures at runtime, and ``Writer``/``Reader`` are local to :func:`api_router`.
 """
 
-from collections.abc import Collection
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -13,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from pydantic.errors import PydanticUserError
 
+from pausepoint.answer import Answer
 from pausepoint.chart import PausableStage
 from pausepoint.errors import (
     ChartNotFoundError,
@@ -53,25 +53,15 @@ __all__ = ["ResumeDispatcher", "ResumeQueued", "api_router"]
 class ResumeDispatcher(Protocol):
     """Hands a resume to workers and returns at once (``pausepoint.celery.CeleryDispatcher``).
 
-    It must refuse, synchronously, what ``Runs.resume`` would refuse before
-    claiming (``Runs.check_resume``), and return an id for the queued work.
+    It must refuse, synchronously, what ``Runs.answer`` would refuse before
+    claiming (``Runs.check_answer``), and return an id for the queued work.
     """
 
-    async def resume(
-        self,
-        run_id: str,
-        input: Any,
-        actor: str | None = None,
-        pause_id: str | None = None,
-        idempotency_key: str | None = None,
-        *,
-        stage_id: str | None = None,
-        groups: Collection[str] | None = None,
-    ) -> str:
-        """Queue the resume; return the queued task's id.
+    async def answer(self, run_id: str, answer: Answer) -> str:
+        """Queue the answer; return the queued task's id.
 
-        ``actor`` and ``groups`` are who answers: a pause assigned to others is
-        refused with ``PermissionDeniedError``, as ``Runs.check_resume`` does.
+        ``answer.actor`` and ``answer.groups`` are who answers: a pause assigned
+        to others is refused with ``PermissionDeniedError``, as ``Runs.check_answer`` does.
         """
         ...
 
@@ -349,28 +339,20 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         workers checks the answer, queues the resume and answers 202 at once:
         read the run for its outcome.
         """
+        answer = Answer(
+            input=body.input,
+            actor=actor.name,
+            groups=actor.groups,
+            pause_id=body.pause_id,
+            stage_id=body.stage_id,
+            idempotency_key=idempotency_key,
+        )
         try:
             if dispatcher is not None:
-                task_id = await dispatcher.resume(
-                    run_id,
-                    body.input,
-                    actor.name,
-                    body.pause_id,
-                    idempotency_key,
-                    stage_id=body.stage_id,
-                    groups=actor.groups,
-                )
+                task_id = await dispatcher.answer(run_id, answer)
                 queued = ResumeQueued(run_id=run_id, task_id=task_id)
                 return JSONResponse(queued.model_dump(), status_code=202)
-            record = await runs.resume(
-                run_id,
-                body.input,
-                actor=actor.name,
-                groups=actor.groups,
-                pause_id=body.pause_id,
-                stage_id=body.stage_id,
-                idempotency_key=idempotency_key,
-            )
+            record = await runs.answer(run_id, answer)
         except ResumeTargetError as exc:
             if body.stage_id is None:
                 raise  # several pauses and none named: the request is incomplete (422)
@@ -531,14 +513,14 @@ def _stage_route(
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
         try:
-            resumed = await runs.resume(
-                record.run_id,
-                value,
+            answer = Answer(
+                input=value,
                 actor=who.name,
                 groups=who.groups,
                 pause_id=body.pause_id,  # type: ignore[attr-defined]  # idem
                 stage_id=stage_id,
             )
+            resumed = await runs.answer(record.run_id, answer)
         except ResumeTargetError as exc:
             raise ApiError(409, type(exc).__name__, str(exc)) from None
         return run_out(resumed)
