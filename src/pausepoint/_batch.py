@@ -208,7 +208,7 @@ class Batches:
                 Answer(
                     input=input,
                     actor=actor,
-                    groups=None if groups is None else frozenset(groups),
+                    groups=groups,
                     pause_id=item.pause_id,
                 ),
             )

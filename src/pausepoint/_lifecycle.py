@@ -501,7 +501,7 @@ class Lifecycle:
             Answer(
                 input=input,
                 actor=actor,
-                groups=None if groups is None else frozenset(groups),
+                groups=groups,
                 pause_id=one.pause.pause_id,
                 idempotency_key=idempotency_key,
             ),
@@ -588,7 +588,7 @@ class Lifecycle:
                         Answer(
                             input=answer,
                             actor=actor,
-                            groups=None if groups is None else frozenset(groups),
+                            groups=groups,
                             pause_id=each.pause.pause_id,
                         ),
                     )

@@ -23,7 +23,7 @@ class Answer:
     Attributes:
         input: The answer itself; validated against the stage's ``input_schema``.
         actor: Who answers (recorded in the audit).
-        groups: The groups ``actor`` belongs to. With an actor or groups, the
+        groups: The groups ``actor`` belongs to, kept as a frozenset. With an actor or groups, the
             pause's assignees are checked; an answer naming neither comes from
             trusted code and is not.
         pause_id: The pause answered; refused as stale if no longer pending.
@@ -33,14 +33,14 @@ class Answer:
 
     input: Any
     actor: str | None = None
-    groups: frozenset[str] | None = None
+    groups: Collection[str] | None = None
     pause_id: str | None = None
     stage_id: str | None = None
     idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
-        if self.groups is not None and not isinstance(self.groups, frozenset):
-            groups: Collection[str] = self.groups
+        groups = self.groups
+        if groups is not None and not isinstance(groups, frozenset):
             if isinstance(groups, str):
                 raise TypeError(f"groups must be a list of names, e.g. groups=[{groups!r}]")
             object.__setattr__(self, "groups", frozenset(groups))
@@ -68,7 +68,7 @@ class Answer:
         return cls(
             input=doc.get("input"),
             actor=doc.get("actor"),
-            groups=None if groups is None else frozenset(groups),
+            groups=groups,
             pause_id=doc.get("pause_id"),
             stage_id=doc.get("stage_id"),
             idempotency_key=doc.get("idempotency_key"),

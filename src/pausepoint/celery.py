@@ -616,7 +616,7 @@ class CeleryDispatcher:
             Answer(
                 input=input,
                 actor=actor,
-                groups=None if groups is None else frozenset(groups),
+                groups=groups,
                 pause_id=pause_id,
                 stage_id=stage_id,
                 idempotency_key=idempotency_key,

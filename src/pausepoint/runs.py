@@ -466,7 +466,7 @@ class Runs(Lifecycle, Batches):
             Answer(
                 input=input,
                 actor=actor,
-                groups=None if groups is None else frozenset(groups),
+                groups=groups,
                 pause_id=pause_id,
                 stage_id=stage_id,
                 idempotency_key=idempotency_key,
@@ -612,7 +612,7 @@ class Runs(Lifecycle, Batches):
             Answer(
                 input=input,
                 actor=actor,
-                groups=None if groups is None else frozenset(groups),
+                groups=groups,
                 pause_id=pause_id,
                 stage_id=stage_id,
                 idempotency_key=idempotency_key,
