@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pausepoint import FlowChart, FlowChartExecutor, Runs, open_store
-from pausepoint._observe import Observers, RunObserver, Segment
+from pausepoint.durable._observe import Observers, RunObserver, Segment
 from pausepoint.stores.base import StoredRun
 
 from . import pp

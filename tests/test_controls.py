@@ -43,7 +43,7 @@ from pausepoint import (
     open_store,
     select,
 )
-from pausepoint.builder import MAX_NESTING
+from pausepoint.engine.builder import MAX_NESTING
 from stores.support import DURABLE, fresh_store_url
 
 CHILD = str(Path(controls_child.__file__))

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pausepoint._journal import diff, replay
+from pausepoint.durable._journal import diff, replay
 from pausepoint.stores.base import JournalEntry
 
 KEYS = st.sampled_from(["messages", "results", "a", "b", "log"])

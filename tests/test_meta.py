@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pausepoint._meta import RecordedAnswer, RunMeta
+from pausepoint.durable._meta import RecordedAnswer, RunMeta
 
 
 def test_meta_round_trips_and_keeps_the_keys_of_others() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pausepoint import PausableHandler, Runs, flow_chart, open_store
-from pausepoint._observe import RunObserver, Segment, SegmentKind
+from pausepoint.durable._observe import RunObserver, Segment, SegmentKind
 from pausepoint.errors import RunAlreadyClaimedError
 from pausepoint.stores.base import StoredRun
 
@@ -17,7 +17,7 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client import REGISTRY
 
-from pausepoint._observe import _PROCESS_OBSERVERS, remove_observer
+from pausepoint.durable._observe import _PROCESS_OBSERVERS, remove_observer
 from pausepoint.metrics import OBSERVER, enable_metrics
 
 

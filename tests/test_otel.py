@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from pausepoint import PausableHandler, Retry, Runs, flow_chart, open_store
-from pausepoint._observe import Observers
-from pausepoint.executor import FlowChartExecutor
+from pausepoint.durable._observe import Observers
+from pausepoint.engine.executor import FlowChartExecutor
 from pausepoint.otel import TracingObserver
 
 
@@ -190,7 +190,7 @@ async def test_tracing_follows_the_global_provider_by_itself(
 
 def test_an_unobserved_segment_runs_on_a_plain_executor() -> None:
     """With no observer wanting stages, the engine's own executor runs: nothing per stage."""
-    from pausepoint._observe import _NOTHING, Segment
+    from pausepoint.durable._observe import _NOTHING, Segment
 
     segment = Segment(_NOTHING.record, "start")
     assert type(segment.executor(TWICE)) is FlowChartExecutor

@@ -28,8 +28,8 @@ from pausepoint import (
     flow_chart,
     open_store,
 )
-from pausepoint.people import may_answer
-from pausepoint.scope import Scope
+from pausepoint.durable.people import may_answer
+from pausepoint.engine.scope import Scope
 from pausepoint.stores import Store
 from stores.support import BACKENDS, fresh_store_url
 

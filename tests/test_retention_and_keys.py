@@ -33,7 +33,7 @@ from pausepoint import (
     flow_chart,
     open_store,
 )
-from pausepoint.scope import Scope
+from pausepoint.engine.scope import Scope
 from pausepoint.stores import Store
 from stores.support import BACKENDS, fresh_store_url
 

@@ -830,7 +830,7 @@ async def test_failing_stage_after_resume_fails_the_run(runs: Runs, side_log: Pa
 async def test_unchanged_from_pause_lets_a_run_follow_a_change_before_its_pause() -> None:
     """A stage added before the pause is accepted (and the run resumes there); one after is refused."""
     from pausepoint import ChartChangedError, PausableHandler, flow_chart
-    from pausepoint.compat import unchanged_from_pause
+    from pausepoint.durable.compat import unchanged_from_pause
 
     ran: list[str] = []
 

@@ -15,7 +15,7 @@ from pausepoint._tokens import (
     parse_tokens_text,
     token_digest,
 )
-from pausepoint.people import Actor
+from pausepoint.durable.people import Actor
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ gives whoever sends ``s3cret`` the name ``kim`` and the groups ``managers`` and
 ``=`` (base64 padding); names and groups may not hold ``=``, ``:``, ``,`` or spaces.
 
 :class:`Tokens` keeps the SHA-256 digest of each secret and its
-:class:`~pausepoint.people.Actor`, never the secret itself. Lookups digest the
+:class:`~pausepoint.durable.people.Actor`, never the secret itself. Lookups digest the
 token presented and look the digest up.
 """
 
@@ -20,8 +20,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from pausepoint.durable.people import ADMIN_GROUP, Actor
 from pausepoint.errors import TokenFormatError
-from pausepoint.people import ADMIN_GROUP, Actor
 
 __all__ = [
     "Tokens",
@@ -137,7 +137,7 @@ class Tokens:
     """Bearer tokens and the actors they stand for, kept as SHA-256 digests only.
 
     ``Tokens({"s3cret": "kim:managers", "t0ken": Actor("lee")})``: a plain
-    name, a ``NAME:GROUP,GROUP`` string, or an :class:`~pausepoint.people.Actor`.
+    name, a ``NAME:GROUP,GROUP`` string, or an :class:`~pausepoint.durable.people.Actor`.
     The secrets are digested at once and not kept. Changes take effect on
     the next request, in open sessions too: ``tokens["new"] = "ann"`` adds a
     token, ``del tokens["s3cret"]`` (or :meth:`discard`) revokes one.

@@ -22,12 +22,12 @@ The tasks, all JSON (serializer and accepted content), each returning
 ``{"run_id": ..., "status": ...}`` and never a pickled object:
 
 ``pausepoint.start(chart, input=None, run_id=None, actor=None)``
-    :meth:`Runs.start <pausepoint.runs.Runs.start>`; without ``run_id`` the task
+    :meth:`Runs.start <pausepoint.durable.runs.Runs.start>`; without ``run_id`` the task
     id becomes the run id, so a redelivered message never starts a second run.
 ``pausepoint.resume(run_id, input, actor=None, pause_id=None, idempotency_key=None, stage_id=None, groups=None)``
-    :meth:`Runs.resume <pausepoint.runs.Runs.resume>`.
+    :meth:`Runs.resume <pausepoint.durable.runs.Runs.resume>`.
 ``pausepoint.sweep()``
-    :meth:`Runs.sweep <pausepoint.runs.Runs.sweep>`: deadlines, recovery and
+    :meth:`Runs.sweep <pausepoint.durable.runs.Runs.sweep>`: deadlines, recovery and
     retention (``CelerySettings.retention``), returning
     ``{"expired": [...], "recovered": [...], "purged": n}``; celery beat sends it
     every ``sweep_every`` seconds. Several sweepers at once are safe: every step
@@ -52,7 +52,7 @@ What is guaranteed, and by whom:
   to ``max_retries`` times (``StoreUnavailableError``); other errors (an
   unknown run, a refused answer) fail the task at once.
 
-Each worker process keeps one :class:`~pausepoint.runs.Runs` and one event loop
+Each worker process keeps one :class:`~pausepoint.durable.runs.Runs` and one event loop
 (an :class:`asyncio.Runner`) for its whole life, created on its first task, so
 store connections are pooled across tasks. Use the ``prefork`` pool (the
 default), ``threads`` (one ``Runs`` per thread) or ``solo``; not gevent/eventlet.
@@ -80,13 +80,15 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         f"pausepoint.celery needs the {error.name!r} package: pip install 'pausepoint[celery]'"
     ) from error
 
-from pausepoint._lifecycle import parse_retention
-from pausepoint._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
-from pausepoint._notify import NotifySettings
-from pausepoint._observe import trace_context, trace_headers
-from pausepoint._seal import keys_from_env
-from pausepoint.answer import Answer
-from pausepoint.chart import FlowChart
+from pausepoint.durable._lifecycle import parse_retention
+from pausepoint.durable._notify import NotifySettings
+from pausepoint.durable._observe import trace_context, trace_headers
+from pausepoint.durable._seal import keys_from_env
+from pausepoint.durable.answer import Answer
+from pausepoint.durable.runs import Retention, RunRecord, Runs
+from pausepoint.engine._loading import CHARTS_ENV, STORE_ENV, default_store_url, load_charts
+from pausepoint.engine.chart import FlowChart
+from pausepoint.engine.executor import validate_run_input
 from pausepoint.errors import (
     ClaimLostError,
     RunAlreadyClaimedError,
@@ -95,8 +97,6 @@ from pausepoint.errors import (
     StalePauseError,
     StoreUnavailableError,
 )
-from pausepoint.executor import validate_run_input
-from pausepoint.runs import Retention, RunRecord, Runs
 from pausepoint.stores import open_store
 
 __all__ = [

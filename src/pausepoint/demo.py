@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .builder import flow_chart
-from .chart import FlowChart, PausableHandler
-from .scope import Scope
+from .engine.builder import flow_chart
+from .engine.chart import FlowChart, PausableHandler
+from .engine.scope import Scope
 
 __all__ = ["RefundDecision", "chart", "charts"]
 

@@ -27,9 +27,9 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal
 
-from ._observe import RunObserver, Segment, SegmentKind
+from .durable._observe import RunObserver, Segment, SegmentKind
+from .engine.trace import TreeNode
 from .stores.base import StoredRun
-from .trace import TreeNode
 
 __all__ = [
     "LOG_CONTEXT",

@@ -43,12 +43,12 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "pausepoint.metrics needs prometheus-client: pip install 'pausepoint[metrics]'"
     ) from error
 
-from ._observe import RunObserver, Segment, SegmentKind, add_observer, metric_stage
+from .durable._observe import RunObserver, Segment, SegmentKind, add_observer, metric_stage
 from .stores.base import Store, StoredRun
 
 if TYPE_CHECKING:
-    from ._driver import RunRecord
-    from .trace import TreeNode
+    from .durable.records import RunRecord
+    from .engine.trace import TreeNode
 
 __all__ = [
     "CONTENT_TYPE",

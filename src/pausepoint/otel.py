@@ -8,7 +8,7 @@ and every ``Runs`` of the process traces its runs; nothing else to call.
   a span ``pausepoint.run <chart>``, the child of whatever span is current
   (an HTTP request, a Celery task), with one child span ``pausepoint.stage
   <stage_id>`` per stage it runs.
-* Attributes: ``pausepoint.run_id``, ``pausepoint.chart``, ``pausepoint.stage_id``,
+* Attributes: ``pausepoint.run_id``, ``pausepoint.engine.chart``, ``pausepoint.stage_id``,
   ``pausepoint.pause_id`` where one applies (the pause a segment answers, or
   the one a start made; a pausable stage's), ``pausepoint.segment`` (``start``,
   ``resume``, ``recover``), ``pausepoint.status``, ``pausepoint.pauses_pending``
@@ -43,12 +43,12 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 
 from . import __version__
-from ._observe import Outcome, RunObserver, Segment, SegmentKind, describe_error
+from .durable._observe import Outcome, RunObserver, Segment, SegmentKind, describe_error
 from .stores.base import StoredRun
 
 if TYPE_CHECKING:
-    from ._driver import RunRecord
-    from .trace import TreeNode
+    from .durable.records import RunRecord
+    from .engine.trace import TreeNode
 
 __all__ = ["TRACE_META_KEY", "TracingObserver", "auto_tracing", "trace_context", "trace_headers"]
 

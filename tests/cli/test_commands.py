@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from pausepoint.cli._serve import parse_tokens
-from pausepoint.people import Actor
-from pausepoint.runs import Runs
+from pausepoint.durable.people import Actor
+from pausepoint.durable.runs import Runs
 
 ANSWER = '{"approved": true, "approver": "Kim"}'
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pausepoint.cli._serve import parse_tokens
-from pausepoint.people import Actor
+from pausepoint.durable.people import Actor
 
 MODULE = "pp_people_charts"
 

@@ -25,8 +25,8 @@ import uvicorn
 from playwright.sync_api import Browser, Error, Page, sync_playwright
 
 from pausepoint import Runs, open_store
-from pausepoint.chart import FlowChart
 from pausepoint.demo import charts
+from pausepoint.engine.chart import FlowChart
 from pausepoint.server import create_app
 
 CHROMIUM = "/usr/bin/chromium"

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from pausepoint import flow_chart
-from pausepoint.chart import FlowChart, PausableHandler
 from pausepoint.demo import charts as demo_charts
-from pausepoint.scope import Scope
+from pausepoint.engine.chart import FlowChart, PausableHandler
+from pausepoint.engine.scope import Scope
 
 FAILING = {"charge": True}
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pausepoint import FlowChart, PausableHandler, flow_chart
-from pausepoint.scope import Scope
+from pausepoint.engine.scope import Scope
 
 
 class Decision(BaseModel):

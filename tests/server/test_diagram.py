@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from pausepoint import flow_chart
 from pausepoint.demo import chart as refund
-from pausepoint.scope import Scope
+from pausepoint.engine.scope import Scope
 from pausepoint.server._diagram import chart_svg
 
 from .charts import parallel

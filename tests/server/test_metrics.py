@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from pausepoint import PausableHandler, Runs, flow_chart, open_store
-from pausepoint._observe import remove_observer
+from pausepoint.durable._observe import remove_observer
 from pausepoint.metrics import OBSERVER
 
 from .conftest import KIM, all_charts, make_client

@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator, model_validator
 
-from pausepoint.builder import flow_chart
-from pausepoint.chart import ITEM_KEY_CHARS, ITEM_KEY_MAX, FlowChart, PausableHandler
-from pausepoint.scope import Scope
+from pausepoint.engine.builder import flow_chart
+from pausepoint.engine.chart import ITEM_KEY_CHARS, ITEM_KEY_MAX, FlowChart, PausableHandler
+from pausepoint.engine.scope import Scope
 
 from ._errors import AgentError, AgentSetupError, AgentTurnLimitError, ToolCallError
 from ._messages import AssistantMessage, Message, ToolCall

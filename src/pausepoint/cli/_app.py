@@ -20,11 +20,11 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from pausepoint._lifecycle import parse_retention
-from pausepoint._loading import CHARTS_ENV, STORE_ENV, load_chart, load_charts
-from pausepoint.chart import FlowChart
+from pausepoint.durable._lifecycle import parse_retention
+from pausepoint.durable.runs import Runs
+from pausepoint.engine._loading import CHARTS_ENV, STORE_ENV, load_chart, load_charts
+from pausepoint.engine.chart import FlowChart
 from pausepoint.errors import PausepointError
-from pausepoint.runs import Runs
 from pausepoint.stores import Store, open_store
 
 P = ParamSpec("P")
@@ -322,7 +322,7 @@ def keys_from_environment() -> dict[str, Any]:
     Kept out of the command line, so they never show in ``ps``. Encryption
     keys are Fernet keys, newest first, separated by commas.
     """
-    from pausepoint._seal import keys_from_env
+    from pausepoint.durable._seal import keys_from_env
 
     return {
         "signing_key": os.environ.get("PAUSEPOINT_SIGNING_KEY") or None,

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from pausepoint._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
-from pausepoint.answer import Answer
+from pausepoint.durable.answer import Answer
+from pausepoint.durable.runs import RunList, RunRecord, Runs, SweepReport
+from pausepoint.engine._loading import CHARTS_ENV, DEFAULT_STORE, STORE_ENV
 from pausepoint.logs import configure_logging
-from pausepoint.runs import RunList, RunRecord, Runs, SweepReport
 from pausepoint.stores import PendingPage
 
 from ._app import (

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pausepoint.runs import RunRecord, Runs
+from pausepoint.durable.runs import RunRecord, Runs
 
 from ._app import DEMO_CHARTS, JsonOption, app, fail, guarded, print_json, with_runs
 from ._commands import spinner

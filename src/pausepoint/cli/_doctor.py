@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pausepoint._loading import DEFAULT_STORE
-from pausepoint._probe import probe_store, schema_version_of
-from pausepoint.chart import FlowChart
+from pausepoint.durable._probe import probe_store, schema_version_of
+from pausepoint.engine._loading import DEFAULT_STORE
+from pausepoint.engine.chart import FlowChart
 from pausepoint.errors import PausepointError
 from pausepoint.stores import Store
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pausepoint._loading import DEFAULT_STORE
-from pausepoint.runs import RunRecord, Runs, Step
+from pausepoint.durable.runs import RunRecord, Runs, Step
+from pausepoint.engine._loading import DEFAULT_STORE
 
 from ._app import (
     ChartsOption,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pausepoint.runs import RunList, RunRecord
+from pausepoint.durable.runs import RunList, RunRecord
 from pausepoint.stores import PauseEntry, PendingPage
 
 _QUESTION_KEYS = ("question", "message", "prompt", "reason", "title")

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from pausepoint.runs import RunList, RunRecord
+from pausepoint.durable.runs import RunList, RunRecord
 from pausepoint.stores import AuditEvent, PendingPage
 
 from ._plain import (

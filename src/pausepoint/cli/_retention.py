@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pausepoint._loading import DEFAULT_STORE
-from pausepoint.runs import Runs
+from pausepoint.durable.runs import Runs
+from pausepoint.engine._loading import DEFAULT_STORE
 
 from ._app import JsonOption, StoreOption, app, guarded, parse_age, print_json, with_runs
 

@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
-from pausepoint._loading import DEFAULT_STORE
 from pausepoint._tokens import Tokens, TokensFile, parse_token
+from pausepoint.durable.people import Actor
+from pausepoint.durable.runs import Runs
+from pausepoint.engine._loading import DEFAULT_STORE
 from pausepoint.errors import PausepointError, TokenFormatError
 from pausepoint.logs import configure_logging
-from pausepoint.people import Actor
-from pausepoint.runs import Runs
 
 from ._app import (
     ChartsOption,

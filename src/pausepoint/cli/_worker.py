@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pausepoint._loading import DEFAULT_STORE
+from pausepoint.engine._loading import DEFAULT_STORE
 from pausepoint.logs import configure_logging
 
 from ._app import (

@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     ) from exc
 
 from pausepoint._tokens import Tokens, TokensFile
-from pausepoint.people import Actor
+from pausepoint.durable.people import Actor
 
 from ._api import ResumeDispatcher, ResumeQueued
 from ._app import create_app

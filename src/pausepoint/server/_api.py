@@ -12,16 +12,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from pydantic.errors import PydanticUserError
 
-from pausepoint.answer import Answer
-from pausepoint.chart import PausableStage
+from pausepoint.durable.answer import Answer
+from pausepoint.durable.people import Actor
+from pausepoint.durable.runs import Runs
+from pausepoint.engine.chart import PausableStage
 from pausepoint.errors import (
     ChartNotFoundError,
     ResumeTargetError,
     RunAlreadyClaimedError,
     StalePauseError,
 )
-from pausepoint.people import Actor
-from pausepoint.runs import Runs
 from pausepoint.stores.base import RunStatus
 
 from ._auth import Access

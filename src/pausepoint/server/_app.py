@@ -14,11 +14,11 @@ from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from pausepoint import __version__
-from pausepoint._json import NotJSONError
 from pausepoint._tokens import Tokens
+from pausepoint.durable.people import Actor
+from pausepoint.durable.runs import Runs
+from pausepoint.engine._json import NotJSONError
 from pausepoint.errors import PausepointError
-from pausepoint.people import Actor
-from pausepoint.runs import Runs
 
 from ._api import ResumeDispatcher, api_router
 from ._auth import Access, SessionSigner, session_keys
@@ -57,7 +57,7 @@ def create_app(
     Args:
         runs: The runs to serve; the app never closes its store.
         tokens: Bearer tokens and who they stand for: an actor name, a
-            ``NAME:GROUP,GROUP`` string or an :class:`~pausepoint.people.Actor`
+            ``NAME:GROUP,GROUP`` string or an :class:`~pausepoint.durable.people.Actor`
             (``{"s3cret": "kim", "t0ken": Actor("lee", groups=["managers"])}``).
             A plain mapping is copied as SHA-256 digests here and not kept:
             to add or revoke tokens while serving, pass a

@@ -26,7 +26,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 
 from pausepoint._tokens import Tokens, token_digest
-from pausepoint.people import Actor
+from pausepoint.durable.people import Actor
 
 __all__ = [
     "SESSION_COOKIE",

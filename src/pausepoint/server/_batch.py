@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from pausepoint.durable.people import Actor
+from pausepoint.durable.runs import BatchItem, BatchStatus, Runs
 from pausepoint.errors import MixedBatchError
-from pausepoint.people import Actor
-from pausepoint.runs import BatchItem, BatchStatus, Runs
 
 from ._auth import Access
 from ._errors import ApiError, responses

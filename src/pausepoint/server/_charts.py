@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic.errors import PydanticUserError
 
-from pausepoint.chart import FlowChart, PausableStage
+from pausepoint.engine.chart import FlowChart, PausableStage
 
 from ._models import Chart, Stage
 

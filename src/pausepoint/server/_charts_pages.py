@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from pausepoint.chart import FlowChart, LoopBack
+from pausepoint.engine.chart import FlowChart, LoopBack
 from pausepoint.errors import RunInputError
 
 from ._diagram import chart_svg

@@ -1,7 +1,7 @@
 """A chart drawn as an inline SVG picture, on the server: no script, nothing loaded.
 
 The chart's nodes and edges are gathered as :meth:`FlowChart.to_mermaid
-<pausepoint.chart.FlowChart.to_mermaid>` walks them (a branching stage gets a
+<pausepoint.engine.chart.FlowChart.to_mermaid>` walks them (a branching stage gets a
 small join node where its branches meet; subflows and for-each bodies are drawn
 inline inside a dashed frame), then laid out in layers: a node sits one layer
 below the lowest node leading to it, loops excepted, and the nodes of a layer
@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from html import escape
 
-from pausepoint.chart import (
+from pausepoint.engine.chart import (
     PATH_SEPARATOR,
     Decider,
     FlowChart,

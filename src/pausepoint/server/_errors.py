@@ -17,7 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from pausepoint._json import NotJSONError
+from pausepoint.engine._json import NotJSONError
 from pausepoint.errors import (
     ChartError,
     ChartNotFoundError,

@@ -12,8 +12,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
-from pausepoint._probe import probe_store
-from pausepoint.runs import Runs
+from pausepoint.durable._probe import probe_store
+from pausepoint.durable.runs import Runs
 
 __all__ = ["health_router"]
 

@@ -29,7 +29,8 @@ from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import PlainTextResponse, Response
 
-from pausepoint.chart import chart_path
+from pausepoint.durable.runs import Runs
+from pausepoint.engine.chart import chart_path
 from pausepoint.errors import (
     ChartChangedError,
     PausepointError,
@@ -40,7 +41,6 @@ from pausepoint.errors import (
     RunNotPausedError,
     StalePauseError,
 )
-from pausepoint.runs import Runs
 from pausepoint.stores.base import PauseEntry, PendingPage
 
 from ._charts import stage_input_schema

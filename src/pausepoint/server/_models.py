@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from pausepoint.runs import RunList, RunRecord
+from pausepoint.durable.runs import RunList, RunRecord
 from pausepoint.stores.base import AuditEvent, AuditKind, PauseEntry, PendingPage, RunStatus
 
 __all__ = [

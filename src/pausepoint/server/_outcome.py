@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pausepoint.runs import RunRecord
+from pausepoint.durable.runs import RunRecord
 from pausepoint.stores.base import AuditEvent
 
 __all__ = ["closing_event", "describe_closing"]

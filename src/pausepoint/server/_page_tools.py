@@ -15,8 +15,8 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from pausepoint.people import Actor
-from pausepoint.runs import Runs
+from pausepoint.durable.people import Actor
+from pausepoint.durable.runs import Runs
 
 from ._auth import Access, Session, SessionSigner
 from ._templates import render

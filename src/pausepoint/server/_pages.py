@@ -15,6 +15,8 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from pausepoint.durable.people import Actor, may_answer
+from pausepoint.durable.runs import Runs
 from pausepoint.errors import (
     ChartMismatchError,
     PausepointError,
@@ -24,8 +26,6 @@ from pausepoint.errors import (
     RunAlreadyClaimedError,
     StalePauseError,
 )
-from pausepoint.people import Actor, may_answer
-from pausepoint.runs import Runs
 
 from ._auth import SESSION_COOKIE, Access, Session, actor_of_session, token_digest
 from ._charts import stage_input_schema

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from pausepoint._tokens import Tokens
-from pausepoint.chart import PausableStage
+from pausepoint.durable.runs import Runs
+from pausepoint.engine.chart import PausableStage
 from pausepoint.errors import UnknownAssigneeError
-from pausepoint.runs import Runs
 
 __all__ = ["check_assignees", "check_known", "uses_assignees"]
 

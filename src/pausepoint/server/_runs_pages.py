@@ -26,8 +26,9 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from pausepoint._lifecycle import RunSummary
-from pausepoint.chart import FlowChart, chart_path
+from pausepoint.durable.records import RunSummary
+from pausepoint.durable.runs import RunRecord, Runs, Step
+from pausepoint.engine.chart import FlowChart, chart_path
 from pausepoint.errors import (
     ChartChangedError,
     PausepointError,
@@ -38,7 +39,6 @@ from pausepoint.errors import (
     StateError,
     StepNotFoundError,
 )
-from pausepoint.runs import RunRecord, Runs, Step
 
 from ._diagram import chart_svg
 from ._page_tools import PageHost, Posted, read_post

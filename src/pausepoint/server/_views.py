@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pausepoint.chart import FlowChart, chart_path
-from pausepoint.runs import RunRecord, Runs
+from pausepoint.durable.runs import RunRecord, Runs
+from pausepoint.engine.chart import FlowChart, chart_path
 from pausepoint.stores.base import PauseEntry
 
 from ._charts import describe_chart, stage_input_schema

@@ -720,7 +720,7 @@ def __getattr__(name: str) -> Any:
 
         warnings.warn(
             "pausepoint.stores.base.PendingPause is now InboxEntry (a checkpoint's pending "
-            "pause is pausepoint.checkpoint.PendingPause)",
+            "pause is pausepoint.engine.checkpoint.PendingPause)",
             DeprecationWarning,
             stacklevel=2,
         )

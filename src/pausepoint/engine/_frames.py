@@ -3,8 +3,8 @@
 A checkpoint's ``continuation`` is a :class:`SequenceFrame` for the chart's
 top-level sequence. Each level says where its sequence stopped (``i``) and holds
 the frame of the node it stopped in; the leaves are :class:`PauseFrame` s, one
-per pending pause. The traversal (:mod:`pausepoint._traversal`) writes and reads
-them, and the checkpoint validator (:mod:`pausepoint.checkpoint`) checks a stored
+per pending pause. The traversal (:mod:`pausepoint.engine._traversal`) writes and reads
+them, and the checkpoint validator (:mod:`pausepoint.engine.checkpoint`) checks a stored
 one against these same definitions before anything runs. They are plain dicts at
 run time (JSON as they stand), so the types cost nothing.
 

@@ -14,7 +14,7 @@ a store:
   write of a holder is fenced on its claim: a process that lost it (stopped
   or cut off past its lease, then taken over) writes nothing more.
 * **Crash recovery.** While a run goes on, each finished stage appends one
-  journal entry (what it changed; see :mod:`pausepoint._journal`). If the
+  journal entry (what it changed; see :mod:`pausepoint.durable._journal`). If the
   process dies, :meth:`Runs.recover` (also run by the sweeper) takes over runs
   whose lease lapsed and goes on from the last finished stage with the answer
   already recorded: the human is not asked again. Only the stage in flight at
@@ -39,27 +39,15 @@ import logging
 import os
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ._batch import Batches, BatchItem, BatchResult, BatchStatus
-from ._claim import cancel_of, cancelled_event, event, redact
-from ._delivery import Notifier
-from ._driver import Durability, Proceed, RunDriver, RunRecord
-from ._journal import Tracker
-from ._json import json_copy
-from ._lifecycle import Lifecycle, Retention, RunList, RunSummary, SweepReport, parse_retention
-from ._meta import RecordedAnswer, RunMeta
-from ._notify import NotifySettings, pause_outbox
-from ._observe import Observers, RunObserver
-from ._redact import redacted
-from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
-from .answer import Answer
-from .chart import FlowChart, PausableStage, structure_of
-from .checkpoint import validate_checkpoint
-from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
-from .errors import (
+from pausepoint.engine._json import json_copy
+from pausepoint.engine._redact import redacted
+from pausepoint.engine.chart import FlowChart, PausableStage, structure_of
+from pausepoint.engine.checkpoint import validate_checkpoint
+from pausepoint.engine.executor import validate_resume_input, validate_run_input
+from pausepoint.errors import (
     ChartChangedError,
     ChartNotFoundError,
     CheckpointError,
@@ -75,9 +63,7 @@ from .errors import (
     StoreError,
     VersionConflictError,
 )
-from .executor import validate_resume_input, validate_run_input
-from .people import Actor, check_assignment
-from .stores.base import (
+from pausepoint.stores.base import (
     AuditEvent,
     JournalEntry,
     PauseEntry,
@@ -85,6 +71,32 @@ from .stores.base import (
     Store,
     StoredRun,
     Update,
+)
+
+from ._batch import Batches
+from ._claim import cancel_of, cancelled_event, event, redact
+from ._delivery import Notifier
+from ._driver import Proceed, RunDriver
+from ._journal import Tracker
+from ._lifecycle import Lifecycle, parse_retention
+from ._meta import RecordedAnswer, RunMeta
+from ._notify import NotifySettings, pause_outbox
+from ._observe import Observers, RunObserver
+from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
+from .answer import Answer
+from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
+from .people import Actor, check_assignment
+from .records import (
+    BatchItem,
+    BatchResult,
+    BatchStatus,
+    Durability,
+    Retention,
+    RunList,
+    RunRecord,
+    RunSummary,
+    Step,
+    SweepReport,
 )
 
 __all__ = [
@@ -107,26 +119,6 @@ log = logging.getLogger("pausepoint.runs")
 
 SYSTEM_ACTOR = "pausepoint"
 """The actor recorded for what the system does by itself (deadlines, recovery)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Step:
-    """One step of a run's history (:meth:`Runs.history`).
-
-    Attributes:
-        index: Position in the run's journal (0, 1, ...).
-        stage_id: The stage's path.
-        kind: ``stage`` (it finished), ``paused`` (the run stopped to wait there)
-            or ``resumed`` (an answer was applied there).
-        at: When.
-        actor: Who answered, for ``resumed``.
-    """
-
-    index: int
-    stage_id: str
-    kind: str
-    at: float
-    actor: str | None = None
 
 
 class _Answered(Exception):
@@ -182,7 +174,7 @@ class Runs(Lifecycle, Batches):
             (the first encrypts, all decrypt). Needs ``pausepoint[crypto]``. A
             run written with a key and read without it (or with another)
             raises ``EncryptionKeyError`` and is left unchanged. See
-            :mod:`pausepoint._seal`.
+            :mod:`pausepoint.durable._seal`.
         lease_seconds: How long a claimed run stays claimed after its process
             stops renewing it (it renews every third of this while it lives).
         compatibility: Opt-in rule letting a run paused under an older version
@@ -197,9 +189,9 @@ class Runs(Lifecycle, Batches):
             only then (``RunExistsError``, the stages having run).
         retention: How long finished runs are kept, applied by :meth:`sweep`:
             ``{"completed": timedelta(days=30), ("refund", "failed"): timedelta(days=90)}``
-            (see :data:`~pausepoint.runs.Retention`). Without it runs are kept forever.
+            (see :data:`~pausepoint.durable.runs.Retention`). Without it runs are kept forever.
         observer: Follows every run segment, stage and outcome (see
-            :mod:`pausepoint._observe`), beside the process-wide observers and
+            :mod:`pausepoint.durable._observe`), beside the process-wide observers and
             OpenTelemetry tracing, which is on once a tracer provider is set.
         notify: Notification URLs told of every pause (after the stage's own
             ``notify=``): apprise URLs (``mailto://``, ``slack://``, ...; needs

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .answer import Answer
-from .chart import PausableStage
-from .contracts import validate_resume_input
-from .errors import (
+from pausepoint.engine.chart import PausableStage
+from pausepoint.engine.contracts import validate_resume_input
+from pausepoint.errors import (
     MixedBatchError,
     PausepointError,
     PermissionDeniedError,
@@ -32,60 +30,19 @@ from .errors import (
     StalePauseError,
 )
 
+from .answer import Answer
+from .records import BatchItem, BatchResult, BatchStatus
+
 if TYPE_CHECKING:
-    from ._driver import RunRecord
-    from .chart import FlowChart
-    from .stores.base import Store, StoredRun
+    from pausepoint.engine.chart import FlowChart
+    from pausepoint.stores.base import Store, StoredRun
 
-__all__ = ["BatchItem", "BatchResult", "BatchStatus", "Batches"]
+    from .records import RunRecord
 
-BatchStatus = Literal["done", "stale", "refused", "not_assigned"]
-"""What became of one item of a batch answer.
-
-``done``: the run was resumed (see ``run_status`` for where it stands now).
-``stale``: the pause was no longer pending (answered meanwhile, cancelled,
-expired) or another resume holds the run. ``refused``: the answer could not be
-applied to this run (``error`` says why; no such run, a tampered checkpoint ...).
-``not_assigned``: the pause is assigned to others than the one answering.
-"""
+__all__ = ["Batches"]
 
 _MAX_ITEMS = 5000
 """The most items one batch may name."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BatchItem:
-    """One pause a batch answers.
-
-    Attributes:
-        run_id: The run.
-        pause_id: The pause answered; the answer is stale if it is no longer pending.
-    """
-
-    run_id: str
-    pause_id: str
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BatchResult:
-    """What one item of :meth:`Batches.resume_many` came to.
-
-    Attributes:
-        run_id: The run.
-        pause_id: The pause the item named.
-        status: See :data:`BatchStatus`.
-        run_status: With ``done``: the run's status after the resume
-            (``paused`` at its next pause, ``completed``, ``failed`` ...).
-        error: Why, unless ``done``: the error's type and message.
-        record: With ``done``: the run's record after the resume.
-    """
-
-    run_id: str
-    pause_id: str
-    status: BatchStatus
-    run_status: str | None = None
-    error: str | None = None
-    record: RunRecord | None = None
 
 
 class Batches:

@@ -12,10 +12,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import PermissionDeniedError
+from pausepoint.errors import PermissionDeniedError
 
 if TYPE_CHECKING:
-    from .stores.base import PauseEntry
+    from pausepoint.stores.base import PauseEntry
 
 __all__ = ["ADMIN_GROUP", "Actor", "may_answer"]
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ExecutorUsageError
+from pausepoint.errors import ExecutorUsageError
 
 if TYPE_CHECKING:
     import asyncio

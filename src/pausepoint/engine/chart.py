@@ -5,7 +5,7 @@ selector, parallel fork, subflow) or a loop edge back to an earlier stage of
 the same sequence. Branches of deciders, selectors and forks are single stages
 or subflows; their key is their stage id.
 
-Charts are built by :mod:`pausepoint.builder`; nothing here runs user code.
+Charts are built by :mod:`pausepoint.engine.builder`; nothing here runs user code.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
+from pausepoint.errors import ChartError
+
 from ._json import canonical_json
-from .errors import ChartError
 
 if TYPE_CHECKING:
     from .scope import Scope

@@ -34,7 +34,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._json import json_copy
+from pausepoint.engine._json import json_copy
+from pausepoint.errors import PausepointError, RunError, StoreError
+from pausepoint.notify import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from pausepoint.stores._common import dump_json
+from pausepoint.stores.base import AuditEvent, OutboxEntry, PauseEntry, Store, StoredRun
+
 from ._notify import (
     WEBHOOK_SCHEMES,
     NotifySettings,
@@ -44,10 +49,6 @@ from ._notify import (
     run_link,
     shown_url,
 )
-from .errors import PausepointError, RunError, StoreError
-from .notify import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from .stores._common import dump_json
-from .stores.base import AuditEvent, OutboxEntry, PauseEntry, Store, StoredRun
 
 __all__ = ["MAX_BACKOFF", "Notifier", "NotifyReport", "backoff"]
 

@@ -1,8 +1,8 @@
 """One run of a chart in progress: what ``run``, ``resume`` and ``continue_from`` work on.
 
-:class:`~pausepoint.executor.FlowChartExecutor` makes a :class:`ChartRun` for
-each call and hands it to its collaborators: the :class:`~pausepoint._traversal.Traversal`
-walks the chart over it, and the :class:`~pausepoint._stages.StageRunner` calls
+:class:`~pausepoint.engine.executor.FlowChartExecutor` makes a :class:`ChartRun` for
+each call and hands it to its collaborators: the :class:`~pausepoint.engine._traversal.Traversal`
+walks the chart over it, and the :class:`~pausepoint.engine._stages.StageRunner` calls
 stages against it. Everything one call changes lives here (the state, the
 execution tree, the pauses, the enclosing levels, the event sequence, the
 cancel request); the executor keeps the last one to answer ``get_snapshot``,
@@ -83,7 +83,7 @@ class ChartRun:
         control: The loop-break flag stages set through ``scope.break_loop()``.
         levels: What encloses the running stage (progress checkpoints only).
         fork_depth: How many parallel forks enclose the running stage.
-        seq: The last event's sequence number (see :mod:`pausepoint.trace`).
+        seq: The last event's sequence number (see :mod:`pausepoint.engine.trace`).
         cancel: ``(actor, reason)`` once a cancel was asked.
     """
 

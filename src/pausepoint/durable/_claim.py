@@ -3,7 +3,7 @@
 A claimed run's record names its holder (``lease_owner``, a token unique to the
 claim) and when the claim lapses (``lease_until``). Two things keep it:
 
-* :class:`LeaseKeeper`, one daemon thread per :class:`~pausepoint.runs.Runs`,
+* :class:`LeaseKeeper`, one daemon thread per :class:`~pausepoint.durable.runs.Runs`,
   with a store connection of its own, renews the lease of every run the
   process holds every third of the lease. It needs neither the event loop nor
   the stage's thread, so a stage that blocks in sync code, blocks the loop or
@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._redact import redacted
-from .chart import FlowChart
-from .errors import ClaimLostError, PausepointError, RunExistsError
-from .stores.base import AuditEvent, JournalEntry, OutboxEntry, Store, StoredRun, Update
+from pausepoint.engine._redact import redacted
+from pausepoint.engine.chart import FlowChart
+from pausepoint.errors import ClaimLostError, PausepointError, RunExistsError
+from pausepoint.stores.base import AuditEvent, JournalEntry, OutboxEntry, Store, StoredRun, Update
 
 __all__ = ["Claim", "LeaseKeeper", "cancel_of", "cancelled_event", "event", "redact"]
 

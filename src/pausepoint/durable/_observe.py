@@ -32,17 +32,17 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ._frames import PauseFrame
-from ._run import ChartRun, Env
-from ._stages import StageRunner
-from .chart import Decider, FlowChart, FunctionStage, PausableStage, Selector
-from .executor import FlowChartExecutor
-from .scope import Scope
-from .stores.base import AuditEvent, StoredRun
-from .trace import TreeNode
+from pausepoint.engine._frames import PauseFrame
+from pausepoint.engine._run import ChartRun, Env
+from pausepoint.engine._stages import StageRunner
+from pausepoint.engine.chart import Decider, FlowChart, FunctionStage, PausableStage, Selector
+from pausepoint.engine.executor import FlowChartExecutor
+from pausepoint.engine.scope import Scope
+from pausepoint.engine.trace import TreeNode
+from pausepoint.stores.base import AuditEvent, StoredRun
 
 if TYPE_CHECKING:
-    from ._driver import RunRecord
+    from .records import RunRecord
 
 __all__ = [
     "ObservedExecutor",
@@ -160,7 +160,7 @@ class Observers(RunObserver):
         self.own = own
 
     def _all(self) -> list[RunObserver]:
-        from .logs import LOG_CONTEXT
+        from pausepoint.logs import LOG_CONTEXT
 
         found: list[RunObserver] = [LOG_CONTEXT, *_PROCESS_OBSERVERS]
         if self.own is not None:
@@ -195,7 +195,7 @@ def _tracing() -> RunObserver | None:
     """
     if "opentelemetry.trace" not in sys.modules:
         return None
-    from .otel import auto_tracing
+    from pausepoint.otel import auto_tracing
 
     return auto_tracing()
 
@@ -204,7 +204,7 @@ def trace_headers() -> dict[str, str]:
     """The current trace context as headers to send with a task; empty without OpenTelemetry."""
     if "opentelemetry.trace" not in sys.modules:
         return {}
-    from .otel import trace_headers
+    from pausepoint.otel import trace_headers
 
     return trace_headers()
 
@@ -213,7 +213,7 @@ def trace_context(headers: Mapping[str, Any]) -> AbstractContextManager[None]:
     """Make the trace context sent in ``headers`` current; nothing without OpenTelemetry."""
     if "opentelemetry.trace" not in sys.modules or not headers.get("traceparent"):
         return contextlib.nullcontext()
-    from .otel import trace_context
+    from pausepoint.otel import trace_context
 
     return trace_context(headers)
 

@@ -9,8 +9,8 @@ arrived runs ``resume``; one still unanswered returns its frame unchanged, so a
 fork keeps all its pending pauses and joins only when every branch is done.
 
 :class:`Traversal` holds the walk over sequences, loops, branches, forks,
-subflows and for-each items; calling one stage is :mod:`pausepoint._stages`'
-part, and :class:`~pausepoint.executor.FlowChartExecutor` adds the public API on
+subflows and for-each items; calling one stage is :mod:`pausepoint.engine._stages`'
+part, and :class:`~pausepoint.engine.executor.FlowChartExecutor` adds the public API on
 top. Nothing here is public.
 """
 
@@ -19,6 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pausepoint.errors import (
+    LoopLimitError,
+    PausepointError,
+    RunTimeoutError,
+    StageError,
+)
 
 from .chart import (
     ITEM_KEY,
@@ -33,17 +40,12 @@ from .chart import (
     Step,
     Subflow,
 )
-from .errors import (
-    LoopLimitError,
-    PausepointError,
-    RunTimeoutError,
-    StageError,
-)
 from .scope import LoopControl
 from .trace import TreeNode
 
 if TYPE_CHECKING:
     from .chart import Branch, Node
+    from .executor import ExecutorStatus
 
 from ._frames import (
     DeciderFrame,
@@ -55,7 +57,7 @@ from ._frames import (
     SubflowFrame,
 )
 from ._run import ChartRun, DeciderLevel, Env, SequenceLevel, SubflowLevel
-from ._stages import ExecutorStatus, ProgressCallback, StageRunner, _Cancelled, decode_state
+from ._stages import ProgressCallback, StageRunner, _Cancelled, decode_state
 from .contracts import validate_run_output
 
 __all__ = ["Traversal"]
@@ -66,8 +68,8 @@ _perf = time.perf_counter
 class Traversal:
     """The walk over one run's chart: sequences, loops, branches, forks, subflows, for-each.
 
-    Made per run, resume or continuation with the :class:`~pausepoint._run.ChartRun`
-    it walks and the :class:`~pausepoint._stages.StageRunner` that runs its stages.
+    Made per run, resume or continuation with the :class:`~pausepoint.engine._run.ChartRun`
+    it walks and the :class:`~pausepoint.engine._stages.StageRunner` that runs its stages.
 
     Args:
         run: The run in progress.

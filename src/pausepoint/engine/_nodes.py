@@ -1,9 +1,9 @@
 """Checked stage nodes for the builder: every ``ChartError`` a single stage can raise.
 
-:mod:`pausepoint.builder` strings these into charts; here each stage's
+:mod:`pausepoint.engine.builder` strings these into charts; here each stage's
 arguments are checked (ids, callables, handlers, retry policies, time limits,
 deadlines, mappers, contracts) and turned into the immutable nodes of
-:mod:`pausepoint.chart`.
+:mod:`pausepoint.engine.chart`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from datetime import timedelta
 from inspect import CO_COROUTINE
 from types import FunctionType, MethodType
 from typing import Any
+
+from pausepoint.errors import ChartError
 
 from .chart import (
     PATH_SEPARATOR,
@@ -32,7 +34,6 @@ from .chart import (
     Step,
     Subflow,
 )
-from .errors import ChartError
 
 Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 

@@ -1,8 +1,8 @@
 """Driving a claimed run: an executor whose journal, lease and outcome go to the store.
 
-:class:`RunDriver` is what :class:`~pausepoint.runs.Runs` hands a run to once it
+:class:`RunDriver` is what :class:`~pausepoint.durable.runs.Runs` hands a run to once it
 is claimed (started, resumed or recovered). It runs the chart on a fresh
-executor inside the run's :class:`~pausepoint._claim.Claim` (which keeps the
+executor inside the run's :class:`~pausepoint.durable._claim.Claim` (which keeps the
 lease from a thread of its own), appends one journal entry per finished stage
 (``durability="stage"``) and writes how the run ended in one transaction, which
 also returns the audit: a step costs about one write.
@@ -15,61 +15,35 @@ import itertools
 import os
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
+
+from pausepoint.engine._redact import redacted
+from pausepoint.engine.chart import FlowChart, PausableStage
+from pausepoint.engine.checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
+from pausepoint.engine.executor import FlowChartExecutor, snapshot_of
+from pausepoint.errors import ClaimLostError, PausepointError, StoreError
+from pausepoint.stores.base import (
+    AuditEvent,
+    JournalEntry,
+    OutboxEntry,
+    PauseEntry,
+    Store,
+    StoredRun,
+)
 
 from ._claim import Claim, LeaseKeeper, cancelled_event, event
 from ._journal import Tracker, replay
 from ._meta import RunMeta
 from ._observe import Observers, Segment, SegmentKind
-from ._redact import redacted
-from .chart import FlowChart, PausableStage
-from .checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
 from .compat import checkpoint_for_chart
-from .errors import ClaimLostError, PausepointError, StoreError
-from .executor import FlowChartExecutor, snapshot_of
-from .stores.base import AuditEvent, JournalEntry, OutboxEntry, PauseEntry, Store, StoredRun
+from .records import Durability, RunRecord
 
-__all__ = ["Durability", "Proceed", "RunDriver", "RunRecord", "traceback_summary"]
+__all__ = ["Proceed", "RunDriver", "traceback_summary"]
 
 _TRACEBACK_FRAMES = 6
 
-Durability = Literal["stage", "pause"]
-"""When a running run's progress is written: after every stage, or only at a pause and the end."""
-
 Proceed = Callable[[FlowChartExecutor], Awaitable[str]]
 """What the executor does for a claimed run: run, resume or carry on."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunRecord:
-    """A run as ``Runs`` reports it.
-
-    Attributes:
-        run_id: The run's id.
-        chart: The name its chart is registered under.
-        status: ``running``, ``paused``, ``completed``, ``failed``, ``cancelled`` or ``expired``.
-        pause: The first pending pause (``pause.id``, ``.stage_id``, ``.data``, ``.deadline``).
-        pauses: Every pending pause (several for parallel branches).
-        snapshot: State, execution tree, narrative and metrics (secrets redacted).
-        audit: Every event so far, oldest first.
-        error: Why the run failed, when it did.
-        created_at: When it started (UNIX seconds).
-        updated_at: When its record last changed.
-        version: The record's compare-and-set version.
-    """
-
-    run_id: str
-    chart: str
-    status: str
-    pause: PauseEntry | None
-    pauses: tuple[PauseEntry, ...]
-    snapshot: dict[str, Any] | None
-    audit: tuple[AuditEvent, ...]
-    error: str | None
-    created_at: float
-    updated_at: float
-    version: int
 
 
 def traceback_summary(exc: BaseException) -> list[str]:
@@ -241,10 +215,10 @@ class RunDriver:
         A cancel request found on the record while it runs (see ``Runs.cancel``)
         stops the executor before its next stage; so does finding the claim
         taken over, after which nothing more is written. The observers follow
-        it as one segment of the run, begun as ``kind`` (see :mod:`pausepoint._observe`).
+        it as one segment of the run, begun as ``kind`` (see :mod:`pausepoint.durable._observe`).
 
         ``unsaved``: ``record`` is not written yet; its outcome creates it, with
-        these audit events first (see :class:`~pausepoint._claim.Claim`).
+        these audit events first (see :class:`~pausepoint.durable._claim.Claim`).
 
         Raises:
             ClaimLostError: Another process took the run over; it finishes it.

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pausepoint.errors import ChartError
+
 from ._nodes import (
     FieldKey,
     Guard,
@@ -49,7 +51,6 @@ from .chart import (
     Step,
     fingerprint_of,
 )
-from .errors import ChartError
 from .state import codec_for
 
 if TYPE_CHECKING:

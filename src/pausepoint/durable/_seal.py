@@ -2,7 +2,7 @@
 
 ``Runs(store, charts, encryption_key=...)`` puts a :class:`SealedStore` between
 itself and the store. On the way in it replaces the value of every redacted key
-(the chart's ``redact`` keys, at any depth, as :mod:`pausepoint._redact` hides
+(the chart's ``redact`` keys, at any depth, as :mod:`pausepoint.engine._redact` hides
 them) by ``{"$sealed": "<Fernet token>"}`` in what the store keeps of a run:
 
 * the checkpoint (state, input, pauses' data, execution tree, continuation);
@@ -33,9 +33,9 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._redact import REDACTED
-from .errors import EncryptionKeyError
-from .stores.base import (
+from pausepoint.engine._redact import REDACTED
+from pausepoint.errors import EncryptionKeyError
+from pausepoint.stores.base import (
     AuditEvent,
     BufferedSignal,
     Decider,

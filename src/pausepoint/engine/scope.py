@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import StateError
+from pausepoint.errors import StateError
 
 if TYPE_CHECKING:
     from .state import StateCodec

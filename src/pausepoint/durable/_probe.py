@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 
-from .errors import PausepointError
-from .stores.base import Store
+from pausepoint.errors import PausepointError
+from pausepoint.stores.base import Store
 
 __all__ = ["PROBE_TIMEOUT", "probe_store", "schema_version_of"]
 

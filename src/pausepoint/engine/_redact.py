@@ -6,7 +6,7 @@ the pages, the CLI and notifications all get ``"***"`` instead. A key is
 redacted at any depth: ``{"customer": {"card_number": ...}}`` hides the inner
 value too, and so does a list of such objects. Only the stored checkpoint (and
 the journal) keeps the real values, because the run needs them to go on; with
-``Runs(encryption_key=...)`` those are encrypted (see :mod:`pausepoint._seal`).
+``Runs(encryption_key=...)`` those are encrypted (see :mod:`pausepoint.durable._seal`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
+
+from pausepoint.errors import (
+    ExecutorUsageError,
+    PausepointError,
+    ResumeTargetError,
+    RunInputError,
+    StateError,
+)
 
 from ._frames import SequenceFrame
 from ._json import NotJSONError, json_copy
@@ -42,7 +50,6 @@ from ._redact import redacted
 from ._run import ChartRun
 from ._stages import (
     _MISSING,
-    ExecutorStatus,
     ProgressCallback,
     StageRunner,
     decode_state,
@@ -59,13 +66,6 @@ from .checkpoint import (
     validate_checkpoint,
 )
 from .contracts import validate_resume_input, validate_run_input, validate_run_output
-from .errors import (
-    ExecutorUsageError,
-    PausepointError,
-    ResumeTargetError,
-    RunInputError,
-    StateError,
-)
 from .trace import (
     Metrics,
     TreeNode,
@@ -82,6 +82,9 @@ __all__ = [
     "validate_run_input",
     "validate_run_output",
 ]
+
+ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed", "cancelled"]
+"""Where an executor stands: :attr:`FlowChartExecutor.status`."""
 
 
 class Snapshot(TypedDict):
@@ -286,7 +289,7 @@ class FlowChartExecutor:
     ) -> ExecutorStatus:
         """``resume`` of a checkpoint and answers the caller already validated.
 
-        ``copies`` is what :func:`~pausepoint.checkpoint.validate_checkpoint`
+        ``copies`` is what :func:`~pausepoint.engine.checkpoint.validate_checkpoint`
         returned for ``checkpoint`` (the executor takes them over), and
         ``answers`` maps each answered stage to its validated input. ``Runs``
         checks both before it claims a run, so a resume checks them once.

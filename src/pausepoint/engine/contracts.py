@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pausepoint.errors import (
+    ResumeInputError,
+    RunInputError,
+    RunOutputError,
+)
+
 from ._json import json_copy
 from .chart import (
     FlowChart,
     PausableStage,
-)
-from .errors import (
-    ResumeInputError,
-    RunInputError,
-    RunOutputError,
 )
 
 __all__ = ["validate_resume_input", "validate_run_input", "validate_run_output"]

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .chart import FlowChart, PausableStage
-from .errors import NotifyURLError
-from .stores.base import OutboxEntry, OutboxKind, PauseEntry, StoredRun
+from pausepoint.engine.chart import FlowChart, PausableStage
+from pausepoint.errors import NotifyURLError
+from pausepoint.stores.base import OutboxEntry, OutboxKind, PauseEntry, StoredRun
 
 __all__ = [
     "WEBHOOK_SCHEMES",

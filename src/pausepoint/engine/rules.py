@@ -13,7 +13,7 @@ their evidence on it, which the executor puts in the execution tree::
 
 The narrative then says ``Route chose "high": Large amount — amount 900 > 500.``
 and the tree node holds the same as data (``node["evidence"]``, see
-:class:`~pausepoint.trace.Evidence`).
+:class:`~pausepoint.engine.trace.Evidence`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pausepoint.errors import ChartError, StateKeyError
+
 from ._json import NotJSONError, json_copy
-from .errors import ChartError, StateKeyError
 from .scope import set_evidence
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The run lifecycle on ``Runs``: listing by status, retention, purge, delete, business keys.
 
-:class:`Lifecycle` is a base of :class:`~pausepoint.runs.Runs`; it holds the
+:class:`Lifecycle` is a base of :class:`~pausepoint.durable.runs.Runs`; it holds the
 methods of this part of the API so that ``runs.py`` keeps to starting, resuming
 and recovering.
 
@@ -27,16 +27,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from ._claim import event
-from ._json import json_copy
-from ._seal import peek
-from .answer import Answer
-from .errors import (
+from pausepoint.engine._json import json_copy
+from pausepoint.errors import (
     NoWaiterError,
     PausepointError,
     PermissionDeniedError,
@@ -49,25 +46,22 @@ from .errors import (
     StalePauseError,
     VersionConflictError,
 )
-from .stores.base import BufferedSignal, PauseEntry, RunStatus, Store, StoredRun, Update
+from pausepoint.stores.base import BufferedSignal, PauseEntry, RunStatus, Store, StoredRun, Update
+
+from ._claim import event
+from ._seal import peek
+from .answer import Answer
+from .records import Retention, RunList, RunSummary, SweepReport
 
 if TYPE_CHECKING:
-    from ._delivery import Notifier
-    from ._driver import RunRecord
-    from .chart import FlowChart
+    from pausepoint.engine.chart import FlowChart
 
-__all__ = ["Lifecycle", "Retention", "RunList", "RunSummary", "SweepReport"]
+    from ._delivery import Notifier
+    from .records import RunRecord
+
+__all__ = ["FINISHED", "Lifecycle", "parse_retention", "summary_of"]
 
 log = logging.getLogger("pausepoint.runs")
-
-Retention = Mapping[str | tuple[str, str], timedelta | float]
-"""How long finished runs are kept, by status and optionally by chart.
-
-A key is a status (``"completed"``: runs of every chart) or a ``(chart, status)``
-pair (``("refund", "failed")``), which wins over the status alone for that
-chart. A value is an age (``timedelta`` or seconds) since the run last changed.
-Paused runs are kept until a policy names ``"paused"``; running runs cannot be named.
-"""
 
 FINISHED: tuple[RunStatus, ...] = ("completed", "failed", "cancelled", "expired")
 """The statuses a purge without ``status=`` erases."""
@@ -76,72 +70,6 @@ _STATUSES: tuple[str, ...] = get_args(RunStatus)
 _PURGE_BATCH = 500
 _DELETE_ATTEMPTS = 20
 _MAX_WAITERS = 1000
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunSummary:
-    """A run as listings show it: no state, no audit (``Runs.get`` has them).
-
-    Attributes:
-        run_id: The run's id.
-        chart: The name its chart is registered under.
-        status: ``running``, ``paused``, ``completed``, ``failed``, ``cancelled`` or ``expired``.
-        stage: The stage it waits at (paused), failed at (failed) or timed out at (expired).
-        pauses: Its pending pauses, while paused.
-        error: Why it failed, when it did.
-        created_at: When it started (UNIX seconds).
-        updated_at: When its record last changed.
-    """
-
-    run_id: str
-    chart: str
-    status: str
-    stage: str | None
-    pauses: tuple[PauseEntry, ...]
-    error: str | None
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunList:
-    """A page of :meth:`Runs.list <pausepoint.Runs.list>`.
-
-    Attributes:
-        items: Up to ``limit`` runs, most recently changed first.
-        next_cursor: Pass it as ``cursor=`` for the next page; ``None`` on the last page.
-    """
-
-    items: tuple[RunSummary, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SweepReport:
-    """What one :meth:`Runs.sweep <pausepoint.Runs.sweep>` did.
-
-    Attributes:
-        expired: Runs whose overdue pause had its ``on_timeout`` policy applied.
-        recovered: Runs taken over from a process that died.
-        purged: How many runs the retention policies erased.
-        signals_dropped: How many buffered answers expired unused.
-        escalated: Runs whose pause was escalated (re-assigned, and its new
-            assignees notified).
-        reminded: Runs whose pause was reminded of.
-        notified: Notifications delivered.
-        notify_retrying: Notifications that failed a try and will be tried again.
-        notify_failed: Notifications given up after their last try.
-    """
-
-    expired: list[str]
-    recovered: list[str]
-    purged: int = 0
-    signals_dropped: int = 0
-    escalated: list[str] = field(default_factory=list)
-    reminded: list[str] = field(default_factory=list)
-    notified: int = 0
-    notify_retrying: int = 0
-    notify_failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

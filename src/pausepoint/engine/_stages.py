@@ -1,12 +1,12 @@
 """Stages: how the executor calls a stage, a pausable stage's two phases, and their trace.
 
-Each stage call gets a fresh :class:`~pausepoint.scope.Scope`, records its reads,
+Each stage call gets a fresh :class:`~pausepoint.engine.scope.Scope`, records its reads,
 writes and time in its execution-tree node, and turns what the stage raises into
 a ``StageError``. A stage's ``retry`` policy and ``time_limit`` are applied by
 ``_guarded``, which stages without either never enter: the plain sync stage
 keeps its fast path. :class:`StageRunner` is the traversal's collaborator
-(:mod:`pausepoint._traversal`): the walk decides which stage runs, the runner
-runs it against the :class:`~pausepoint._run.ChartRun`. Nothing here is public.
+(:mod:`pausepoint.engine._traversal`): the walk decides which stage runs, the runner
+runs it against the :class:`~pausepoint.engine._run.ChartRun`. Nothing here is public.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from pausepoint.errors import CheckpointFormatError, StageError, StageTimeoutError
 
 from ._frames import PauseFrame
 from ._json import NotJSONError, json_copy
@@ -22,7 +24,6 @@ from ._redact import REDACTED
 from ._run import ChartRun, Env
 from .chart import Decider, FunctionStage, PausableStage, Selector
 from .checkpoint import Checkpoint, PendingPause
-from .errors import CheckpointFormatError, StageError, StageTimeoutError
 from .scope import Scope, access_log, detach, evidence_of
 from .trace import (
     Attempt,
@@ -36,9 +37,7 @@ if TYPE_CHECKING:
     from .state import StateCodec
 
 
-__all__ = ["ExecutorStatus", "ProgressCallback", "StageRunner", "decode_state"]
-
-ExecutorStatus = Literal["idle", "running", "paused", "completed", "failed", "cancelled"]
+__all__ = ["ProgressCallback", "StageRunner", "decode_state"]
 
 ProgressCallback = Callable[["Checkpoint"], Awaitable[None]]
 """Called with a progress checkpoint after each stage (see the executor's docstring)."""
@@ -50,7 +49,7 @@ _MISSING: Any = object()
 class StageRunner:
     """Calls the stages of one run and records them in its execution tree.
 
-    Made per run, resume or continuation, with the :class:`~pausepoint._run.ChartRun`
+    Made per run, resume or continuation, with the :class:`~pausepoint.engine._run.ChartRun`
     it works on and the answers that call brings: ``answers`` maps each answered
     pausable stage's path to its validated input, and is used up as they resume.
     """

@@ -36,8 +36,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .stores.base import JournalEntry
-from .trace import TreeNode
+from pausepoint.engine.trace import TreeNode
+from pausepoint.stores.base import JournalEntry
 
 __all__ = ["Tracker", "diff", "replay"]
 

@@ -18,6 +18,14 @@ import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
+from pausepoint.errors import (
+    ChartMismatchError,
+    CheckpointFinishedError,
+    CheckpointFormatError,
+    CheckpointSignatureError,
+    CheckpointVersionError,
+)
+
 from ._frames import (
     DeciderFrame,
     ForEachFrame,
@@ -39,13 +47,6 @@ from .chart import (
     Selector,
     Step,
     Subflow,
-)
-from .errors import (
-    ChartMismatchError,
-    CheckpointFinishedError,
-    CheckpointFormatError,
-    CheckpointSignatureError,
-    CheckpointVersionError,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Checkpoint(TypedDict):
         paused_stage_id: Mirrors ``pauses[0]["stage_id"]``.
         pause_data: Mirrors ``pauses[0]["data"]``.
         pauses: Every pending pause; authoritative.
-        execution_tree: The path taken so far (see :mod:`pausepoint.trace`).
+        execution_tree: The path taken so far (see :mod:`pausepoint.engine.trace`).
         continuation: Where each pending pause sits in the chart.
         started_at: When the run started (UNIX seconds).
         paused_at: When the run last paused.
@@ -535,13 +536,13 @@ _FRAME_OF: Mapping[type[Any], type[Any]] = {
     ForEach: ForEachFrame,
     Subflow: SubflowFrame,
 }
-"""The frame type a waiting node of each kind leaves (see :mod:`pausepoint._frames`)."""
+"""The frame type a waiting node of each kind leaves (see :mod:`pausepoint.engine._frames`)."""
 
 
 class _FrameChecker:
     """Walks the continuation beside the chart and the execution tree.
 
-    Each frame is first checked against its type in :mod:`pausepoint._frames`
+    Each frame is first checked against its type in :mod:`pausepoint.engine._frames`
     (the definitions the traversal writes), then against the chart and the tree.
     """
 

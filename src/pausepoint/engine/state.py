@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pausepoint.errors import StateKeyError, StateValueError
+
 from ._json import NotJSONError, json_copy
-from .errors import StateKeyError, StateValueError
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
