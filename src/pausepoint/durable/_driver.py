@@ -15,12 +15,13 @@ import itertools
 import os
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from pausepoint.engine._redact import redacted
 from pausepoint.engine.chart import FlowChart, PausableStage
 from pausepoint.engine.checkpoint import FORMAT_VERSION, Checkpoint, sign_checkpoint
-from pausepoint.engine.executor import FlowChartExecutor, snapshot_of
+from pausepoint.engine.executor import ExecutorStatus, FlowChartExecutor, snapshot_of
 from pausepoint.errors import ClaimLostError, PausepointError, StoreError
 from pausepoint.stores.base import (
     AuditEvent,
@@ -38,12 +39,74 @@ from ._observe import Observers, Segment, SegmentKind
 from .compat import checkpoint_for_chart
 from .records import Durability, RunRecord
 
-__all__ = ["Proceed", "RunDriver", "traceback_summary"]
+__all__ = [
+    "Continue",
+    "Proceed",
+    "Resume",
+    "ResumeRecorded",
+    "RunDriver",
+    "Start",
+    "proceed",
+    "traceback_summary",
+]
 
 _TRACEBACK_FRAMES = 6
 
-Proceed = Callable[[FlowChartExecutor], Awaitable[str]]
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Run the chart from its input."""
+
+    input: dict[str, Any]
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Resume a checkpoint with answers ``Runs`` checked while it claimed the run.
+
+    ``checkpoint`` and ``copies`` are what ``validate_checkpoint`` checked and
+    returned; ``answers`` (stage id → answer) passed the stages' schemas. The
+    executor trusts them and checks nothing again.
+    """
+
+    checkpoint: Mapping[str, Any]
+    copies: dict[str, Any]
+    answers: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecorded:
+    """Resume with the answer recorded on the run, checked by the executor.
+
+    A process taking over a resume that died before its first stage finished.
+    """
+
+    checkpoint: Mapping[str, Any]
+    input: Any
+    stage_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Carry on from a progress checkpoint: a run taken over, or a fork."""
+
+    checkpoint: Mapping[str, Any]
+
+
+Proceed = Start | Resume | ResumeRecorded | Continue
 """What the executor does for a claimed run: run, resume or carry on."""
+
+
+async def proceed(executor: FlowChartExecutor, step: Proceed) -> ExecutorStatus:
+    """Take ``step`` on ``executor``: where a driven run enters the engine."""
+    if isinstance(step, Start):
+        return await executor.run(step.input, run_id=step.run_id)
+    if isinstance(step, Resume):
+        return await executor._resume_checked(step.checkpoint, step.copies, step.answers)
+    if isinstance(step, ResumeRecorded):
+        return await executor.resume(step.checkpoint, step.input, stage_id=step.stage_id)
+    return await executor.continue_from(step.checkpoint)
 
 
 def traceback_summary(exc: BaseException) -> list[str]:
@@ -114,13 +177,13 @@ class RunDriver:
             # A progress checkpoint written by an earlier release into the record itself.
             fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, record.meta)
             tracker = Tracker(fresh["shared_state"], fresh["execution_tree"])
-            return (lambda ex: ex.continue_from(fresh)), tracker
+            return Continue(fresh), tracker
         meta = RunMeta.of(record.meta)
         entries = await self.store.journal(record.run_id, start=meta.segment)
         if not entries:
             if checkpoint is None:
                 seed = dict(meta.input)
-                return (lambda ex: ex.run(seed, run_id=record.run_id)), Tracker(dict(seed), [])
+                return Start(seed, record.run_id), Tracker(dict(seed), [])
             fresh = checkpoint_for_chart(checkpoint, flow, self.signing_key, record.meta)
             answer = meta.answer
             assert answer is not None
@@ -130,12 +193,12 @@ class RunDriver:
                 resumed=answer.stage_id,
                 actor=answer.actor,
             )
-            return (lambda ex: ex.resume(fresh, answer.input, stage_id=answer.stage_id)), resumed
+            return ResumeRecorded(fresh, answer.input, answer.stage_id), resumed
         progress = self._progress(record, entries, flow.name, flow.fingerprint)
         state, tree = progress["shared_state"], progress["execution_tree"]
         if self.signing_key is not None:
             progress["signature"] = sign_checkpoint(progress, self.signing_key)
-        return (lambda ex: ex.continue_from(progress)), Tracker(state, tree)
+        return Continue(progress), Tracker(state, tree)
 
     async def live(self, record: StoredRun) -> StoredRun:
         """A running run as of its last finished stage: its checkpoint made from the journal."""
@@ -210,7 +273,7 @@ class RunDriver:
         kind: SegmentKind,
         unsaved: Sequence[AuditEvent] | None = None,
     ) -> RunRecord:
-        """Run ``step`` on a fresh executor, holding ``record``'s claim, and record how it ended.
+        """Take ``step`` on a fresh executor, holding ``record``'s claim, and record how it ended.
 
         A cancel request found on the record while it runs (see ``Runs.cancel``)
         stops the executor before its next stage; so does finding the claim
@@ -265,7 +328,7 @@ class RunDriver:
         )
         async with claim:
             try:
-                await step(executor)
+                await proceed(executor, step)
             except (ClaimLostError, StoreError):
                 raise
             except PausepointError as exc:

@@ -76,7 +76,7 @@ from pausepoint.stores.base import (
 from ._batch import Batches
 from ._claim import cancel_of, cancelled_event, event, redact
 from ._delivery import Notifier
-from ._driver import Proceed, RunDriver
+from ._driver import Resume, RunDriver, Start
 from ._journal import Tracker
 from ._lifecycle import Lifecycle, parse_retention
 from ._meta import RecordedAnswer, RunMeta
@@ -404,14 +404,14 @@ class Runs(Lifecycle, Batches):
             ).to_json(),
         )
         started = [event("started", actor, {"input": redact(seed, flow)})]
-        proceed: Proceed = lambda ex: ex.run(seed, run_id=run_id)  # noqa: E731
+        step = Start(seed, run_id)
         tracker = Tracker(dict(seed), [])
         if self.durability == "pause":  # written first when it pauses or ends
             return await self._driver.drive(
-                record, flow, proceed, tracker, kind="start", unsaved=started
+                record, flow, step, tracker, kind="start", unsaved=started
             )
         record = await self.store.create(record, started)
-        return await self._driver.drive(record, flow, proceed, tracker, kind="start")
+        return await self._driver.drive(record, flow, step, tracker, kind="start")
 
     # -- resuming -----------------------------------------------------------
 
@@ -544,10 +544,8 @@ class Runs(Lifecycle, Batches):
             resumed=pause.stage_id,
             actor=actor,
         )
-        prepared, copies = checked["prepared"], checked["copies"]
-        answers = {pause.stage_id: checked["value"]}
-        proceed: Proceed = lambda ex: ex._resume_checked(prepared, copies, answers)  # noqa: E731
-        return await self._driver.drive(claimed, flow, proceed, tracker, kind="resume")
+        step = Resume(checked["prepared"], checked["copies"], {pause.stage_id: checked["value"]})
+        return await self._driver.drive(claimed, flow, step, tracker, kind="resume")
 
     def _prepare(self, record: StoredRun, flow: FlowChart) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return the stored checkpoint as ``flow`` resumes it, and its checked copies.
@@ -838,8 +836,8 @@ class Runs(Lifecycle, Batches):
             kept,
         )
         await self._link(run_id, child_id, at, actor)
-        proceed, tracker = await self._driver.continuation(record, flow)
-        return await self._driver.drive(record, flow, proceed, tracker, kind="start")
+        step, tracker = await self._driver.continuation(record, flow)
+        return await self._driver.drive(record, flow, step, tracker, kind="start")
 
     async def _link(self, parent: str, child: str, at: int, actor: str | None) -> None:
         await self.store.append_audit(
@@ -915,8 +913,8 @@ class Runs(Lifecycle, Batches):
         if claimed.status != "running":
             return self._driver.record(claimed, audit)
         flow = self._chart(claimed.chart)
-        proceed, tracker = await self._driver.continuation(claimed, flow)
-        return await self._driver.drive(claimed, flow, proceed, tracker, kind="recover")
+        step, tracker = await self._driver.continuation(claimed, flow)
+        return await self._driver.drive(claimed, flow, step, tracker, kind="recover")
 
     # -- cancelling and deadlines --------------------------------------------
 
@@ -1144,8 +1142,8 @@ class Runs(Lifecycle, Batches):
         except _NotStale:
             return None
         if claimed.status == "running":
-            proceed, tracker = await self._driver.continuation(claimed, flow)
-            await self._driver.drive(claimed, flow, proceed, tracker, kind="recover")
+            step, tracker = await self._driver.continuation(claimed, flow)
+            await self._driver.drive(claimed, flow, step, tracker, kind="recover")
         else:  # cancelled: its process died with a cancel request pending
             self.observer.run_ended(claimed)
         return record.run_id
