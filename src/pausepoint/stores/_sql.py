@@ -6,26 +6,30 @@ and an exception it raises aborts the operation. The SQLite backend drives plans
 synchronously in its worker thread, the PostgreSQL backend asynchronously; each
 wraps write plans in a transaction, so a plan that raises half-way writes nothing.
 
+The plans of the run record, its audit log and journal, and erasure live here;
+those of the other concepts in sibling modules, each reached through an attribute
+of :class:`SqlPlans` and mixed into :class:`PlannedStore`: the inbox and the
+listings (:mod:`pausepoint.stores._sql_listing`), the signal buffer
+(:mod:`pausepoint.stores._sql_signals`) and the notification outbox
+(:mod:`pausepoint.stores._sql_outbox`).
+
 Tables (names given by the backend):
 
 * ``runs``: one row per run; ``version`` is the compare-and-set counter,
   ``audit_seq`` the last audit ``seq`` handed out, ``due_at`` the earliest pause
-  deadline while paused. Partial indexes on ``due_at`` (where set) and on
-  ``lease_until`` (where ``status = 'running'``) serve :meth:`SqlPlans.list_due`
-  and :meth:`SqlPlans.list_stale`.
-* ``pending``: one row per pause of a paused run, carrying everything an inbox
-  entry shows; indexes on ``(created_at, run_id, pause_id)``, led by nothing,
-  ``chart``, ``stage_id`` or both, serve the inbox.
+  deadline while paused. Its indexes serve the listings.
+* ``pending`` and ``assigned``: the inbox, written with the record (see
+  :mod:`pausepoint.stores._sql_listing`).
 * ``audit``: ``(run_id, seq)`` keyed, insert only.
 * ``steps``: the journal, ``(run_id, idx)`` keyed, insert only; ``runs.step_count``
   is the number of entries, ``runs.lease_owner`` the claim that may append.
-* ``signals``: answers kept for a business key until a pause waits under it
-  (``id`` orders them), indexed by ``(key, id)`` and by ``expires_at``.
+* ``signals``: answers kept for a business key until a pause waits under it (see
+  :mod:`pausepoint.stores._sql_signals`).
 * ``outbox``: notifications to deliver and the timers of pauses (see
   :mod:`pausepoint.stores._sql_outbox`), written with the pause they are about.
 * ``schema_version``: one row, the number of migrations applied.
 
-Migration 3 adds ``runs.stage`` and the indexes that serve :meth:`SqlPlans.list_runs`
+Migration 3 adds ``runs.stage`` and the indexes that serve run listings
 (``(status, updated_at, run_id)``, led by ``chart`` or ``stage`` too, and
 ``(updated_at, run_id)``), ``pending.business_key`` with its index, and ``signals``.
 Erasing runs (:meth:`SqlPlans.delete`, :meth:`SqlPlans.purge`) deletes their rows
@@ -36,24 +40,18 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pausepoint.stores._common import (
-    check_limit,
     check_purge_limit,
     check_schema_version,
     claim_lost,
-    decode_cursor,
-    decode_run_cursor,
     due_at,
     event_from_doc,
     event_to_doc,
     indexed_pauses,
-    make_page,
-    make_run_page,
-    pause_from_doc,
     run_exists,
     run_from_doc,
     run_not_found,
@@ -62,16 +60,14 @@ from pausepoint.stores._common import (
     step_to_doc,
     version_conflict,
 )
+from pausepoint.stores._sql_listing import ListingPlans, PlannedListing
 from pausepoint.stores._sql_outbox import OutboxPlans, PlannedOutbox
+from pausepoint.stores._sql_signals import PlannedSignals, SignalPlans
 from pausepoint.stores.base import (
     AuditEvent,
-    BufferedSignal,
     Decider,
-    InboxEntry,
     JournalEntry,
     OutboxEntry,
-    PendingPage,
-    RunPage,
     RunStatus,
     StoredRun,
 )
@@ -124,10 +120,6 @@ _LIGHT_COLUMNS = ", ".join(
 # step_count is the store's: only ever raised by the number of entries appended
 _WRITTEN_COLUMNS = (*_RUN_FIELDS[:-1], "due_at")
 _JSON_RUN_FIELDS = frozenset({"checkpoint", "pauses", "snapshot", "meta", "cancel"})
-_PENDING_COLUMNS = (
-    "run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, "
-    "business_key, assignees"
-)
 _RUN_TABLES = ("outbox", "assigned", "pending", "audit", "steps", "runs")
 """Every table holding rows of a run, children first: what erasing a run deletes from."""
 
@@ -168,7 +160,8 @@ class SqlPlans:
         self._load = load
         self._url = url
         self._lock = lock
-        self._key_lock = key_lock
+        self.listing = ListingPlans(self)
+        self.signals = SignalPlans(self, key_lock)
         self.outbox = OutboxPlans(self)
 
     def sql(self, template: str) -> str:
@@ -185,6 +178,15 @@ class SqlPlans:
     def row_lock(self) -> str:
         """What a ``SELECT`` adds to lock the rows it reads (empty under a write lock)."""
         return self._lock
+
+    @staticmethod
+    def marks(count: int) -> str:
+        """``count`` parameter markers, comma-separated (for ``VALUES (...)``, ``IN (...)``)."""
+        return ", ".join(["%s"] * count)
+
+    def select_runs(self, *, light: bool = False) -> str:
+        """The ``SELECT ... FROM {runs}`` of whole records (``light``: no checkpoint, snapshot)."""
+        return f"SELECT {_LIGHT_COLUMNS if light else _RUN_COLUMNS} FROM {{runs}}"
 
     def dump_json(self, value: Any) -> Any:
         """A JSON value as a statement parameter."""
@@ -205,44 +207,13 @@ class SqlPlans:
         )
         return (*fields, due_at(run))
 
-    def _run_from_row(self, row: Sequence[Any]) -> StoredRun:
+    def run_from_row(self, row: Sequence[Any]) -> StoredRun:
+        """A record from the columns :meth:`select_runs` reads, in their order."""
         doc = dict(zip(_RUN_FIELDS, row, strict=True))
         for name in _JSON_RUN_FIELDS:
             if doc[name] is not None:
                 doc[name] = self._load(doc[name])
         return run_from_doc(doc)
-
-    def _insert_pending(self, run: StoredRun) -> Plan[None]:
-        head = (run.run_id, run.chart, run.created_at)
-        pauses = indexed_pauses(run)
-        rows = [
-            (
-                *head,
-                p.pause_id,
-                p.stage_id,
-                self._dump(p.data),
-                p.created_at,
-                p.deadline,
-                p.key,
-                self._dump(list(p.assignees)) if p.assignees else None,
-            )
-            for p in pauses
-        ]
-        if rows:
-            sql = "INSERT INTO {pending} (" + _PENDING_COLUMNS + ") VALUES (" + _marks(10) + ")"
-            yield self._query(sql, rows, many=True)
-        assigned = [
-            (who, p.created_at, run.run_id, p.pause_id) for p in pauses for who in p.assignees
-        ]
-        if assigned:
-            sql = (
-                "INSERT INTO {assigned} (who, created_at, run_id, pause_id) VALUES (%s, %s, %s, %s)"
-            )
-            yield self._query(sql, assigned, many=True)
-
-    def _delete_pending(self, run_id: str) -> Plan[None]:
-        yield self._query("DELETE FROM {assigned} WHERE run_id = %s", (run_id,))
-        yield self._query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
 
     def _insert_steps(self, run_id: str, steps: Sequence[JournalEntry], index: int) -> Plan[None]:
         """Insert journal entries, the first at ``index`` of the run's journal."""
@@ -260,7 +231,7 @@ class SqlPlans:
         ]
         if rows:
             sql = "INSERT INTO {steps} (run_id, idx, kind, stage_id, at, actor, data) VALUES ("
-            yield self._query(sql + _marks(7) + ")", rows, many=True)
+            yield self._query(sql + self.marks(7) + ")", rows, many=True)
 
     def _insert_audit(self, run_id: str, events: Sequence[AuditEvent], seq: int) -> Plan[None]:
         """Insert ``events``, the first at position ``seq`` of the run's log."""
@@ -269,8 +240,8 @@ class SqlPlans:
             for i, doc in enumerate(event_to_doc(e) for e in events)
         ]
         if rows:
-            sql = "INSERT INTO {audit} (run_id, seq, kind, at, actor, data) VALUES (" + _marks(6)
-            yield self._query(sql + ")", rows, many=True)
+            sql = "INSERT INTO {audit} (run_id, seq, kind, at, actor, data) VALUES ("
+            yield self._query(sql + self.marks(6) + ")", rows, many=True)
 
     # -- plans -----------------------------------------------------------------
 
@@ -300,13 +271,13 @@ class SqlPlans:
         """Insert the run at version 1 (see ``Store.create``); run it in a transaction."""
         sql = (
             f"INSERT INTO {{runs}} ({', '.join(_WRITTEN_COLUMNS)}, audit_seq, step_count) "
-            f"VALUES ({_marks(len(_WRITTEN_COLUMNS) + 2)}) "
+            f"VALUES ({self.marks(len(_WRITTEN_COLUMNS) + 2)}) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
         )
         inserted = yield self._query(sql, (*self._run_row(run, 1), len(events), len(steps)))
         if not inserted:
             raise run_exists(run.run_id)
-        yield from self._insert_pending(run)
+        yield from self.listing.insert_pending(run)
         yield from self._insert_audit(run.run_id, events, 1)
         yield from self._insert_steps(run.run_id, steps, 0)
         yield from self.outbox.insert(outbox)
@@ -333,8 +304,8 @@ class SqlPlans:
             if not found:
                 raise run_not_found(run.run_id)
             raise version_conflict(run.run_id, expected_version, found[0][0])
-        yield from self._delete_pending(run.run_id)
-        yield from self._insert_pending(run)
+        yield from self.listing.delete_pending(run.run_id)
+        yield from self.listing.insert_pending(run)
         yield from self._insert_audit(run.run_id, events, updated[0][0] - len(events) + 1)
         return dataclasses.replace(run, version=expected_version + 1)
 
@@ -354,13 +325,12 @@ class SqlPlans:
         The ``SELECT`` locks the row (or the transaction holds the write lock
         already), so nothing writes the run between the read and the write.
         """
-        columns = _LIGHT_COLUMNS if light else _RUN_COLUMNS
         rows = yield self._query(
-            f"SELECT {columns} FROM {{runs}} WHERE run_id = %s{self._lock}", (run_id,)
+            f"{self.select_runs(light=light)} WHERE run_id = %s{self._lock}", (run_id,)
         )
         if not rows:
             raise run_not_found(run_id)
-        current = self._run_from_row(rows[0])
+        current = self.run_from_row(rows[0])
         change = decide(current)
         result = current
         if change is not None:
@@ -383,8 +353,8 @@ class SqlPlans:
             values = [value for _, value in written]
             (seq, count), *_ = yield self._query(sql, (*values, len(events), len(steps), run_id))
             if indexed_pauses(current):
-                yield from self._delete_pending(run_id)
-            yield from self._insert_pending(run)
+                yield from self.listing.delete_pending(run_id)
+            yield from self.listing.insert_pending(run)
             yield from self._insert_audit(run_id, events, seq - len(events) + 1)
             yield from self._insert_steps(run_id, steps, count - len(steps))
             yield from self.outbox.insert(change.outbox)
@@ -443,12 +413,10 @@ class SqlPlans:
 
     def get(self, run_id: str) -> Plan[StoredRun]:
         """Read one record (see ``Store.get``)."""
-        rows = yield self._query(
-            f"SELECT {_RUN_COLUMNS} FROM {{runs}} WHERE run_id = %s", (run_id,)
-        )
+        rows = yield self._query(self.select_runs() + " WHERE run_id = %s", (run_id,))
         if not rows:
             raise run_not_found(run_id)
-        return self._run_from_row(rows[0])
+        return self.run_from_row(rows[0])
 
     def audit(self, run_id: str) -> Plan[tuple[AuditEvent, ...]]:
         """Read a run's audit log (see ``Store.audit``)."""
@@ -467,150 +435,10 @@ class SqlPlans:
             for k, at, actor, data, seq in rows
         )
 
-    def _keyset_page(
-        self,
-        select: str,
-        equal: Mapping[str, Any],
-        key: Sequence[str],
-        before: float | None,
-        after: Sequence[Any] | None,
-        limit: int,
-        among: tuple[str, Sequence[Any]] | None = None,
-    ) -> Query:
-        """One page, newest first, as one index range scan (the inbox, run listings).
-
-        Args:
-            select: The ``SELECT ... FROM`` part.
-            equal: Columns that must equal a value; ``None`` values are no filter.
-            key: The sort key's columns, the first a time: the page is ordered by
-                them, descending.
-            before: Only rows whose time is before this.
-            after: A cursor's key: only rows that sort strictly below it.
-            limit: Page size; one row more is read, to tell that more follow.
-            among: One more condition and its parameters.
-        """
-        where = [f"{column} = %s" for column, value in equal.items() if value is not None]
-        params: list[Any] = [value for value in equal.values() if value is not None]
-        if among is not None:
-            where.append(among[0])
-            params.extend(among[1])
-        if before is not None:
-            where.append(f"{key[0]} < %s")
-            params.append(before)
-        if after is not None:
-            where.append(f"({', '.join(key)}) < ({_marks(len(key))})")
-            params.extend(after)
-        sql = (
-            select
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY "
-            + ", ".join(f"{column} DESC" for column in key)
-            + " LIMIT %s"
-        )
-        return self._query(sql, (*params, limit + 1))
-
-    def list_pending(
-        self,
-        *,
-        chart: str | None,
-        stage: str | None,
-        created_before: float | None,
-        limit: int,
-        cursor: str | None,
-        assignees: Collection[str] | None = None,
-    ) -> Plan[PendingPage]:
-        """Read one inbox page (see ``Store.list_pending``) by keyset pagination.
-
-        The filters are equality tests on the leading columns of one of the
-        ``pending`` indexes, and the row-value comparison against the cursor a
-        range on its remaining columns, so each page is one index range scan.
-        With ``assignees``, the pauses assigned to them are found through the
-        ``assigned`` table's ``(who, created_at, ...)`` key.
-        """
-        check_limit(limit)
-        among = None
-        if assignees is not None:
-            who = sorted(set(assignees))
-            among = (
-                "(run_id, pause_id) IN (SELECT run_id, pause_id FROM {assigned} "
-                f"WHERE who IN ({_marks(len(who))}))"
-                if who
-                else "1 = 0",
-                who,
-            )
-        rows = yield self._keyset_page(
-            f"SELECT {_PENDING_COLUMNS} FROM {{pending}}",
-            {"chart": chart, "stage_id": stage},
-            ("created_at", "run_id", "pause_id"),
-            created_before,
-            None if cursor is None else decode_cursor(cursor),
-            limit,
-            among,
-        )
-        items = [self._pending_from_row(row) for row in rows]
-        return make_page(items, limit)
-
-    def _pending_from_row(self, row: Sequence[Any]) -> InboxEntry:
-        run_id, chart, run_created_at, pause_id, stage_id, data, created_at, deadline, key, who = (
-            row
-        )
-        return InboxEntry(
-            run_id=run_id,
-            chart=chart,
-            run_created_at=run_created_at,
-            pause=pause_from_doc(
-                {
-                    "pause_id": pause_id,
-                    "stage_id": stage_id,
-                    "data": self._load(data),
-                    "created_at": created_at,
-                    "deadline": deadline,
-                    "key": key,
-                    "assignees": None if who is None else self._load(who),
-                }
-            ),
-        )
-
-    def list_keyed(self, key: str, limit: int) -> Plan[tuple[InboxEntry, ...]]:
-        """Read the pauses waiting under a business key (see ``Store.list_keyed``)."""
-        check_limit(limit)
-        sql = (
-            f"SELECT {_PENDING_COLUMNS} FROM {{pending}} WHERE business_key = %s "
-            "ORDER BY created_at DESC, run_id DESC, pause_id DESC LIMIT %s"
-        )
-        rows = yield self._query(sql, (key, limit))
-        return tuple(self._pending_from_row(row) for row in rows)
-
-    def list_runs(
-        self,
-        *,
-        status: RunStatus | None,
-        chart: str | None,
-        stage: str | None,
-        updated_before: float | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Plan[RunPage]:
-        """Read one page of runs (see ``Store.list_runs``) by keyset pagination.
-
-        As for the inbox: equality filters on the leading columns of one of the
-        ``runs`` listing indexes, and a range on ``(updated_at, run_id)``.
-        """
-        check_limit(limit)
-        rows = yield self._keyset_page(
-            f"SELECT {_LIGHT_COLUMNS} FROM {{runs}}",
-            {"status": status, "chart": chart, "stage": stage},
-            ("updated_at", "run_id"),
-            updated_before,
-            None if cursor is None else decode_run_cursor(cursor),
-            limit,
-        )
-        return make_run_page([self._run_from_row(row) for row in rows], limit)
-
     def _erase(self, run_ids: Sequence[str]) -> Plan[None]:
         """Delete every row of these runs, children first."""
         if run_ids:
-            marks = _marks(len(run_ids))
+            marks = self.marks(len(run_ids))
             for table in _RUN_TABLES:
                 yield self._query(f"DELETE FROM {{{table}}} WHERE run_id IN ({marks})", run_ids)
 
@@ -647,7 +475,7 @@ class SqlPlans:
             where.append("chart = %s")
             params.append(chart)
         if exclude_charts:
-            where.append(f"chart NOT IN ({_marks(len(exclude_charts))})")
+            where.append(f"chart NOT IN ({self.marks(len(exclude_charts))})")
             params.extend(exclude_charts)
         lock = f"{self._lock} SKIP LOCKED" if self._lock else ""
         rows = yield self._query(
@@ -659,72 +487,6 @@ class SqlPlans:
         yield from self._erase(run_ids)
         return run_ids
 
-    def buffer_signal(self, signal: BufferedSignal, limit: int) -> Plan[bool]:
-        """Keep a signal unless ``limit`` wait under its key (see ``Store.buffer_signal``)."""
-        if self._key_lock:
-            yield self._query(self._key_lock, (signal.key,))
-        yield self._query(
-            "DELETE FROM {signals} WHERE business_key = %s AND expires_at <= %s",
-            (signal.key, signal.at),
-        )
-        rows = yield self._query(
-            "SELECT count(*) FROM {signals} WHERE business_key = %s", (signal.key,)
-        )
-        if rows[0][0] >= limit:
-            return False
-        yield self._query(
-            "INSERT INTO {signals} (business_key, input, actor, at, expires_at) VALUES (%s, %s, %s, %s, %s)",
-            (signal.key, self._dump(signal.input), signal.actor, signal.at, signal.expires_at),
-        )
-        return True
-
-    def take_signal(self, key: str, now: float) -> Plan[BufferedSignal | None]:
-        """Take the oldest unexpired signal of ``key`` (see ``Store.take_signal``)."""
-        if self._key_lock:
-            yield self._query(self._key_lock, (key,))
-        yield self._query(
-            "DELETE FROM {signals} WHERE business_key = %s AND expires_at <= %s", (key, now)
-        )
-        rows = yield self._query(
-            "SELECT id, input, actor, at, expires_at FROM {signals} WHERE business_key = %s "
-            "ORDER BY id LIMIT 1",
-            (key,),
-        )
-        if not rows:
-            return None
-        signal_id, value, actor, at, expires_at = rows[0]
-        yield self._query("DELETE FROM {signals} WHERE id = %s", (signal_id,))
-        return BufferedSignal(
-            key=key, input=self._load(value), actor=actor, at=at, expires_at=expires_at
-        )
-
-    def drop_expired_signals(self, now: float) -> Plan[int]:
-        """Delete expired signals (see ``Store.drop_expired_signals``)."""
-        rows = yield self._query(
-            "DELETE FROM {signals} WHERE expires_at <= %s RETURNING id", (now,)
-        )
-        return len(rows)
-
-    def list_due(self, now: float, limit: int) -> Plan[tuple[StoredRun, ...]]:
-        """Read paused runs with a due pause, earliest deadline first (see ``Store.list_due``)."""
-        check_limit(limit)
-        sql = (
-            f"SELECT {_RUN_COLUMNS} FROM {{runs}} WHERE due_at <= %s "
-            "ORDER BY due_at, run_id LIMIT %s"
-        )
-        rows = yield self._query(sql, (now, limit))
-        return tuple(self._run_from_row(row) for row in rows)
-
-    def list_stale(self, now: float, limit: int) -> Plan[tuple[StoredRun, ...]]:
-        """Read running runs whose lease lapsed, oldest lapse first (see ``Store.list_stale``)."""
-        check_limit(limit)
-        sql = (
-            f"SELECT {_RUN_COLUMNS} FROM {{runs}} WHERE status = 'running' AND lease_until <= %s "
-            "ORDER BY lease_until, run_id LIMIT %s"
-        )
-        rows = yield self._query(sql, (now, limit))
-        return tuple(self._run_from_row(row) for row in rows)
-
 
 def _kept(current: StoredRun, run: StoredRun) -> set[str]:
     """The big columns ``run`` holds as the very objects read in ``current``: unchanged."""
@@ -735,15 +497,12 @@ def _kept(current: StoredRun, run: StoredRun) -> set[str]:
     }
 
 
-def _marks(count: int) -> str:
-    return ", ".join(["%s"] * count)
-
-
-class PlannedStore(PlannedOutbox, ABC):
+class PlannedStore(PlannedListing, PlannedSignals, PlannedOutbox, ABC):
     """The ``Store`` methods of SQL backends: each builds a plan and runs it.
 
     A backend says only how a plan runs (``_run``: on which connection, in
     which transaction) and how it closes; the SQL lives in :class:`SqlPlans`.
+    The listing, signal and outbox methods come from the mixins of their modules.
     """
 
     _plans: SqlPlans
@@ -798,52 +557,6 @@ class PlannedStore(PlannedOutbox, ABC):
         """Return a run's audit log (see ``Store.audit``)."""
         return await self._run(self._plans.audit(run_id))
 
-    async def list_pending(
-        self,
-        *,
-        chart: str | None = None,
-        stage: str | None = None,
-        created_before: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        assignees: Collection[str] | None = None,
-    ) -> PendingPage:
-        """Page through the inbox (see ``Store.list_pending``)."""
-        plan = self._plans.list_pending(
-            chart=chart,
-            stage=stage,
-            created_before=created_before,
-            limit=limit,
-            cursor=cursor,
-            assignees=assignees,
-        )
-        return await self._run(plan)
-
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
-        """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
-        return await self._run(self._plans.list_keyed(key, limit))
-
-    async def list_runs(
-        self,
-        *,
-        status: RunStatus | None = None,
-        chart: str | None = None,
-        stage: str | None = None,
-        updated_before: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage:
-        """Page through runs (see ``Store.list_runs``)."""
-        plan = self._plans.list_runs(
-            status=status,
-            chart=chart,
-            stage=stage,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
-        return await self._run(plan)
-
     async def delete(self, run_id: str, *, expected_version: int) -> None:
         """Erase a run (see ``Store.delete``)."""
         await self._run(self._plans.delete(run_id, expected_version), write=True)
@@ -866,23 +579,3 @@ class PlannedStore(PlannedOutbox, ABC):
             limit=limit,
         )
         return await self._run(plan, write=True)
-
-    async def buffer_signal(self, signal: BufferedSignal, *, limit: int) -> bool:
-        """Keep a signal for a key nobody waits on yet (see ``Store.buffer_signal``)."""
-        return await self._run(self._plans.buffer_signal(signal, limit), write=True)
-
-    async def take_signal(self, key: str, now: float) -> BufferedSignal | None:
-        """Take a kept signal (see ``Store.take_signal``)."""
-        return await self._run(self._plans.take_signal(key, now), write=True)
-
-    async def drop_expired_signals(self, now: float) -> int:
-        """Delete expired signals (see ``Store.drop_expired_signals``)."""
-        return await self._run(self._plans.drop_expired_signals(now), write=True)
-
-    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return paused runs with a due pause (see ``Store.list_due``)."""
-        return await self._run(self._plans.list_due(now, limit))
-
-    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
-        return await self._run(self._plans.list_stale(now, limit))

@@ -80,7 +80,7 @@ class OutboxPlans:
             for e in entries
         ]
         if rows:
-            marks = ", ".join(["%s"] * (len(_FIELDS) + 1))
+            marks = self._plans.marks(len(_FIELDS) + 1)
             yield self._plans.query(
                 f"INSERT INTO {{outbox}} (id, {_COLUMNS}) VALUES ({marks}) "
                 "ON CONFLICT (id) DO NOTHING",
@@ -102,7 +102,7 @@ class OutboxPlans:
         ids = [row[0] for row in rows]
         if not ids:
             return ()
-        marks = ", ".join(["%s"] * len(ids))
+        marks = self._plans.marks(len(ids))
         claimed = yield self._plans.query(
             "UPDATE {outbox} SET owner = %s, next_at = %s, attempts = attempts + 1 "
             f"WHERE id IN ({marks}) RETURNING id, {_COLUMNS}",

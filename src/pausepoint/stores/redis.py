@@ -13,18 +13,11 @@ several stores). With prefix ``P``:
   (the record without checkpoint and snapshot: what listings read) and ``chart``.
 * ``P:audit:<run_id>``: list of audit events (JSON), ``seq`` being the position.
 * ``P:steps:<run_id>``: the run's journal (JSON entries), ``index`` being the position.
-* ``P:pending:<["chart", "stage"]>``: sorted sets of pauses of paused runs, one
-  per filter (``null`` for "any"), so every filter combination reads one set;
-  score ``created_at``, member ``<run_id>\0<pause_id>``.
-* ``P:runs:<["status", "chart", "stage"]>``: sorted sets of runs, one per filter
-  combination (``null`` for "any"; a run is in the sets of every combination of
-  its own values), score ``updated_at``, member ``run_id``: listings and purges.
-* ``P:keyed:<key>``: pauses of paused runs waiting under a business key, as in
-  the pending sets.
-* ``P:signals:<key>``: answers kept for a key nobody waits on yet (JSON list,
-  oldest first); ``P:signal-keys``: those keys by their latest expiry.
-* ``P:due``: paused runs by earliest pause deadline. ``P:leases``: running runs
-  by ``lease_until``.
+* ``P:pending:<filter>``, ``P:keyed:<key>``, ``P:assigned:<who>``, ``P:runs:<filter>``,
+  ``P:due`` and ``P:leases``: the sorted sets that index runs and their pauses
+  (see :mod:`pausepoint.stores._redis_listing`).
+* ``P:signals:<key>`` and ``P:signal-keys``: the signal buffer (see
+  :mod:`pausepoint.stores._redis_signals`).
 * ``P:outbox:<run_id>`` and ``P:outbox-due``: the notification outbox (see
   :mod:`pausepoint.stores._redis_outbox`).
 * ``P:schema``: how many :data:`MIGRATIONS` ran.
@@ -37,6 +30,11 @@ a single Redis server (or a primary with replicas), not Redis Cluster.
 The client does not retry commands by itself: a write whose reply was lost might
 have been applied, and retrying it could append its audit events twice. A
 connection the server closed is replaced when it is next taken from the pool.
+
+This module holds the run hash, its writes (create, compare-and-set, journal,
+erasure), the connection and the migrations; the listings, the signal buffer and
+the notification outbox are mixins of :class:`RedisStore` in the modules named
+above, each with its Lua scripts, which :class:`RedisStore` registers.
 """
 
 from __future__ import annotations
@@ -45,8 +43,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import math
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -60,28 +57,18 @@ from redis.retry import Retry as SyncRetry
 
 from pausepoint.errors import VersionConflictError
 from pausepoint.stores._common import (
-    check_limit,
     check_purge_limit,
     check_schema_version,
     claim_lost,
-    decode_cursor,
-    decode_run_cursor,
-    due_at,
     dump_json,
     event_from_doc,
     event_to_doc,
     indexed_pauses,
-    lease_deadline,
     light,
-    make_page,
-    make_run_page,
-    pause_from_doc,
     pause_to_doc,
-    pending_key,
     pop_query_param,
     redact_url,
     run_exists,
-    run_from_doc,
     run_not_found,
     run_to_doc,
     step_from_doc,
@@ -89,6 +76,7 @@ from pausepoint.stores._common import (
     unavailable,
     version_conflict,
 )
+from pausepoint.stores._redis_listing import PAGE, RECORDS_UP_TO, RedisListing, run_from_hash
 from pausepoint.stores._redis_outbox import (
     CLAIM,
     ERASE_LUA,
@@ -97,16 +85,13 @@ from pausepoint.stores._redis_outbox import (
     RedisOutbox,
     outbox_args,
 )
+from pausepoint.stores._redis_signals import DROP_SIGNALS, SIGNALS, RedisSignals
 from pausepoint.stores.base import (
     AuditEvent,
-    BufferedSignal,
     Decider,
-    InboxEntry,
     JournalEntry,
     LeaseRenewer,
     OutboxEntry,
-    PendingPage,
-    RunPage,
     RunStatus,
     StoredRun,
 )
@@ -236,57 +221,6 @@ for i = 1, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return 1
 """
 
-# KEYS: a pending, keyed or runs set. ARGV: exclusive upper score ('+inf' or '(<score>'),
-# cursor score ('' for none) and member, how many, run key prefix, the hash fields to
-# return (the first present). Returns member, field value, member, ...
-# Entries scoring exactly the cursor's score come next when their member sorts
-# below the cursor's; Redis orders such ties by member bytes, and so does below().
-_PAGE = r"""
-local out, want = {}, tonumber(ARGV[4])
-local function take(member)
-  local cut = string.find(member, '\0', 1, true)
-  local run_id = cut and string.sub(member, 1, cut - 1) or member
-  local value = false
-  for i = 6, #ARGV do
-    value = redis.call('HGET', ARGV[5] .. run_id, ARGV[i])
-    if value then break end
-  end
-  out[#out + 1] = member
-  out[#out + 1] = value
-end
-local function below(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-if ARGV[2] ~= '' then
-  for _, member in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2])) do
-    if #out >= 2 * want then break end
-    if below(member, ARGV[3]) then take(member) end
-  end
-end
-if #out < 2 * want then
-  local rest = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0,
-                          want - #out / 2)
-  for _, member in ipairs(rest) do take(member) end
-end
-return out
-"""
-
-# KEYS: a run-id set. ARGV: max score, how many, run key prefix.
-# Returns record, lease_until, record, lease_until ...
-_RECORDS_UP_TO = r"""
-local out = {}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, run_id in ipairs(ids) do
-  out[#out + 1] = redis.call('HGET', ARGV[3] .. run_id, 'record')
-  out[#out + 1] = redis.call('HGET', ARGV[3] .. run_id, 'lease_until') or ''
-end
-return out
-"""
-
 # KEYS: run hash, audit list, journal list, outbox hash, outbox-due set. ARGV: expected
 # version, run id.
 _DELETE = (
@@ -334,47 +268,13 @@ return erased
 """
 )
 
-# KEYS: the key's signal list, the signal-keys set. ARGV: now, then for a put: the
-# signal (JSON), its expiry, the limit. Drops expired entries; a put appends unless
-# `limit` remain (returns 0 then, else 1); a take pops the oldest (returns it or false).
-_SIGNALS = r"""
-local kept = {}
-for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if cjson.decode(entry).expires_at > tonumber(ARGV[1]) then kept[#kept + 1] = entry end
-end
-local taken = false
-if ARGV[2] then
-  if #kept >= tonumber(ARGV[4]) then return 0 end
-  kept[#kept + 1] = ARGV[2]
-  local latest = tonumber(redis.call('ZSCORE', KEYS[2], KEYS[1]) or '0')
-  if tonumber(ARGV[3]) > latest then redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1]) end
-elseif #kept > 0 then
-  taken = table.remove(kept, 1)
-end
-redis.call('DEL', KEYS[1])
-if #kept > 0 then redis.call('RPUSH', KEYS[1], unpack(kept)) end
-if ARGV[2] then return 1 end
-return taken
-"""
-
-# KEYS: the signal-keys set. ARGV: now. Drops the lists whose every entry expired.
-_DROP_SIGNALS = r"""
-local dropped = 0
-for _, list in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
-  dropped = dropped + redis.call('LLEN', list)
-  redis.call('DEL', list)
-  redis.call('ZREM', KEYS[1], list)
-end
-return dropped
-"""
-
 _UPDATE_ATTEMPTS = 100
 """How often :meth:`RedisStore.update` reads again after another write won the race."""
 
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-class RedisStore(RedisOutbox):
+class RedisStore(RedisListing, RedisSignals, RedisOutbox):
     """A :class:`~pausepoint.stores.base.Store` in Redis; open it with ``redis://`` or ``rediss://``.
 
     Args:
@@ -415,9 +315,6 @@ class RedisStore(RedisOutbox):
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _pending_key(self, chart: str | None, stage: str | None) -> str:
-        return self._key("pending", dump_json([chart, stage]))
-
     @asynccontextmanager
     async def _redis(self) -> AsyncIterator[redis.asyncio.Redis]:
         """Yield the client, connected and migrated; connection failures become StoreUnavailableError."""
@@ -454,12 +351,12 @@ class RedisStore(RedisOutbox):
                         ("append", _APPEND),
                         ("steps", _APPEND_STEPS),
                         ("get", _GET),
-                        ("page", _PAGE),
-                        ("records", _RECORDS_UP_TO),
+                        ("page", PAGE),
+                        ("records", RECORDS_UP_TO),
                         ("delete", _DELETE),
                         ("purge", _PURGE),
-                        ("signals", _SIGNALS),
-                        ("drop_signals", _DROP_SIGNALS),
+                        ("signals", SIGNALS),
+                        ("drop_signals", DROP_SIGNALS),
                         ("outbox_claim", CLAIM),
                         ("outbox_settle", SETTLE),
                     )
@@ -474,32 +371,6 @@ class RedisStore(RedisOutbox):
         for number, body in enumerate(MIGRATIONS[applied:], applied + 1):
             # Each script re-checks the version, so concurrent first users apply it once.
             await client.eval(_MIGRATE % body, 1, schema, number, self._prefix)
-
-    def _runs_key(self, status: str | None, chart: str | None, stage: str | None) -> str:
-        return self._key("runs", dump_json([status, chart, stage]))
-
-    def _index_entries(self, run: StoredRun) -> list[list[str]]:
-        """Return the ``[sorted set, score, member]`` entries that index ``run``."""
-        entries = []
-        for pause in indexed_pauses(run):
-            member, score = f"{run.run_id}\0{pause.pause_id}", repr(float(pause.created_at))
-            for chart, stage in ((None, None), (run.chart, None), (None, pause.stage_id)):
-                entries.append([self._pending_key(chart, stage), score, member])
-            entries.append([self._pending_key(run.chart, pause.stage_id), score, member])
-            if pause.key is not None:
-                entries.append([self._key("keyed", pause.key), score, member])
-            for who in pause.assignees:
-                entries.append([self._key("assigned", who), score, member])
-        updated = repr(float(run.updated_at))
-        for status in (None, run.status):
-            for chart in (None, run.chart):
-                for stage in (None, run.stage) if run.stage is not None else (None,):
-                    entries.append([self._runs_key(status, chart, stage), updated, run.run_id])
-        if (due := due_at(run)) is not None:
-            entries.append([self._key("due"), repr(float(due)), run.run_id])
-        if (lease := lease_deadline(run)) is not None:
-            entries.append([self._key("leases"), repr(float(lease)), run.run_id])
-        return entries
 
     async def _write(
         self,
@@ -569,7 +440,7 @@ class RedisStore(RedisOutbox):
             record, lease, count = await self._scripts["get"](keys=keys, args=[])
         if record is None:
             raise run_not_found(run_id)
-        return _merged(record, lease, int(count)), lease or ""
+        return run_from_hash(record, lease, int(count)), lease or ""
 
     async def replace(
         self, run: StoredRun, *, expected_version: int, events: Sequence[AuditEvent] = ()
@@ -667,119 +538,6 @@ class RedisStore(RedisOutbox):
                 raise run_not_found(run_id)
         return tuple(event_from_doc(json.loads(line), seq) for seq, line in enumerate(lines, 1))
 
-    async def list_pending(
-        self,
-        *,
-        chart: str | None = None,
-        stage: str | None = None,
-        created_before: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        assignees: Collection[str] | None = None,
-    ) -> PendingPage:
-        """Page through the inbox (see ``Store.list_pending``)."""
-        check_limit(limit)
-        upper = math.inf if created_before is None else created_before
-        tie_score = tie_member = ""
-        if cursor is not None:
-            created_at, run_id, pause_id = decode_cursor(cursor)
-            if created_at < upper:
-                upper, tie_score, tie_member = created_at, repr(created_at), f"{run_id}\0{pause_id}"
-        bound = "+inf" if upper == math.inf else f"({float(upper)!r}"
-        if assignees is not None:
-            return await self._assigned_page(assignees, chart, stage, upper, tie_member, limit)
-        args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", ""), "inbox"]
-        items = await self._pauses(self._pending_key(chart, stage), args)
-        return make_page(items, limit)
-
-    async def _assigned_page(
-        self,
-        assignees: Collection[str],
-        chart: str | None,
-        stage: str | None,
-        upper: float,
-        tie_member: str,
-        limit: int,
-    ) -> PendingPage:
-        """An inbox page of pauses assigned to any of ``assignees``.
-
-        Each name has its own sorted set; the page is the newest ``limit + 1``
-        of the union, so each set is read until it gave that many matches of
-        ``chart`` and ``stage`` (or ran out), and the results merged.
-        """
-        found: dict[tuple[str, str], InboxEntry] = {}
-        for who in sorted(set(assignees)):
-            matched, bound, tie = 0, upper, tie_member
-            while matched <= limit:
-                high = "+inf" if bound == math.inf else f"({float(bound)!r}"
-                tie_score = "" if not tie else repr(float(bound))
-                args = [high, tie_score, tie, str(limit + 1), self._key("run", ""), "inbox"]
-                batch = await self._pauses(self._key("assigned", who), args)
-                for item in batch:
-                    if chart in (None, item.chart) and stage in (None, item.pause.stage_id):
-                        found[(item.run_id, item.pause.pause_id)] = item
-                        matched += 1
-                if len(batch) <= limit:
-                    break
-                last = pending_key(batch[-1])
-                bound, tie = last[0], f"{last[1]}\0{last[2]}"
-        items = sorted(found.values(), key=pending_key, reverse=True)[: limit + 1]
-        return make_page(items, limit)
-
-    async def _pauses(self, index: str, args: list[str]) -> list[InboxEntry]:
-        """Run the page script on a set of pauses and decode what it returns."""
-        async with self._redis():
-            flat: list[str] = await self._scripts["page"](keys=[index], args=args)
-        inboxes: dict[str, Any] = {}
-        items = []
-        for member, inbox in zip(flat[::2], flat[1::2], strict=True):
-            run_id, _, pause_id = member.partition("\0")
-            doc = inboxes.setdefault(run_id, json.loads(inbox))
-            pause = next(p for p in doc["pauses"] if p["pause_id"] == pause_id)
-            items.append(
-                InboxEntry(
-                    run_id=run_id,
-                    chart=doc["chart"],
-                    pause=pause_from_doc(pause),
-                    run_created_at=doc["run_created_at"],
-                )
-            )
-        return items
-
-    async def list_keyed(self, key: str, *, limit: int = 100) -> tuple[InboxEntry, ...]:
-        """Return the pauses waiting under a business key (see ``Store.list_keyed``)."""
-        check_limit(limit)
-        args = ["+inf", "", "", str(limit), self._key("run", ""), "inbox"]
-        return tuple(await self._pauses(self._key("keyed", key), args))
-
-    async def list_runs(
-        self,
-        *,
-        status: RunStatus | None = None,
-        chart: str | None = None,
-        stage: str | None = None,
-        updated_before: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage:
-        """Page through runs (see ``Store.list_runs``)."""
-        check_limit(limit)
-        upper = math.inf if updated_before is None else updated_before
-        tie_score = tie_member = ""
-        if cursor is not None:
-            updated_at, run_id = decode_run_cursor(cursor)
-            if updated_at < upper:
-                upper, tie_score, tie_member = updated_at, repr(updated_at), run_id
-        bound = "+inf" if upper == math.inf else f"({float(upper)!r}"
-        args = [bound, tie_score, tie_member, str(limit + 1), self._key("run", "")]
-        args += ["summary", "record"]  # a record written before release 3 has no summary
-        async with self._redis():
-            flat: list[str] = await self._scripts["page"](
-                keys=[self._runs_key(status, chart, stage)], args=args
-            )
-        items = [light(_merged(doc, None, None)) for doc in flat[1::2] if doc]
-        return make_run_page(items, limit)
-
     async def delete(self, run_id: str, *, expected_version: int) -> None:
         """Erase a run (see ``Store.delete``)."""
         keys = [
@@ -814,56 +572,6 @@ class RedisStore(RedisOutbox):
             )
         return tuple(erased)
 
-    def _signal_keys(self, key: str) -> list[str]:
-        return [self._key("signals", key), self._key("signal-keys")]
-
-    async def buffer_signal(self, signal: BufferedSignal, *, limit: int) -> bool:
-        """Keep a signal for a key nobody waits on yet (see ``Store.buffer_signal``)."""
-        doc = {
-            "input": signal.input,
-            "actor": signal.actor,
-            "at": signal.at,
-            "expires_at": signal.expires_at,
-        }
-        args = [repr(signal.at), dump_json(doc), repr(signal.expires_at), str(limit)]
-        async with self._redis():
-            kept = await self._scripts["signals"](keys=self._signal_keys(signal.key), args=args)
-        return bool(kept)
-
-    async def take_signal(self, key: str, now: float) -> BufferedSignal | None:
-        """Take a kept signal (see ``Store.take_signal``)."""
-        async with self._redis():
-            taken = await self._scripts["signals"](keys=self._signal_keys(key), args=[repr(now)])
-        if not taken:
-            return None
-        return BufferedSignal(key=key, **json.loads(taken))
-
-    async def drop_expired_signals(self, now: float) -> int:
-        """Delete expired signals (see ``Store.drop_expired_signals``)."""
-        async with self._redis():
-            dropped = await self._scripts["drop_signals"](
-                keys=[self._key("signal-keys")], args=[repr(now)]
-            )
-        return int(dropped)
-
-    async def _records_up_to(self, index: str, now: float, limit: int) -> tuple[StoredRun, ...]:
-        check_limit(limit)
-        args = [repr(float(now)), str(limit), self._key("run", "")]
-        async with self._redis():
-            flat: list[str] = await self._scripts["records"](keys=[self._key(index)], args=args)
-        return tuple(
-            _merged(record, lease, None)
-            for record, lease in zip(flat[::2], flat[1::2], strict=True)
-        )
-
-    async def list_due(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return paused runs with a due pause (see ``Store.list_due``)."""
-        return await self._records_up_to("due", now, limit)
-
-    async def list_stale(self, now: float, *, limit: int = 100) -> tuple[StoredRun, ...]:
-        """Return running runs whose lease lapsed (see ``Store.list_stale``)."""
-        return await self._records_up_to("leases", now, limit)
-
     async def aclose(self) -> None:
         """Close the client's connections."""
         if self._client is not None:
@@ -873,17 +581,6 @@ class RedisStore(RedisOutbox):
 
 def _lease_text(lease_until: float | None) -> str:
     return "" if lease_until is None else repr(float(lease_until))
-
-
-def _merged(record: str, lease: str | None, steps: int | None) -> StoredRun:
-    """A record with the lease its holder renewed since, and its journal length."""
-    run = run_from_doc(json.loads(record))
-    changes: dict[str, Any] = {}
-    if lease:
-        changes["lease_until"] = float(lease)
-    if steps is not None:
-        changes["step_count"] = steps
-    return dataclasses.replace(run, **changes) if changes else run
 
 
 class _Renewer:
