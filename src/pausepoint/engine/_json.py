@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, TypeAlias
-
-JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
-"""A value ``json.dumps`` writes and ``json.loads`` reads back equal."""
+from typing import Any
 
 
 class NotJSONError(ValueError):

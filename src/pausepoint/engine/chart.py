@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pausepoint.errors import ChartError
 
@@ -44,11 +44,6 @@ __all__ = [
     "chart_path",
 ]
 
-StageFunction: TypeAlias = "Callable[[Scope], Any] | Callable[[Scope], Awaitable[Any]]"
-"""A stage: takes the scope, may be a plain function or a coroutine function."""
-
-NodeKind = Literal["stage", "pausable", "decider", "selector", "parallel", "subflow", "foreach"]
-
 PATH_SEPARATOR = "/"
 _ITEM_INDEX = re.compile(r"\[[^\[\]/]*\]")
 ITEM_KEY_CHARS = "A-Za-z0-9_.:@+-"  # a regex character-class body
@@ -60,24 +55,6 @@ ITEM_KEY = re.compile(f"[{ITEM_KEY_CHARS}]{{1,{ITEM_KEY_MAX}}}")
 def chart_path(path: str) -> str:
     """The chart's path of a stage path: for-each items dropped (``tools[7]/ask`` → ``tools/ask``)."""
     return _ITEM_INDEX.sub("", path)
-
-
-@runtime_checkable
-class PausableHandlerProtocol(Protocol):
-    """Anything with ``execute(scope)`` and ``resume(scope, input)`` is a pausable handler.
-
-    ``execute`` returns data to pause the run with (anything but ``None``, even
-    ``False``, ``0`` or ``{}``), or ``None`` to continue. ``resume`` receives the
-    human's answer when the run is resumed. Either may be a coroutine function.
-    """
-
-    def execute(self, scope: Scope, /) -> Any:
-        """Run the stage; return pause data to pause, ``None`` to continue."""
-        ...
-
-    def resume(self, scope: Scope, input: Any, /) -> Any:
-        """Apply the human's answer; the run then continues with the next stage."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
