@@ -378,7 +378,7 @@ class FlowChartExecutor:
         run_id: str | None = None,
         timeout: float | None = None,
     ) -> ExecutorStatus:
-        """Run ``run`` on a fresh event loop, for code that has none."""
+        """Run ``run`` on the event loop this thread keeps, for code that has none."""
         return run_until_complete(
             self.run(input, run_id=run_id, timeout=timeout), "await executor.run(...)"
         )
@@ -392,7 +392,7 @@ class FlowChartExecutor:
         answers: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> ExecutorStatus:
-        """Run ``resume`` on a fresh event loop, for code that has none."""
+        """Run ``resume`` on the event loop this thread keeps, for code that has none."""
         return run_until_complete(
             self.resume(checkpoint, input, stage_id=stage_id, answers=answers, timeout=timeout),
             "await executor.resume(...)",
