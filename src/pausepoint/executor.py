@@ -202,8 +202,11 @@ class FlowChartExecutor:
         try:
             for key, value in (input or {}).items():
                 state[key] = codec.check(key, value, "input")
-            # as JSON the state type's way, so a datetime input is kept like a datetime write
-            encoded = json_copy(codec.encode(state), "input")
+            # as JSON the state type's way, so a datetime input is kept like a datetime write;
+            # a plain codec's encode already makes checked JSON copies
+            encoded = codec.encode(state)
+            if not codec.plain:
+                encoded = json_copy(encoded, "input")
         except (NotJSONError, StateError) as exc:
             self._status = "idle"
             raise StateError(
