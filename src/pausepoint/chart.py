@@ -262,9 +262,9 @@ class PausableStage:
         """Return the JSON Schema of the expected resume input, if the stage declares one."""
         if self.input_schema is None:
             return None
-        from pydantic import TypeAdapter
+        from .contracts import schema_adapter  # contracts imports this module
 
-        schema: dict[str, Any] = TypeAdapter(self.input_schema).json_schema()
+        schema: dict[str, Any] = schema_adapter(self.input_schema).json_schema()
         return schema
 
 
