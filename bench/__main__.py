@@ -311,7 +311,8 @@ class Bench:
             "resume→done: json.loads of the saved checkpoint, a fresh executor, resume to the end "
             "(LangGraph: invoke(Command(resume=...)) against the same saver, on a thread paused "
             "beforehand, off the clock)",
-            "run_sync/resume_sync: the same, from code without an event loop (a new loop per call)",
+            "run_sync/resume_sync: the same, from code without an event loop (each thread keeps "
+            "one loop and reuses it)",
             "chart built per call: flow_chart(...).build() inside each timed call, as a process "
             "that builds its chart for one run has it",
         ]

@@ -2,7 +2,7 @@
 
 Runs are awaited inside one event loop (``await executor.run(...)``), as a
 server would; the ``run_sync`` rows show what code without a loop pays on top
-(a new event loop per call). The full trace is always on: every stage adds a
+(driving the one event loop its thread keeps, from outside it). The full trace is always on: every stage adds a
 node with its reads, writes and time to the execution tree.
 """
 

@@ -679,6 +679,45 @@ async def test_resume_handler_receives_the_validated_model() -> None:
     assert tree[1]["resume"]["input_keys"] == ["approved", "approver"]
 
 
+async def test_input_schema_adapter_is_made_once_per_schema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resumes of charts built anew reuse one adapter per schema; an unhashable schema still validates."""
+    from typing import Annotated
+
+    import pydantic
+
+    from pausepoint.engine.contracts import schema_adapter
+
+    made: list[Any] = []
+    real = pydantic.TypeAdapter
+
+    def counting(schema: Any) -> Any:
+        made.append(schema)
+        return real(schema)
+
+    monkeypatch.setattr(pydantic, "TypeAdapter", counting)
+
+    class Fresh(Approval):
+        """A schema no earlier test made an adapter for."""
+
+    for _ in range(3):
+        chart = refund_chart(input_schema=Fresh)
+        checkpoint = await paused_checkpoint(chart)
+        executor = FlowChartExecutor(chart)
+        assert await executor.resume(checkpoint, dict(ANSWER)) == "completed"
+    assert made == [Fresh]
+    assert chart.find_stage("approve").input_json_schema() == real(Fresh).json_schema()  # type: ignore[union-attr]
+    assert made == [Fresh]
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]  # as a FieldInfo-like annotation may be
+
+    unhashable: Any = Annotated[int, Unhashable()]
+    assert schema_adapter(unhashable).validate_python("3") == 3
+    assert schema_adapter(unhashable).validate_python("4") == 4
+
+
 async def test_without_schema_resume_gets_the_raw_answer() -> None:
     """Without an input_schema the answer reaches resume as given."""
     chart = refund_chart(input_schema=None)

@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import enum
 import functools
+import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +31,8 @@ from pausepoint import (
     StateValueError,
     flow_chart,
 )
+from pausepoint.engine._json import canonical_json
+from pausepoint.engine.chart import structure_of
 
 # -- failures ----------------------------------------------------------------
 
@@ -970,6 +973,58 @@ def test_fingerprint_stable_across_processes() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == _make().fingerprint
+
+
+def _every_kind() -> Any:
+    """A chart with every node kind and structural option, and ids JSON must escape."""
+    handler = PausableHandler(_noop, lambda s, v: None)
+    inner = (
+        flow_chart("Inner", _noop, "inner").add_pausable_function("Check", handler, "check").build()
+    )
+    return (
+        flow_chart("Start", _noop, "start")
+        .add_pausable_function('Ask "boss"', handler, "ask-\u00e9")
+        .add_decider_function("Route", _noop, "route")
+        .add_function_branch("zeta", "Z", _noop)
+        .add_subflow_branch("alpha", inner, "A")
+        .add_pausable_branch("Mid", "M", handler)
+        .set_default("zeta")
+        .end()
+        .add_selector_function("Pick", _noop, "pick")
+        .add_function_branch("b", "B", _noop)
+        .add_function_branch("a", "A", _noop)
+        .set_default("a")
+        .end()
+        .add_parallel("fork", "Fork")
+        .add_function_branch("left", "L", _noop)
+        .add_subflow_branch("right", inner, "R")
+        .end()
+        .add_subflow("shared", inner, "Shared")
+        .add_subflow("own", inner, "Own", input_mapper=lambda s: {})
+        .add_for_each("lines", "items", inner, "Lines", key="sku")
+        .add_for_each("rows", "items", _noop, "Rows")
+        .loop_to("ask-\u00e9")
+        .add_function("End", _noop, 'say"hi\U0001f600')
+        .build()
+    )
+
+
+def test_fingerprints_are_pinned() -> None:
+    """Fingerprints never change between releases: checkpoints stored by earlier ones must match."""
+    refund = (
+        flow_chart("R", _noop, "receive")
+        .add_pausable_function("A", _handler(), "approve")
+        .add_function("P", _noop, "process")
+        .add_function("N", _noop, "notify")
+        .build()
+    )
+    # the refund chart of tests/fixtures/release-0.1.*
+    assert refund.fingerprint == "5a4e344e16c59221a77af16c578f1979730cdf6e2ffe82415850f6422bccaee3"
+    chart = _every_kind()
+    assert chart.fingerprint == "45548f0e21cb6ed0d8740fc703faf5ea7f5b0df5abb17b323dcba5b15fb74834"
+    # what the fingerprint is defined as: SHA-256 of the canonical JSON of the structure
+    expected = hashlib.sha256(canonical_json(structure_of(chart.steps))).hexdigest()
+    assert chart.fingerprint == expected
 
 
 def test_to_mermaid_names_every_stage() -> None:

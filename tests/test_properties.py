@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import enum
 import functools
+import hashlib
 import json
 import os
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -36,6 +37,8 @@ from pausepoint import (
     PausepointError,
     flow_chart,
 )
+from pausepoint.engine._json import canonical_json
+from pausepoint.engine.chart import structure_of
 
 settings.register_profile(
     "fast", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -668,3 +671,37 @@ def test_every_single_mutation_resumes_or_raises_pausepoint_error() -> None:
                 assert json.dumps(bad) == before, (case.name, path, new)
         resume_to_completion(executor, copy.deepcopy(case.checkpoint))
         assert executor.status == "completed"
+
+
+# -- (d) the fingerprint is the SHA-256 of the chart's canonical structure ----------
+
+STAGE_IDS = st.text(min_size=1, max_size=8).filter(lambda id: "/" not in id)
+
+
+def _noop(scope: Any) -> None:
+    return None
+
+
+@given(
+    ids=st.lists(STAGE_IDS, min_size=4, max_size=8, unique=True),
+    default=st.booleans(),
+    keyed=st.booleans(),
+)
+def test_fingerprint_is_sha256_of_the_canonical_structure(
+    ids: list[str], default: bool, keyed: bool
+) -> None:
+    """Whatever the ids (quotes, accents, emoji), the fingerprint hashes canonical_json(structure_of(steps))."""
+    start, decider, items, *branches = ids
+    routed = flow_chart("Start", _noop, start).add_decider_function("Route", _noop, decider)
+    for key in branches:
+        routed.add_function_branch(key, key, _noop)
+    if default:
+        routed.set_default(branches[-1])
+    chart = (
+        routed.end()
+        .add_for_each(items, "items", _noop, "Items", key="sku" if keyed else None)
+        .loop_to(start)
+        .build()
+    )
+    expected = hashlib.sha256(canonical_json(structure_of(chart.steps))).hexdigest()
+    assert chart.fingerprint == expected

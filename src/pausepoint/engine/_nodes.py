@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from inspect import CO_COROUTINE
 from types import FunctionType, MethodType
-from typing import Any
+from typing import Any, NamedTuple
 
 from pausepoint.errors import ChartError
 
@@ -41,9 +40,12 @@ Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 Seconds = float | timedelta
 
 
-@dataclass(frozen=True, slots=True)
-class People:
-    """Who answers a pausable stage, and who is told, as the builder was given it."""
+class People(NamedTuple):
+    """Who answers a pausable stage, and who is told, as the builder was given it.
+
+    A named tuple rather than a frozen dataclass: one is made for every pausable
+    stage built, and a frozen dataclass sets each field through a call.
+    """
 
     assignees: Sequence[str] | Callable[[Any], Any] | None = None
     notify: Sequence[str] | None = None
@@ -105,11 +107,16 @@ class Guard:
 
     @classmethod
     def of(cls, id: str, retry: Retry | None, time_limit: float | timedelta | None) -> Guard:
+        if retry is None and time_limit is None:
+            return _UNGUARDED  # most stages: nothing to check, and guards are only read
         if retry is not None and not isinstance(retry, Retry):
             raise ChartError(
                 f"stage {id!r}: retry must be a pausepoint.Retry, not {retry!r}", stage_id=id
             )
         return cls(retry, positive_seconds(time_limit, id, "time_limit"))
+
+
+_UNGUARDED = Guard()
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -286,19 +293,21 @@ def subflow_node(
     )
 
 
+_BRANCHING = (Decider, Selector, Parallel)  # a tuple: a union is rebuilt at every use
+
+
 def nesting_of(steps: tuple[Step, ...]) -> int:
     """How many levels of charts are mounted in a sequence (0: none)."""
     deepest = 0
     for step in steps:
-        mounted: list[FlowChart] = []
         if isinstance(step, Subflow):
-            mounted.append(step.chart)
+            deepest = max(deepest, step.chart.nesting + 1)
         elif isinstance(step, ForEach):
-            mounted.append(step.body)
-        elif isinstance(step, Decider | Selector | Parallel):
-            mounted.extend(b.chart for b in step.branches.values() if isinstance(b, Subflow))
-        for chart in mounted:
-            deepest = max(deepest, chart.nesting + 1)
+            deepest = max(deepest, step.body.nesting + 1)
+        elif isinstance(step, _BRANCHING):
+            for branch in step.branches.values():
+                if isinstance(branch, Subflow):
+                    deepest = max(deepest, branch.chart.nesting + 1)
     return deepest
 
 
@@ -324,7 +333,7 @@ def register_ids(node: Node, ids: dict[str, str]) -> None:
             f"duplicate stage id {node.id!r}: used by {ids[node.id]} and {where}", stage_id=node.id
         )
     ids[node.id] = where
-    if isinstance(node, Decider | Selector | Parallel):
+    if isinstance(node, _BRANCHING):
         for branch in node.branches.values():
             if branch.id in ids:
                 raise ChartError(

@@ -370,15 +370,15 @@ class StageRunner:
             except Exception as exc:
                 raise self._failure(record, scope, started, exc, "resume") from exc
         record["status"] = "resumed"
+        reads, writes, notes = access_log(scope)
         record["resume"] = {
             "at": resumed_at,
             "input_keys": _input_keys(answer),
-            "reads": _unique(access_log(scope)[0]),
-            "writes": _unique(access_log(scope)[1]),
+            "reads": _unique(reads),
+            "writes": _unique(writes),
             "ms": _ms_since(started),
             "seq": self._run.tick(),
         }
-        notes = access_log(scope)[2]
         if notes:
             record["resume"]["notes"] = notes
         if frame.get("brk") or self._control.requested:

@@ -14,11 +14,10 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pausepoint.errors import ChartError
-
-from ._json import canonical_json
 
 if TYPE_CHECKING:
     from .scope import Scope
@@ -240,9 +239,9 @@ class PausableStage:
         """Return the JSON Schema of the expected resume input, if the stage declares one."""
         if self.input_schema is None:
             return None
-        from pydantic import TypeAdapter
+        from .contracts import schema_adapter  # contracts imports this module
 
-        schema: dict[str, Any] = TypeAdapter(self.input_schema).json_schema()
+        schema: dict[str, Any] = schema_adapter(self.input_schema).json_schema()
         return schema
 
 
@@ -397,7 +396,7 @@ class FlowChart:
 
     def stages(self) -> Iterator[tuple[str, Node]]:
         """Yield ``(path, node)`` for every stage, branches and subflow stages included."""
-        yield from _walk(self.steps, "")
+        yield from _walk(self.steps, "", [])
 
     def find_stage(self, path: str) -> Node | None:
         """Return the stage at ``path`` (``payment/approve`` inside subflows), or ``None``.
@@ -406,7 +405,7 @@ class FlowChart:
         """
         index = self._stage_index
         if not index:
-            index.update(self.stages())
+            index.update(_walk(self.steps, "", []))
         return index.get(chart_path(path) if "[" in path else path)
 
     def to_mermaid(self, *, highlight: frozenset[str] | set[str] = frozenset()) -> str:
@@ -418,8 +417,17 @@ class FlowChart:
         return _Mermaid(highlight).render(self)
 
 
+_BRANCHING = (Decider, Selector, Parallel)
+_ROUTED = (Decider, Selector)
+
+
 def structure_of(steps: tuple[Step, ...]) -> list[Any]:
-    """Describe a sequence by ids, kinds and edges only: what the fingerprint hashes."""
+    """Describe a sequence by ids, kinds and edges only: what the fingerprint hashes.
+
+    :func:`_structure_json` writes the same description straight as canonical
+    JSON: a change here must be made there too (``test_fingerprints_are_pinned``
+    holds the two to the same bytes).
+    """
     described: list[Any] = []
     for step in steps:
         if isinstance(step, LoopBack):
@@ -431,9 +439,9 @@ def structure_of(steps: tuple[Step, ...]) -> list[Any]:
 
 def _structure_of_node(node: Node) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": node.id, "kind": node.kind}
-    if isinstance(node, Decider | Selector | Parallel):
+    if isinstance(node, _BRANCHING):
         entry["branches"] = {key: _structure_of_node(b) for key, b in node.branches.items()}
-    if isinstance(node, Decider | Selector) and node.default is not None:
+    if isinstance(node, _ROUTED) and node.default is not None:
         entry["default"] = node.default
     if isinstance(node, Subflow):
         entry["isolated"] = node.isolated
@@ -446,26 +454,79 @@ def _structure_of_node(node: Node) -> dict[str, Any]:
 
 
 def fingerprint_of(steps: tuple[Step, ...]) -> str:
-    """Return the structural fingerprint of a sequence (hex SHA-256)."""
-    return hashlib.sha256(canonical_json(structure_of(steps))).hexdigest()
+    """Return the structural fingerprint of a sequence (hex SHA-256).
+
+    It is the SHA-256 of ``canonical_json(structure_of(steps))``, the text
+    written by :func:`_structure_json` without building the dicts or running
+    the JSON encoder: every chart pays for it at ``build()``, a process that
+    builds its chart for each run pays it on each, and the encoder's set-up
+    alone cost more than the rest of the build's checks.
+    """
+    return hashlib.sha256(_structure_json(steps).encode("ascii")).hexdigest()
 
 
-def _walk(steps: tuple[Step, ...], prefix: str) -> Iterator[tuple[str, Node]]:
+def _structure_json(steps: tuple[Step, ...]) -> str:
+    """Return ``canonical_json(structure_of(steps))`` as text: sorted keys, no spaces, ASCII."""
+    return (
+        "["
+        + ",".join(
+            [
+                '{"loop_to":' + _quote(step.target) + "}"
+                if isinstance(step, LoopBack)
+                else _node_json(step)
+                for step in steps
+            ]
+        )
+        + "]"
+    )
+
+
+def _node_json(node: Node) -> str:
+    # _structure_of_node's keys in sorted order: branches, chart, default, id, isolated, keyed, kind
+    head = tail = ""
+    if isinstance(node, _BRANCHING):
+        branches = node.branches
+        head = (
+            '"branches":{'
+            + ",".join([_quote(key) + ":" + _node_json(branches[key]) for key in sorted(branches)])
+            + "},"
+        )
+        if isinstance(node, _ROUTED) and node.default is not None:
+            head += '"default":' + _quote(node.default) + ","
+    elif isinstance(node, Subflow):
+        head = '"chart":' + _structure_json(node.chart.steps) + ","
+        tail = ',"isolated":' + ("true" if node.isolated else "false")
+    elif isinstance(node, ForEach):
+        head = '"chart":' + _structure_json(node.body.steps) + ","
+        if node.key is not None:
+            tail = ',"keyed":true'
+    return "{" + head + '"id":' + _quote(node.id) + tail + ',"kind":' + _quote(node.kind) + "}"
+
+
+def _walk(
+    steps: tuple[Step, ...], prefix: str, found: list[tuple[str, Node]]
+) -> list[tuple[str, Node]]:
+    """Append ``(path, node)`` of every stage of ``steps`` to ``found``, and return it.
+
+    A list, not nested generators: ``find_stage`` builds its index from it on
+    the first resume of every chart built in the process.
+    """
     for step in steps:
         if not isinstance(step, LoopBack):
-            yield from _walk_node(step, prefix)
+            _walk_node(step, prefix, found)
+    return found
 
 
-def _walk_node(node: Node, prefix: str) -> Iterator[tuple[str, Node]]:
+def _walk_node(node: Node, prefix: str, found: list[tuple[str, Node]]) -> None:
     path = prefix + node.id
-    yield path, node
-    if isinstance(node, Decider | Selector | Parallel):
+    found.append((path, node))
+    if isinstance(node, _BRANCHING):
         for branch in node.branches.values():
-            yield from _walk_node(branch, prefix)
-    if isinstance(node, Subflow):
-        yield from _walk(node.chart.steps, path + PATH_SEPARATOR)
-    if isinstance(node, ForEach):
-        yield from _walk(node.body.steps, path + PATH_SEPARATOR)
+            _walk_node(branch, prefix, found)
+    elif isinstance(node, Subflow):
+        _walk(node.chart.steps, path + PATH_SEPARATOR, found)
+    elif isinstance(node, ForEach):
+        _walk(node.body.steps, path + PATH_SEPARATOR, found)
 
 
 class _Mermaid:

@@ -7,6 +7,7 @@ pydantic is imported only when one of them is declared.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,30 @@ from .chart import (
 __all__ = ["validate_resume_input", "validate_run_input", "validate_run_output"]
 
 
+def schema_adapter(schema: Any) -> Any:
+    """Return the pydantic ``TypeAdapter`` of a stage's ``input_schema``, made once per schema.
+
+    Making one costs ten times the validation it serves (more for a generic
+    like ``list[int]``), and every resume of a stage with a schema needs one.
+    Adapters are kept per schema type, across charts (a chart built anew per
+    run declares the same types); an unhashable schema gets a fresh one.
+    """
+    try:
+        hash(schema)
+    except TypeError:
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(schema)
+    return _kept_adapter(schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_adapter(schema: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(schema)
+
+
 def validate_resume_input(node: PausableStage, path: str, answer: Any) -> Any:
     """Validate a resume input against the stage's ``input_schema``; return what ``resume`` gets.
 
@@ -33,10 +58,11 @@ def validate_resume_input(node: PausableStage, path: str, answer: Any) -> Any:
     """
     if node.input_schema is None:
         return answer
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
+    adapter = schema_adapter(node.input_schema)
     try:
-        return TypeAdapter(node.input_schema).validate_python(answer)
+        return adapter.validate_python(answer)
     except ValidationError as exc:
         summary, errors = _validation_details(exc)
         raise ResumeInputError(

@@ -205,8 +205,11 @@ class FlowChartExecutor:
         try:
             for key, value in (input or {}).items():
                 state[key] = codec.check(key, value, "input")
-            # as JSON the state type's way, so a datetime input is kept like a datetime write
-            encoded = json_copy(codec.encode(state), "input")
+            # as JSON the state type's way, so a datetime input is kept like a datetime write;
+            # a plain codec's encode already makes checked JSON copies
+            encoded = codec.encode(state)
+            if not codec.plain:
+                encoded = json_copy(encoded, "input")
         except (NotJSONError, StateError) as exc:
             self._status = "idle"
             raise StateError(
@@ -381,7 +384,7 @@ class FlowChartExecutor:
         run_id: str | None = None,
         timeout: float | None = None,
     ) -> ExecutorStatus:
-        """Run ``run`` on a fresh event loop, for code that has none."""
+        """Run ``run`` on the event loop this thread keeps, for code that has none."""
         return run_until_complete(
             self.run(input, run_id=run_id, timeout=timeout), "await executor.run(...)"
         )
@@ -395,7 +398,7 @@ class FlowChartExecutor:
         answers: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> ExecutorStatus:
-        """Run ``resume`` on a fresh event loop, for code that has none."""
+        """Run ``resume`` on the event loop this thread keeps, for code that has none."""
         return run_until_complete(
             self.resume(checkpoint, input, stage_id=stage_id, answers=answers, timeout=timeout),
             "await executor.resume(...)",
