@@ -45,10 +45,8 @@ from typing import Any
 from pausepoint.engine._json import json_copy
 from pausepoint.engine._redact import redacted
 from pausepoint.engine.chart import FlowChart, PausableStage, structure_of
-from pausepoint.engine.checkpoint import validate_checkpoint
 from pausepoint.engine.executor import validate_resume_input, validate_run_input
 from pausepoint.errors import (
-    ChartChangedError,
     ChartNotFoundError,
     CheckpointError,
     PausepointError,
@@ -74,6 +72,7 @@ from pausepoint.stores.base import (
 )
 
 from ._batch import Batches
+from ._checks import check_fingerprint, pause_to_answer, prepare
 from ._claim import cancel_of, cancelled_event, event, redact
 from ._delivery import Notifier
 from ._driver import Resume, RunDriver, Start
@@ -84,7 +83,7 @@ from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
 from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
 from .answer import Answer
-from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
+from .compat import CompatibilityRule, unchanged_from_pause
 from .people import Actor, check_assignment
 from .records import (
     BatchItem,
@@ -547,28 +546,6 @@ class Runs(Lifecycle, Batches):
         step = Resume(checked["prepared"], checked["copies"], {pause.stage_id: checked["value"]})
         return await self._driver.drive(claimed, flow, step, tracker, kind="resume")
 
-    def _prepare(self, record: StoredRun, flow: FlowChart) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return the stored checkpoint as ``flow`` resumes it, and its checked copies.
-
-        Raises:
-            ChartChangedError: The chart changed in a way the checkpoint cannot follow.
-            CheckpointError: The stored checkpoint is damaged or tampered with.
-        """
-        assert record.checkpoint is not None
-        checkpoint = checkpoint_for_chart(record.checkpoint, flow, self._signing_key, record.meta)
-        try:
-            copies = validate_checkpoint(checkpoint, flow, self._signing_key)
-        except CheckpointError as exc:
-            if record.fingerprint == flow.fingerprint:
-                raise
-            raise ChartChangedError(
-                f"chart {record.chart!r} changed since run {record.run_id!r} paused, and the "
-                f"paused run cannot follow the change: {exc}",
-                expected=flow.fingerprint,
-                found=record.fingerprint,
-            ) from exc
-        return checkpoint, copies
-
     async def check_resume(
         self,
         run_id: str,
@@ -631,75 +608,15 @@ class Runs(Lifecycle, Batches):
             checked copies, and the validated answer.
         """
         flow = self._chart(record.chart)
-        pause = self._pause_to_answer(record, answer.pause_id, answer.stage_id)
+        pause = pause_to_answer(record, answer.pause_id, answer.stage_id)
         if not trusted and (answer.actor is not None or answer.groups is not None):
             check_assignment(record.run_id, pause, answer.actor, answer.groups or ())
-        self._check_fingerprint(record, flow)
-        prepared, copies = self._prepare(record, flow)
+        check_fingerprint(record, flow, self._compatibility)
+        prepared, copies = prepare(record, flow, self._signing_key)
         node = flow.find_stage(pause.stage_id)
         assert isinstance(node, PausableStage)
         value = validate_resume_input(node, pause.stage_id, answer.input)
         return flow, pause, prepared, copies, value
-
-    def _pause_to_answer(
-        self, record: StoredRun, pause_id: str | None, stage_id: str | None
-    ) -> PauseEntry:
-        if record.status != "paused":
-            answered = RunMeta.of(record.meta).answer
-            if pause_id is not None and (answered is None or pause_id != answered.pause_id):
-                raise StalePauseError(
-                    f"pause {pause_id!r} of run {record.run_id!r} is no longer pending (run is {record.status})",
-                    run_id=record.run_id,
-                )
-            if record.status in ("running", "completed"):
-                raise RunAlreadyClaimedError(
-                    f"run {record.run_id!r} is {record.status}: it was already resumed"
-                    + (f" (answer to {answered.stage_id!r})" if answered else ""),
-                    run_id=record.run_id,
-                )
-            raise RunNotPausedError(
-                f"run {record.run_id!r} is {record.status}: there is no pause to answer",
-                run_id=record.run_id,
-                status=record.status,
-            )
-        pending = [pause.stage_id for pause in record.pauses]
-        if pause_id is not None:
-            for pause in record.pauses:
-                if pause.pause_id == pause_id:
-                    return pause
-            raise StalePauseError(
-                f"pause {pause_id!r} of run {record.run_id!r} is no longer pending; pending: "
-                + ", ".join(f"{p.stage_id} ({p.pause_id})" for p in record.pauses),
-                run_id=record.run_id,
-            )
-        if stage_id is not None:
-            for pause in record.pauses:
-                if pause.stage_id == stage_id:
-                    return pause
-            raise ResumeTargetError(
-                f"stage {stage_id!r} of run {record.run_id!r} is not paused; pending: {', '.join(pending)}",
-                pending=pending,
-            )
-        if len(record.pauses) != 1:
-            raise ResumeTargetError(
-                f"run {record.run_id!r} waits on {len(pending)} pauses ({', '.join(pending)}): "
-                "pass pause_id= or stage_id=",
-                pending=pending,
-            )
-        return record.pauses[0]
-
-    def _check_fingerprint(self, record: StoredRun, flow: FlowChart) -> None:
-        if record.fingerprint == flow.fingerprint:
-            return
-        if self._compatibility is not None and self._compatibility(record, flow):
-            return
-        raise ChartChangedError(
-            f"chart {record.chart!r} changed since run {record.run_id!r} paused "
-            f"(fingerprint {record.fingerprint[:12]}… then, {flow.fingerprint[:12]}… now); "
-            "resume it with the chart it started with, or pass Runs(compatibility=...)",
-            expected=flow.fingerprint,
-            found=record.fingerprint,
-        )
 
     async def _refuse(self, run_id: str, actor: str | None, error: PausepointError) -> None:
         with contextlib.suppress(PausepointError):
@@ -781,7 +698,7 @@ class Runs(Lifecycle, Batches):
                 run_id=run_id,
                 status=parent.status,
             )
-        self._check_fingerprint(parent, flow)
+        check_fingerprint(parent, flow, self._compatibility)
         entries = list(await self.store.journal(run_id))
         if not 0 <= at < len(entries):
             raise StepNotFoundError(
