@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -56,10 +55,7 @@ from pausepoint.errors import (
     RunError,
     RunNotPausedError,
     RunStateError,
-    StalePauseError,
     StepNotFoundError,
-    StoreError,
-    VersionConflictError,
 )
 from pausepoint.stores.base import (
     AuditEvent,
@@ -73,7 +69,7 @@ from pausepoint.stores.base import (
 
 from ._batch import Batches
 from ._checks import check_fingerprint, pause_to_answer, prepare
-from ._claim import cancel_of, cancelled_event, event, redact
+from ._claim import cancel_of, event, redact
 from ._delivery import Notifier
 from ._driver import Resume, RunDriver, Start
 from ._journal import Tracker
@@ -81,6 +77,7 @@ from ._lifecycle import Lifecycle, parse_retention
 from ._meta import RecordedAnswer, RunMeta
 from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
+from ._recovery import SYSTEM_ACTOR, Recovery
 from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
 from .answer import Answer
 from .compat import CompatibilityRule, unchanged_from_pause
@@ -113,11 +110,6 @@ __all__ = [
     "SweepReport",
     "unchanged_from_pause",
 ]
-
-log = logging.getLogger("pausepoint.runs")
-
-SYSTEM_ACTOR = "pausepoint"
-"""The actor recorded for what the system does by itself (deadlines, recovery)."""
 
 
 class _Answered(Exception):
@@ -153,10 +145,6 @@ def _patched(entry: JournalEntry, patch: Mapping[str, Any]) -> JournalEntry:
     if "del" in data:
         data["del"] = [k for k in data["del"] if k not in patch]
     return dataclasses.replace(entry, data=data)
-
-
-class _NotStale(Exception):
-    """The run was renewed, finished or taken over since it was listed as stale."""
 
 
 class Runs(Lifecycle, Batches):
@@ -254,6 +242,14 @@ class Runs(Lifecycle, Batches):
         self.notifier = Notifier(store, settings, self._driver.token, self._escalation_reassign)
         self._retention = parse_retention(retention)
         self.observer = self._driver.observer
+        self._recovery = Recovery(
+            store,
+            self.charts,
+            self._driver,
+            self._answer,
+            lease_seconds=lease_seconds,
+            observer=self.observer,
+        )
 
     async def _escalation_reassign(
         self, run_id: str, pause_id: str, assignees: Sequence[str], reason: str
@@ -916,68 +912,7 @@ class Runs(Lifecycle, Batches):
         Returns:
             The ids of the runs this call acted on.
         """
-        now = time.time() if now is None else now
-        acted: list[str] = []
-        for record in await self.store.list_due(now):
-            flow = self.charts.get(record.chart)
-            if flow is None:
-                continue
-            for pause in record.pauses:
-                if pause.deadline is None or pause.deadline > now:
-                    continue
-                node = flow.find_stage(pause.stage_id)
-                if not isinstance(node, PausableStage):
-                    continue
-                try:
-                    await self._expire(record, pause, node)
-                    acted.append(record.run_id)
-                except (
-                    RunAlreadyClaimedError,
-                    RunNotPausedError,
-                    StalePauseError,
-                    VersionConflictError,
-                ):
-                    pass  # another sweeper or a person got there first
-                except StoreError:
-                    raise  # the store is down: nothing else can be expired either
-                except PausepointError as exc:
-                    # e.g. the default answer fails the stage's schema: the refusal is
-                    # audited; the other overdue runs are still handled
-                    log.warning("could not expire run %s: %s", record.run_id, exc)
-                break
-        return acted
-
-    async def _expire(self, record: StoredRun, pause: PauseEntry, node: PausableStage) -> None:
-        policy = node.on_timeout
-        detail = {
-            "stage_id": pause.stage_id,
-            "pause_id": pause.pause_id,
-            "deadline": pause.deadline,
-        }
-        if policy is not None and policy.action == "resume":
-            await self._answer(
-                record.run_id,
-                Answer(input=policy.input, actor=SYSTEM_ACTOR, pause_id=pause.pause_id),
-                expired=event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"}),
-            )
-            return
-        failing = policy is not None and policy.action == "fail"
-        expired = await self.store.replace(
-            dataclasses.replace(
-                record,
-                status="failed" if failing else "expired",
-                error=f"pause at {pause.stage_id!r} passed its deadline" if failing else None,
-                pauses=(),
-                updated_at=time.time(),
-            ),
-            expected_version=record.version,
-            events=[
-                event(
-                    "expired", SYSTEM_ACTOR, {**detail, "policy": "fail" if failing else "cancel"}
-                )
-            ],
-        )
-        self.observer.run_ended(expired)
+        return await self._recovery.expire_due(now=now)
 
     # -- recovery -----------------------------------------------------------
 
@@ -997,73 +932,7 @@ class Runs(Lifecycle, Batches):
             StoreUnavailableError: The store went away; runs not yet taken over
                 stay stale for the next call.
         """
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-        now = time.time() if now is None else now
-        slots = asyncio.Semaphore(concurrency)
-
-        async def take_over(record: StoredRun) -> str | None:
-            async with slots:
-                return await self._recover_one(record, now)
-
-        stale = await self.store.list_stale(now)
-        outcomes = await asyncio.gather(
-            *(take_over(record) for record in stale), return_exceptions=True
-        )
-        for outcome in outcomes:  # after every run had its turn: the first real failure
-            if isinstance(outcome, BaseException) and not isinstance(
-                outcome, RunAlreadyClaimedError
-            ):
-                raise outcome
-        return [outcome for outcome in outcomes if isinstance(outcome, str)]
-
-    async def _recover_one(self, record: StoredRun, now: float) -> str | None:
-        """Take over one stale run and drive it; ``None`` if it is not ours to recover."""
-        flow = self.charts.get(record.chart)
-        if flow is None:
-            return None
-        token = self._driver.token()
-
-        def take_over(current: StoredRun) -> Update:
-            lease = current.lease_until
-            if (
-                current.status != "running"
-                or current.lease_owner != record.lease_owner
-                or lease is None
-                or lease > now
-            ):
-                raise _NotStale
-            request = cancel_of(current)
-            if request is not None:  # its process died before honouring the request
-                return Update(
-                    run=dataclasses.replace(
-                        current,
-                        status="cancelled",
-                        pauses=(),
-                        lease_owner=None,
-                        lease_until=None,
-                        cancel=None,
-                        updated_at=time.time(),
-                    ),
-                    events=[cancelled_event(request, current.lease_owner)],
-                )
-            return Update(
-                run=dataclasses.replace(
-                    current, lease_owner=token, lease_until=time.time() + self.lease_seconds
-                ),
-                events=[event("recovered", SYSTEM_ACTOR, {"from": current.lease_owner})],
-            )
-
-        try:
-            claimed, _ = await self.store.update(record.run_id, take_over)
-        except _NotStale:
-            return None
-        if claimed.status == "running":
-            step, tracker = await self._driver.continuation(claimed, flow)
-            await self._driver.drive(claimed, flow, step, tracker, kind="recover")
-        else:  # cancelled: its process died with a cancel request pending
-            self.observer.run_ended(claimed)
-        return record.run_id
+        return await self._recovery.recover(now=now, concurrency=concurrency)
 
     def _chart(self, name: str) -> FlowChart:
         try:
