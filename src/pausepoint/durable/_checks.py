@@ -1,11 +1,11 @@
 """The checks an answer passes before it may claim a run.
 
 :meth:`Runs._vet <pausepoint.durable.runs.Runs._vet>` runs them inside the
-store's read-decide-write, and :meth:`~pausepoint.durable.runs.Runs.fork` runs
+store's read-decide-write, and a fork (:mod:`pausepoint.durable._rerun`) runs
 the fingerprint check before it copies a history. They are plain functions of
 the stored record, the chart, the signing key and the compatibility rule: they
-read nothing else and write nothing, so the decider that calls them can be
-retried by the store, and a refusal leaves the run as it was.
+read nothing else and write nothing, so they can run inside the store's one
+transaction (``Store.update``), and a refusal leaves the run as it was.
 
 * :func:`pause_to_answer`: which pending pause an answer is for, or why none.
 * :func:`check_fingerprint`: whether the run may go on under the chart as it is now.

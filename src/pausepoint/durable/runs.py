@@ -51,15 +51,11 @@ from pausepoint.errors import (
     PausepointError,
     ResumeInputError,
     ResumeTargetError,
-    RunAlreadyClaimedError,
     RunError,
     RunNotPausedError,
-    RunStateError,
-    StepNotFoundError,
 )
 from pausepoint.stores.base import (
     AuditEvent,
-    JournalEntry,
     PauseEntry,
     PendingPage,
     Store,
@@ -78,6 +74,7 @@ from ._meta import RecordedAnswer, RunMeta
 from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
 from ._recovery import SYSTEM_ACTOR, Recovery
+from ._rerun import Reruns
 from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
 from .answer import Answer
 from .compat import CompatibilityRule, unchanged_from_pause
@@ -118,33 +115,6 @@ class _Answered(Exception):
     def __init__(self, record: StoredRun) -> None:
         super().__init__(record.run_id)
         self.record = record
-
-
-def _failed_waiting(record: StoredRun) -> list[Any] | None:
-    """The pauses a failed run waited on when its deadline failed it; ``None`` if it was running.
-
-    A run that failed while running keeps the checkpoint its claim started
-    from: none (it started), or the paused one its answer (``meta.answer``) was
-    for. One failed by a deadline keeps the checkpoint of a pause nobody answered.
-    """
-    checkpoint = record.checkpoint
-    if checkpoint is None or checkpoint.get("status") != "paused":
-        return None
-    pauses: list[Any] = checkpoint["pauses"]
-    answer = RunMeta.of(record.meta).answer
-    answered = answer is not None and any(p["pause_id"] == answer.pause_id for p in pauses)
-    return None if answered else pauses
-
-
-def _patched(entry: JournalEntry, patch: Mapping[str, Any]) -> JournalEntry:
-    """``entry`` with ``patch`` set over what it changed (a fork's state patch)."""
-    data = dict(entry.data)
-    data["set"] = {**data.get("set", {}), **patch}
-    if "ext" in data:
-        data["ext"] = {k: v for k, v in data["ext"].items() if k not in patch}
-    if "del" in data:
-        data["del"] = [k for k in data["del"] if k not in patch]
-    return dataclasses.replace(entry, data=data)
 
 
 class Runs(Lifecycle, Batches):
@@ -235,13 +205,20 @@ class Runs(Lifecycle, Batches):
         )
         self._owner = self._driver.owner
         self._driver.after_pause = self._deliver_buffered
-        self._notify = settings
         self._driver.outbox = lambda flow, run, known: pause_outbox(
             settings, flow, run, known, time.time()
         )
         self.notifier = Notifier(store, settings, self._driver.token, self._escalation_reassign)
         self._retention = parse_retention(retention)
         self.observer = self._driver.observer
+        self._reruns = Reruns(
+            store,
+            self._driver,
+            self._chart,
+            compatibility=compatibility,
+            notify=settings,
+            lease_seconds=lease_seconds,
+        )
         self._recovery = Recovery(
             store,
             self.charts,
@@ -678,92 +655,7 @@ class Runs(Lifecycle, Batches):
             StateError: A patched value does not fit the chart's state.
             ChartChangedError: The chart changed since the run started.
         """
-        parent = await self.store.get(run_id)
-        flow = self._chart(parent.chart)
-        meta = RunMeta.of(parent.meta)
-        if parent.status == "running":
-            raise RunStateError(
-                f"run {run_id!r} is running: fork a run once it is paused or has ended",
-                run_id=run_id,
-                status=parent.status,
-            )
-        if not meta.whole:
-            raise RunStateError(
-                f"run {run_id!r} was started by an earlier release, before runs kept their "
-                "whole history: it cannot be forked",
-                run_id=run_id,
-                status=parent.status,
-            )
-        check_fingerprint(parent, flow, self._compatibility)
-        entries = list(await self.store.journal(run_id))
-        if not 0 <= at < len(entries):
-            raise StepNotFoundError(
-                f"run {run_id!r} has no step {at}; its steps are 0 to {len(entries) - 1} "
-                "(see its history)",
-                run_id=run_id,
-                at=at,
-            )
-        if entries[at].kind == "resumed":
-            at -= 1  # the pause it answered
-        paused = entries[at].kind == "paused"
-        kept = entries[: at + 1] if paused else entries[:at]
-        child_id = os.urandom(16).hex()
-        patch = self._patch(flow, state_patch)
-        seed = dict(meta.input)
-        if patch and not kept:
-            seed.update(patch)  # forked at the first step: the new run starts from a patched input
-        elif patch:
-            kept[-1] = _patched(kept[-1], patch)
-        child_meta = meta.replace(input=seed, answer=None, idempotency={}, segment=0, whole=True)
-        linked = event("forked", actor, {"parent_run_id": run_id, "at": at})
-        now = time.time()
-        child = StoredRun(
-            run_id=child_id,
-            chart=parent.chart,
-            fingerprint=flow.fingerprint,
-            status="running",
-            created_at=now,
-            updated_at=now,
-            meta=child_meta.to_json(),
-        )
-        if paused:
-            checkpoint = self._driver.paused_checkpoint(child, kept, flow)
-            pauses = tuple(
-                dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
-                for p in checkpoint["pauses"]
-            )
-            waiting = dataclasses.replace(
-                child, status="paused", checkpoint=checkpoint, pauses=pauses
-            )
-            outbox = pause_outbox(self._notify, flow, waiting, (), now)
-            record = await self.store.create(waiting, [linked], kept, outbox)
-            await self._link(run_id, child_id, at, actor)
-            return self._driver.record(record, await self.store.audit(child_id))
-        record = await self.store.create(
-            dataclasses.replace(
-                child,
-                lease_owner=self._driver.token(),
-                lease_until=now + self.lease_seconds,
-            ),
-            [linked],
-            kept,
-        )
-        await self._link(run_id, child_id, at, actor)
-        step, tracker = await self._driver.continuation(record, flow)
-        return await self._driver.drive(record, flow, step, tracker, kind="start")
-
-    async def _link(self, parent: str, child: str, at: int, actor: str | None) -> None:
-        await self.store.append_audit(
-            parent, [event("forked_to", actor, {"run_id": child, "at": at})]
-        )
-
-    @staticmethod
-    def _patch(flow: FlowChart, patch: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The state patch as JSON, each value checked as a stage's write would be."""
-        if not patch:
-            return {}
-        checked = {key: flow.codec.check(key, value, "fork") for key, value in patch.items()}
-        return flow.codec.encode(checked)
+        return await self._reruns.fork(run_id, at=at, state_patch=state_patch, actor=actor)
 
     async def retry(self, run_id: str, *, actor: str | None = None) -> RunRecord:
         """Run a failed run again from the stage that failed, on the state before it.
@@ -781,53 +673,7 @@ class Runs(Lifecycle, Batches):
             RunStateError: The run did not fail.
             RunAlreadyClaimedError: Another retry got there first.
         """
-
-        def claim(current: StoredRun) -> Update:
-            if current.status == "running":
-                raise RunAlreadyClaimedError(
-                    f"run {run_id!r} is running: another retry or resume got there first",
-                    run_id=run_id,
-                )
-            if current.status != "failed":
-                raise RunStateError(
-                    f"run {run_id!r} is {current.status}; only a failed run can be retried",
-                    run_id=run_id,
-                    status=current.status,
-                )
-            now = time.time()
-            retried = event("retried", actor, {"error": current.error})
-            waiting = _failed_waiting(current)
-            if waiting is not None:  # it failed at a pause's deadline: it waits again
-                flow = self._chart(current.chart)
-                pauses = tuple(
-                    dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
-                    for p in waiting
-                )
-                return Update(
-                    run=dataclasses.replace(
-                        current, status="paused", pauses=pauses, error=None, updated_at=now
-                    ),
-                    events=[retried],
-                )
-            return Update(
-                run=dataclasses.replace(
-                    current,
-                    status="running",
-                    error=None,
-                    snapshot=None,
-                    lease_owner=self._driver.token(),
-                    lease_until=now + self.lease_seconds,
-                    updated_at=now,
-                ),
-                events=[retried],
-            )
-
-        claimed, audit = await self.store.update(run_id, claim, audit=True)
-        if claimed.status != "running":
-            return self._driver.record(claimed, audit)
-        flow = self._chart(claimed.chart)
-        step, tracker = await self._driver.continuation(claimed, flow)
-        return await self._driver.drive(claimed, flow, step, tracker, kind="recover")
+        return await self._reruns.retry(run_id, actor=actor)
 
     # -- cancelling and deadlines --------------------------------------------
 
