@@ -64,8 +64,9 @@ from pausepoint.stores.base import (
 )
 
 from ._batch import Batches
+from ._cancel import cancel_request
 from ._checks import check_fingerprint, pause_to_answer, prepare
-from ._claim import cancel_of, event, redact
+from ._claim import event, redact
 from ._delivery import Notifier
 from ._driver import Resume, RunDriver, Start
 from ._journal import Tracker
@@ -710,30 +711,7 @@ class Runs(Lifecycle, Batches):
             RunNotPausedError: The run is finished, or finished before the
                 request took effect.
         """
-
-        def request(current: StoredRun) -> Update | None:
-            if current.status == "running":
-                if cancel_of(current) is not None:
-                    return None  # asked already
-                asked = {"actor": actor, "reason": reason, "at": time.time()}
-                return Update(
-                    run=dataclasses.replace(current, cancel=asked),
-                    events=[event("cancel_requested", actor, {"reason": reason})],
-                )
-            if current.status == "paused":
-                return Update(
-                    run=dataclasses.replace(
-                        current, status="cancelled", updated_at=time.time(), pauses=()
-                    ),
-                    events=[event("cancelled", actor, {"reason": reason})],
-                )
-            raise RunNotPausedError(
-                f"run {run_id!r} is {current.status}; only a paused run can be cancelled "
-                "(or a running one, before its next stage)",
-                run_id=run_id,
-                status=current.status,
-            )
-
+        request = cancel_request(run_id, actor, reason)
         record, audit = await self.store.update(run_id, request, audit=True)
         if record.status != "running":
             self.observer.run_ended(record)
