@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -45,27 +44,18 @@ from typing import Any
 from pausepoint.engine._json import json_copy
 from pausepoint.engine._redact import redacted
 from pausepoint.engine.chart import FlowChart, PausableStage, structure_of
-from pausepoint.engine.checkpoint import validate_checkpoint
 from pausepoint.engine.executor import validate_resume_input, validate_run_input
 from pausepoint.errors import (
-    ChartChangedError,
     ChartNotFoundError,
     CheckpointError,
     PausepointError,
     ResumeInputError,
     ResumeTargetError,
-    RunAlreadyClaimedError,
     RunError,
     RunNotPausedError,
-    RunStateError,
-    StalePauseError,
-    StepNotFoundError,
-    StoreError,
-    VersionConflictError,
 )
 from pausepoint.stores.base import (
     AuditEvent,
-    JournalEntry,
     PauseEntry,
     PendingPage,
     Store,
@@ -74,7 +64,9 @@ from pausepoint.stores.base import (
 )
 
 from ._batch import Batches
-from ._claim import cancel_of, cancelled_event, event, redact
+from ._cancel import cancel_request
+from ._checks import check_fingerprint, pause_to_answer, prepare
+from ._claim import event, redact
 from ._delivery import Notifier
 from ._driver import Resume, RunDriver, Start
 from ._journal import Tracker
@@ -82,9 +74,11 @@ from ._lifecycle import Lifecycle, parse_retention
 from ._meta import RecordedAnswer, RunMeta
 from ._notify import NotifySettings, pause_outbox
 from ._observe import Observers, RunObserver
+from ._recovery import SYSTEM_ACTOR, Recovery
+from ._rerun import Reruns
 from ._seal import EncryptionKey, SealedStore, sealer, unwrapped
 from .answer import Answer
-from .compat import CompatibilityRule, checkpoint_for_chart, unchanged_from_pause
+from .compat import CompatibilityRule, unchanged_from_pause
 from .people import Actor, check_assignment
 from .records import (
     BatchItem,
@@ -115,11 +109,6 @@ __all__ = [
     "unchanged_from_pause",
 ]
 
-log = logging.getLogger("pausepoint.runs")
-
-SYSTEM_ACTOR = "pausepoint"
-"""The actor recorded for what the system does by itself (deadlines, recovery)."""
-
 
 class _Answered(Exception):
     """The idempotency key was used: the first answer's outcome is the reply."""
@@ -127,37 +116,6 @@ class _Answered(Exception):
     def __init__(self, record: StoredRun) -> None:
         super().__init__(record.run_id)
         self.record = record
-
-
-def _failed_waiting(record: StoredRun) -> list[Any] | None:
-    """The pauses a failed run waited on when its deadline failed it; ``None`` if it was running.
-
-    A run that failed while running keeps the checkpoint its claim started
-    from: none (it started), or the paused one its answer (``meta.answer``) was
-    for. One failed by a deadline keeps the checkpoint of a pause nobody answered.
-    """
-    checkpoint = record.checkpoint
-    if checkpoint is None or checkpoint.get("status") != "paused":
-        return None
-    pauses: list[Any] = checkpoint["pauses"]
-    answer = RunMeta.of(record.meta).answer
-    answered = answer is not None and any(p["pause_id"] == answer.pause_id for p in pauses)
-    return None if answered else pauses
-
-
-def _patched(entry: JournalEntry, patch: Mapping[str, Any]) -> JournalEntry:
-    """``entry`` with ``patch`` set over what it changed (a fork's state patch)."""
-    data = dict(entry.data)
-    data["set"] = {**data.get("set", {}), **patch}
-    if "ext" in data:
-        data["ext"] = {k: v for k, v in data["ext"].items() if k not in patch}
-    if "del" in data:
-        data["del"] = [k for k in data["del"] if k not in patch]
-    return dataclasses.replace(entry, data=data)
-
-
-class _NotStale(Exception):
-    """The run was renewed, finished or taken over since it was listed as stale."""
 
 
 class Runs(Lifecycle, Batches):
@@ -248,13 +206,28 @@ class Runs(Lifecycle, Batches):
         )
         self._owner = self._driver.owner
         self._driver.after_pause = self._deliver_buffered
-        self._notify = settings
         self._driver.outbox = lambda flow, run, known: pause_outbox(
             settings, flow, run, known, time.time()
         )
         self.notifier = Notifier(store, settings, self._driver.token, self._escalation_reassign)
         self._retention = parse_retention(retention)
         self.observer = self._driver.observer
+        self._reruns = Reruns(
+            store,
+            self._driver,
+            self._chart,
+            compatibility=compatibility,
+            notify=settings,
+            lease_seconds=lease_seconds,
+        )
+        self._recovery = Recovery(
+            store,
+            self.charts,
+            self._driver,
+            self._answer,
+            lease_seconds=lease_seconds,
+            observer=self.observer,
+        )
 
     async def _escalation_reassign(
         self, run_id: str, pause_id: str, assignees: Sequence[str], reason: str
@@ -547,28 +520,6 @@ class Runs(Lifecycle, Batches):
         step = Resume(checked["prepared"], checked["copies"], {pause.stage_id: checked["value"]})
         return await self._driver.drive(claimed, flow, step, tracker, kind="resume")
 
-    def _prepare(self, record: StoredRun, flow: FlowChart) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return the stored checkpoint as ``flow`` resumes it, and its checked copies.
-
-        Raises:
-            ChartChangedError: The chart changed in a way the checkpoint cannot follow.
-            CheckpointError: The stored checkpoint is damaged or tampered with.
-        """
-        assert record.checkpoint is not None
-        checkpoint = checkpoint_for_chart(record.checkpoint, flow, self._signing_key, record.meta)
-        try:
-            copies = validate_checkpoint(checkpoint, flow, self._signing_key)
-        except CheckpointError as exc:
-            if record.fingerprint == flow.fingerprint:
-                raise
-            raise ChartChangedError(
-                f"chart {record.chart!r} changed since run {record.run_id!r} paused, and the "
-                f"paused run cannot follow the change: {exc}",
-                expected=flow.fingerprint,
-                found=record.fingerprint,
-            ) from exc
-        return checkpoint, copies
-
     async def check_resume(
         self,
         run_id: str,
@@ -631,75 +582,15 @@ class Runs(Lifecycle, Batches):
             checked copies, and the validated answer.
         """
         flow = self._chart(record.chart)
-        pause = self._pause_to_answer(record, answer.pause_id, answer.stage_id)
+        pause = pause_to_answer(record, answer.pause_id, answer.stage_id)
         if not trusted and (answer.actor is not None or answer.groups is not None):
             check_assignment(record.run_id, pause, answer.actor, answer.groups or ())
-        self._check_fingerprint(record, flow)
-        prepared, copies = self._prepare(record, flow)
+        check_fingerprint(record, flow, self._compatibility)
+        prepared, copies = prepare(record, flow, self._signing_key)
         node = flow.find_stage(pause.stage_id)
         assert isinstance(node, PausableStage)
         value = validate_resume_input(node, pause.stage_id, answer.input)
         return flow, pause, prepared, copies, value
-
-    def _pause_to_answer(
-        self, record: StoredRun, pause_id: str | None, stage_id: str | None
-    ) -> PauseEntry:
-        if record.status != "paused":
-            answered = RunMeta.of(record.meta).answer
-            if pause_id is not None and (answered is None or pause_id != answered.pause_id):
-                raise StalePauseError(
-                    f"pause {pause_id!r} of run {record.run_id!r} is no longer pending (run is {record.status})",
-                    run_id=record.run_id,
-                )
-            if record.status in ("running", "completed"):
-                raise RunAlreadyClaimedError(
-                    f"run {record.run_id!r} is {record.status}: it was already resumed"
-                    + (f" (answer to {answered.stage_id!r})" if answered else ""),
-                    run_id=record.run_id,
-                )
-            raise RunNotPausedError(
-                f"run {record.run_id!r} is {record.status}: there is no pause to answer",
-                run_id=record.run_id,
-                status=record.status,
-            )
-        pending = [pause.stage_id for pause in record.pauses]
-        if pause_id is not None:
-            for pause in record.pauses:
-                if pause.pause_id == pause_id:
-                    return pause
-            raise StalePauseError(
-                f"pause {pause_id!r} of run {record.run_id!r} is no longer pending; pending: "
-                + ", ".join(f"{p.stage_id} ({p.pause_id})" for p in record.pauses),
-                run_id=record.run_id,
-            )
-        if stage_id is not None:
-            for pause in record.pauses:
-                if pause.stage_id == stage_id:
-                    return pause
-            raise ResumeTargetError(
-                f"stage {stage_id!r} of run {record.run_id!r} is not paused; pending: {', '.join(pending)}",
-                pending=pending,
-            )
-        if len(record.pauses) != 1:
-            raise ResumeTargetError(
-                f"run {record.run_id!r} waits on {len(pending)} pauses ({', '.join(pending)}): "
-                "pass pause_id= or stage_id=",
-                pending=pending,
-            )
-        return record.pauses[0]
-
-    def _check_fingerprint(self, record: StoredRun, flow: FlowChart) -> None:
-        if record.fingerprint == flow.fingerprint:
-            return
-        if self._compatibility is not None and self._compatibility(record, flow):
-            return
-        raise ChartChangedError(
-            f"chart {record.chart!r} changed since run {record.run_id!r} paused "
-            f"(fingerprint {record.fingerprint[:12]}… then, {flow.fingerprint[:12]}… now); "
-            "resume it with the chart it started with, or pass Runs(compatibility=...)",
-            expected=flow.fingerprint,
-            found=record.fingerprint,
-        )
 
     async def _refuse(self, run_id: str, actor: str | None, error: PausepointError) -> None:
         with contextlib.suppress(PausepointError):
@@ -765,92 +656,7 @@ class Runs(Lifecycle, Batches):
             StateError: A patched value does not fit the chart's state.
             ChartChangedError: The chart changed since the run started.
         """
-        parent = await self.store.get(run_id)
-        flow = self._chart(parent.chart)
-        meta = RunMeta.of(parent.meta)
-        if parent.status == "running":
-            raise RunStateError(
-                f"run {run_id!r} is running: fork a run once it is paused or has ended",
-                run_id=run_id,
-                status=parent.status,
-            )
-        if not meta.whole:
-            raise RunStateError(
-                f"run {run_id!r} was started by an earlier release, before runs kept their "
-                "whole history: it cannot be forked",
-                run_id=run_id,
-                status=parent.status,
-            )
-        self._check_fingerprint(parent, flow)
-        entries = list(await self.store.journal(run_id))
-        if not 0 <= at < len(entries):
-            raise StepNotFoundError(
-                f"run {run_id!r} has no step {at}; its steps are 0 to {len(entries) - 1} "
-                "(see its history)",
-                run_id=run_id,
-                at=at,
-            )
-        if entries[at].kind == "resumed":
-            at -= 1  # the pause it answered
-        paused = entries[at].kind == "paused"
-        kept = entries[: at + 1] if paused else entries[:at]
-        child_id = os.urandom(16).hex()
-        patch = self._patch(flow, state_patch)
-        seed = dict(meta.input)
-        if patch and not kept:
-            seed.update(patch)  # forked at the first step: the new run starts from a patched input
-        elif patch:
-            kept[-1] = _patched(kept[-1], patch)
-        child_meta = meta.replace(input=seed, answer=None, idempotency={}, segment=0, whole=True)
-        linked = event("forked", actor, {"parent_run_id": run_id, "at": at})
-        now = time.time()
-        child = StoredRun(
-            run_id=child_id,
-            chart=parent.chart,
-            fingerprint=flow.fingerprint,
-            status="running",
-            created_at=now,
-            updated_at=now,
-            meta=child_meta.to_json(),
-        )
-        if paused:
-            checkpoint = self._driver.paused_checkpoint(child, kept, flow)
-            pauses = tuple(
-                dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
-                for p in checkpoint["pauses"]
-            )
-            waiting = dataclasses.replace(
-                child, status="paused", checkpoint=checkpoint, pauses=pauses
-            )
-            outbox = pause_outbox(self._notify, flow, waiting, (), now)
-            record = await self.store.create(waiting, [linked], kept, outbox)
-            await self._link(run_id, child_id, at, actor)
-            return self._driver.record(record, await self.store.audit(child_id))
-        record = await self.store.create(
-            dataclasses.replace(
-                child,
-                lease_owner=self._driver.token(),
-                lease_until=now + self.lease_seconds,
-            ),
-            [linked],
-            kept,
-        )
-        await self._link(run_id, child_id, at, actor)
-        step, tracker = await self._driver.continuation(record, flow)
-        return await self._driver.drive(record, flow, step, tracker, kind="start")
-
-    async def _link(self, parent: str, child: str, at: int, actor: str | None) -> None:
-        await self.store.append_audit(
-            parent, [event("forked_to", actor, {"run_id": child, "at": at})]
-        )
-
-    @staticmethod
-    def _patch(flow: FlowChart, patch: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The state patch as JSON, each value checked as a stage's write would be."""
-        if not patch:
-            return {}
-        checked = {key: flow.codec.check(key, value, "fork") for key, value in patch.items()}
-        return flow.codec.encode(checked)
+        return await self._reruns.fork(run_id, at=at, state_patch=state_patch, actor=actor)
 
     async def retry(self, run_id: str, *, actor: str | None = None) -> RunRecord:
         """Run a failed run again from the stage that failed, on the state before it.
@@ -868,53 +674,7 @@ class Runs(Lifecycle, Batches):
             RunStateError: The run did not fail.
             RunAlreadyClaimedError: Another retry got there first.
         """
-
-        def claim(current: StoredRun) -> Update:
-            if current.status == "running":
-                raise RunAlreadyClaimedError(
-                    f"run {run_id!r} is running: another retry or resume got there first",
-                    run_id=run_id,
-                )
-            if current.status != "failed":
-                raise RunStateError(
-                    f"run {run_id!r} is {current.status}; only a failed run can be retried",
-                    run_id=run_id,
-                    status=current.status,
-                )
-            now = time.time()
-            retried = event("retried", actor, {"error": current.error})
-            waiting = _failed_waiting(current)
-            if waiting is not None:  # it failed at a pause's deadline: it waits again
-                flow = self._chart(current.chart)
-                pauses = tuple(
-                    dataclasses.replace(self._driver.pause_entry(flow, p), created_at=now)
-                    for p in waiting
-                )
-                return Update(
-                    run=dataclasses.replace(
-                        current, status="paused", pauses=pauses, error=None, updated_at=now
-                    ),
-                    events=[retried],
-                )
-            return Update(
-                run=dataclasses.replace(
-                    current,
-                    status="running",
-                    error=None,
-                    snapshot=None,
-                    lease_owner=self._driver.token(),
-                    lease_until=now + self.lease_seconds,
-                    updated_at=now,
-                ),
-                events=[retried],
-            )
-
-        claimed, audit = await self.store.update(run_id, claim, audit=True)
-        if claimed.status != "running":
-            return self._driver.record(claimed, audit)
-        flow = self._chart(claimed.chart)
-        step, tracker = await self._driver.continuation(claimed, flow)
-        return await self._driver.drive(claimed, flow, step, tracker, kind="recover")
+        return await self._reruns.retry(run_id, actor=actor)
 
     # -- cancelling and deadlines --------------------------------------------
 
@@ -951,30 +711,7 @@ class Runs(Lifecycle, Batches):
             RunNotPausedError: The run is finished, or finished before the
                 request took effect.
         """
-
-        def request(current: StoredRun) -> Update | None:
-            if current.status == "running":
-                if cancel_of(current) is not None:
-                    return None  # asked already
-                asked = {"actor": actor, "reason": reason, "at": time.time()}
-                return Update(
-                    run=dataclasses.replace(current, cancel=asked),
-                    events=[event("cancel_requested", actor, {"reason": reason})],
-                )
-            if current.status == "paused":
-                return Update(
-                    run=dataclasses.replace(
-                        current, status="cancelled", updated_at=time.time(), pauses=()
-                    ),
-                    events=[event("cancelled", actor, {"reason": reason})],
-                )
-            raise RunNotPausedError(
-                f"run {run_id!r} is {current.status}; only a paused run can be cancelled "
-                "(or a running one, before its next stage)",
-                run_id=run_id,
-                status=current.status,
-            )
-
+        request = cancel_request(run_id, actor, reason)
         record, audit = await self.store.update(run_id, request, audit=True)
         if record.status != "running":
             self.observer.run_ended(record)
@@ -999,68 +736,7 @@ class Runs(Lifecycle, Batches):
         Returns:
             The ids of the runs this call acted on.
         """
-        now = time.time() if now is None else now
-        acted: list[str] = []
-        for record in await self.store.list_due(now):
-            flow = self.charts.get(record.chart)
-            if flow is None:
-                continue
-            for pause in record.pauses:
-                if pause.deadline is None or pause.deadline > now:
-                    continue
-                node = flow.find_stage(pause.stage_id)
-                if not isinstance(node, PausableStage):
-                    continue
-                try:
-                    await self._expire(record, pause, node)
-                    acted.append(record.run_id)
-                except (
-                    RunAlreadyClaimedError,
-                    RunNotPausedError,
-                    StalePauseError,
-                    VersionConflictError,
-                ):
-                    pass  # another sweeper or a person got there first
-                except StoreError:
-                    raise  # the store is down: nothing else can be expired either
-                except PausepointError as exc:
-                    # e.g. the default answer fails the stage's schema: the refusal is
-                    # audited; the other overdue runs are still handled
-                    log.warning("could not expire run %s: %s", record.run_id, exc)
-                break
-        return acted
-
-    async def _expire(self, record: StoredRun, pause: PauseEntry, node: PausableStage) -> None:
-        policy = node.on_timeout
-        detail = {
-            "stage_id": pause.stage_id,
-            "pause_id": pause.pause_id,
-            "deadline": pause.deadline,
-        }
-        if policy is not None and policy.action == "resume":
-            await self._answer(
-                record.run_id,
-                Answer(input=policy.input, actor=SYSTEM_ACTOR, pause_id=pause.pause_id),
-                expired=event("expired", SYSTEM_ACTOR, {**detail, "policy": "resume"}),
-            )
-            return
-        failing = policy is not None and policy.action == "fail"
-        expired = await self.store.replace(
-            dataclasses.replace(
-                record,
-                status="failed" if failing else "expired",
-                error=f"pause at {pause.stage_id!r} passed its deadline" if failing else None,
-                pauses=(),
-                updated_at=time.time(),
-            ),
-            expected_version=record.version,
-            events=[
-                event(
-                    "expired", SYSTEM_ACTOR, {**detail, "policy": "fail" if failing else "cancel"}
-                )
-            ],
-        )
-        self.observer.run_ended(expired)
+        return await self._recovery.expire_due(now=now)
 
     # -- recovery -----------------------------------------------------------
 
@@ -1080,73 +756,7 @@ class Runs(Lifecycle, Batches):
             StoreUnavailableError: The store went away; runs not yet taken over
                 stay stale for the next call.
         """
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-        now = time.time() if now is None else now
-        slots = asyncio.Semaphore(concurrency)
-
-        async def take_over(record: StoredRun) -> str | None:
-            async with slots:
-                return await self._recover_one(record, now)
-
-        stale = await self.store.list_stale(now)
-        outcomes = await asyncio.gather(
-            *(take_over(record) for record in stale), return_exceptions=True
-        )
-        for outcome in outcomes:  # after every run had its turn: the first real failure
-            if isinstance(outcome, BaseException) and not isinstance(
-                outcome, RunAlreadyClaimedError
-            ):
-                raise outcome
-        return [outcome for outcome in outcomes if isinstance(outcome, str)]
-
-    async def _recover_one(self, record: StoredRun, now: float) -> str | None:
-        """Take over one stale run and drive it; ``None`` if it is not ours to recover."""
-        flow = self.charts.get(record.chart)
-        if flow is None:
-            return None
-        token = self._driver.token()
-
-        def take_over(current: StoredRun) -> Update:
-            lease = current.lease_until
-            if (
-                current.status != "running"
-                or current.lease_owner != record.lease_owner
-                or lease is None
-                or lease > now
-            ):
-                raise _NotStale
-            request = cancel_of(current)
-            if request is not None:  # its process died before honouring the request
-                return Update(
-                    run=dataclasses.replace(
-                        current,
-                        status="cancelled",
-                        pauses=(),
-                        lease_owner=None,
-                        lease_until=None,
-                        cancel=None,
-                        updated_at=time.time(),
-                    ),
-                    events=[cancelled_event(request, current.lease_owner)],
-                )
-            return Update(
-                run=dataclasses.replace(
-                    current, lease_owner=token, lease_until=time.time() + self.lease_seconds
-                ),
-                events=[event("recovered", SYSTEM_ACTOR, {"from": current.lease_owner})],
-            )
-
-        try:
-            claimed, _ = await self.store.update(record.run_id, take_over)
-        except _NotStale:
-            return None
-        if claimed.status == "running":
-            step, tracker = await self._driver.continuation(claimed, flow)
-            await self._driver.drive(claimed, flow, step, tracker, kind="recover")
-        else:  # cancelled: its process died with a cancel request pending
-            self.observer.run_ended(claimed)
-        return record.run_id
+        return await self._recovery.recover(now=now, concurrency=concurrency)
 
     def _chart(self, name: str) -> FlowChart:
         try:
