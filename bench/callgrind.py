@@ -41,7 +41,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-CASES = ("build", "pause", "resume", "pause-fresh", "resume-fresh", "noop")
+CASES = ("build", "pause", "resume", "pause-fresh", "resume-fresh", "chain-100", "noop")
 WARMUP = 20
 
 
@@ -56,16 +56,23 @@ def _drive(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _call_of(case: str) -> Callable[[], Any]:
+    from pausepoint import FlowChartExecutor
+
     from . import pp
     from .scenarios import REFUND_ANSWER
 
     saved = _drive(pp._run_to_pause())
 
     async def resume_fresh() -> Any:
-        from pausepoint import FlowChartExecutor
-
         executor = FlowChartExecutor(pp.refund_chart())
         await executor.resume(json.loads(saved), REFUND_ANSWER)
+        return executor
+
+    chain = pp._chain(100, pp._step)
+
+    async def run_chain() -> Any:
+        executor = FlowChartExecutor(chain)
+        await executor.run(input={"x": 0})
         return executor
 
     calls: dict[str, Callable[[], Any]] = {
@@ -74,6 +81,7 @@ def _call_of(case: str) -> Callable[[], Any]:
         "resume": lambda: _drive(pp._resume(saved)),
         "pause-fresh": lambda: _drive(pp._run_to_pause_fresh()),
         "resume-fresh": lambda: _drive(resume_fresh()),
+        "chain-100": lambda: _drive(run_chain()),  # S1: a run of 100 stages
         "noop": lambda: None,
     }
     return calls[case]
