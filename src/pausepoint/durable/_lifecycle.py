@@ -1,8 +1,9 @@
 """The run lifecycle on ``Runs``: listing by status, retention, purge, delete, business keys.
 
 :class:`Lifecycle` is a base of :class:`~pausepoint.durable.runs.Runs`; it holds the
-methods of this part of the API so that ``runs.py`` keeps to starting, resuming
-and recovering.
+methods of this part of the API so that ``runs.py`` keeps to starting and
+answering (deadlines and crash recovery are in ``_recovery.py``, fork and retry
+in ``_rerun.py``).
 
 * **Listing.** :meth:`Lifecycle.list` pages through runs of any status, most
   recently changed first, from the store's listing indexes.
