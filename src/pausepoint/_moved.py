@@ -1,6 +1,6 @@
 """Old module paths of moved modules, kept importable for a deprecation period.
 
-Release 0.2 grouped the flat modules into ``pausepoint.engine`` (build, run,
+After release 0.1 the flat modules were grouped into ``pausepoint.engine`` (build, run,
 pause, resume; no I/O) and ``pausepoint.durable`` (runs over a store). The
 public API did not move: ``from pausepoint import ...`` is unchanged, as are
 ``pausepoint.compat``, ``pausepoint.stores``, ``pausepoint.server``,
