@@ -27,6 +27,7 @@ from _processes import release_together
 from pausepoint import (
     ChartChangedError,
     ChartMismatchError,
+    ChartNotFoundError,
     FlowChartExecutor,
     PausableHandler,
     ResumeInputError,
@@ -878,3 +879,18 @@ async def test_unchanged_from_pause_lets_a_run_follow_a_change_before_its_pause(
     )
     assert done.status == "completed"
     assert ran == ["resume", "process"]  # nothing before the pause runs, the new stage neither
+
+
+async def test_an_unknown_chart_is_named_in_the_error_and_survives_pickling() -> None:
+    """ChartNotFoundError says which name is unknown, as an attribute a worker hands on."""
+    import pickle
+
+    async with Runs(open_store("memory://"), {}) as empty:
+        with pytest.raises(
+            ChartNotFoundError, match="no chart is registered as 'refund'"
+        ) as caught:
+            await empty.start("refund", {"amount": 10})
+    assert caught.value.chart == "refund"
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert type(again) is ChartNotFoundError
+    assert (again.chart, again.run_id, str(again)) == ("refund", "", str(caught.value))

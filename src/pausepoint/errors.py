@@ -344,7 +344,16 @@ class RunError(PausepointError):
 
 
 class ChartNotFoundError(RunError):
-    """No chart is registered under the name a run or a request refers to."""
+    """No chart is registered under the name a run or a request refers to.
+
+    Attributes:
+        chart: The name no chart is registered under.
+        run_id: The run that refers to it; empty for a request that names no run.
+    """
+
+    def __init__(self, message: str, *, chart: str, run_id: str = "") -> None:
+        super().__init__(message, run_id=run_id)
+        self.chart = chart
 
 
 class RunNotFoundError(RunError):

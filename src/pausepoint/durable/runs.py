@@ -764,5 +764,5 @@ class Runs(Lifecycle, Batches):
         except KeyError:
             raise ChartNotFoundError(
                 f"no chart is registered as {name!r}; registered: {', '.join(sorted(self.charts)) or 'none'}",
-                run_id="",
+                chart=name,
             ) from None

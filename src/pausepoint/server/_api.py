@@ -142,7 +142,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         """Start a run of a registered chart and drive it to its first pause or its end."""
         if body.chart not in runs.charts:
             raise ChartNotFoundError(
-                f"no chart is registered as {body.chart!r}; see GET /api/charts", run_id=""
+                f"no chart is registered as {body.chart!r}; see GET /api/charts", chart=body.chart
             )
         record = await runs.start(body.chart, body.input, run_id=body.run_id, actor=actor.name)
         response.headers["Location"] = f"/api/runs/{record.run_id}"
@@ -444,7 +444,7 @@ def api_router(runs: Runs, access: Access, dispatcher: ResumeDispatcher | None =
         """Return a chart with each pausable stage's input JSON Schema and its diagram."""
         flow = runs.charts.get(name)
         if flow is None:
-            raise ChartNotFoundError(f"no chart is registered as {name!r}", run_id="")
+            raise ChartNotFoundError(f"no chart is registered as {name!r}", chart=name)
         return describe_chart(name, flow)
 
     return router
