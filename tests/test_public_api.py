@@ -181,13 +181,14 @@ def test_an_old_module_path_is_the_moved_module_with_a_warning(old: str) -> None
     """``import pausepoint.runs`` (say) still works, warns, and is the module at its new path."""
     new = MOVED[old]
     code = (
-        "import importlib, sys, warnings\n"
+        "import sys, warnings\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        f"    old = importlib.import_module({old!r})\n"
+        f"    import {old} as old\n"
         f"assert old is sys.modules[{new!r}], old\n"
         "assert [w.category.__name__ for w in caught] == ['DeprecationWarning'], caught\n"
         f"assert {new!r} in str(caught[0].message), caught[0].message\n"
+        "assert caught[0].filename == '<string>', caught[0].filename  # the importing code\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

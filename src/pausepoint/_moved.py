@@ -68,7 +68,7 @@ class _MovedModuleLoader:
             f"{spec.name} moved to {self.new}; import from there, or its public names "
             "from pausepoint itself",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=2,  # the importing code: warnings skips importlib's own frames
         )
         return import_module(self.new)
 
