@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +28,9 @@ from pausepoint import (
     Runs,
     open_store,
 )
-from pausepoint.stores import Store
+from pausepoint.durable._seal import SealedStore
+from pausepoint.stores import Store, StoredRun
+from pausepoint.stores.base import Decider, Update
 from stores.support import DURABLE, POSTGRES_URL, REDIS_URL, fresh_store_url
 
 SECRETS = (cards.CARD_DIGITS, cards.CARD, cards.CVV)
@@ -276,6 +279,44 @@ async def test_without_a_key_nothing_is_encrypted(
     assert stored.checkpoint is not None
     assert stored.checkpoint["shared_state"]["card_number"] == cards.CARD_DIGITS
     assert stored.pauses[0].data["card_number"] == "***"
+
+
+async def test_without_a_key_the_sealed_store_writes_what_it_is_given() -> None:
+    """No key: the records and updates reach the store as they are, not copied or walked."""
+    inner = open_store("memory://")
+    written: list[Any] = []
+    create, update = inner.create, inner.update
+
+    async def spy_create(run: StoredRun, *args: Any) -> StoredRun:
+        written.append(run)
+        return await create(run, *args)
+
+    async def spy_update(run_id: str, decide: Decider, **kwargs: Any) -> Any:
+        def spy(current: StoredRun) -> Update | None:
+            written.append(decide(current))
+            return written[-1]  # type: ignore[no-any-return]
+
+        return await update(run_id, spy, **kwargs)
+
+    inner.create, inner.update = spy_create, spy_update  # type: ignore[method-assign]
+    store = SealedStore(inner, None, ["card_number"])
+    meta = {"redact": ["cvv"], "input": {"card_number": cards.CARD, "cvv": cards.CVV}}
+    run = StoredRun(
+        run_id="r",
+        chart="card",
+        fingerprint="fp",
+        status="running",
+        created_at=1.0,
+        updated_at=1.0,
+        checkpoint={"shared_state": {"card_number": cards.CARD}},
+        meta=meta,
+    )
+    await store.create(run, [])
+    change = Update(run=dataclasses.replace(run, status="completed", checkpoint=None))
+    stored, _ = await store.update("r", lambda current: change)
+    assert written[0] is run
+    assert written[1] is change
+    assert stored.meta == meta
 
 
 # -- signed checkpoints: tampering refused ------------------------------------------

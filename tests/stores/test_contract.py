@@ -29,6 +29,7 @@ from pausepoint.stores import (
     StoredRun,
     open_store,
 )
+from pausepoint.stores.base import Update
 
 from .support import DURABLE, OpenStore, PostgresServer, RedisServer, require_server, schema_version
 
@@ -281,6 +282,39 @@ async def test_inbox_follows_status_and_pauses(store: Store) -> None:
 
     await store.replace(dataclasses.replace(run, status="completed"), expected_version=4)
     assert keys(await all_pending(store)) == [(0.5, "s", "z")]
+
+
+async def test_updates_keep_the_assigned_index_in_step_with_the_pauses(store: Store) -> None:
+    """A pause is under each assignee's name while paused, whoever is named or not before."""
+
+    def to(**changes: Any) -> Any:
+        return lambda current: Update(run=dataclasses.replace(current, **changes))
+
+    async def mine(who: str = "kim") -> list[tuple[float, str, str]]:
+        return keys(await all_pending(store, assignees=[who]))
+
+    kim = ("kim",)
+    await store.create(
+        make_run("r", status="paused", pauses=[make_pause("a", at=1.0, assignees=kim)]), []
+    )
+    await store.create(make_run("s", status="paused", pauses=[make_pause("b", at=2.0)]), [])
+    assert await mine() == [(1.0, "r", "a")]
+
+    # re-assigned: from nobody to kim, then from kim to ann
+    await store.update("s", to(pauses=(make_pause("b", at=2.0, assignees=kim),)))
+    assert await mine() == [(2.0, "s", "b"), (1.0, "r", "a")]
+    await store.update("r", to(pauses=(make_pause("a", at=1.0, assignees=("ann",)),)))
+    assert await mine() == [(2.0, "s", "b")]
+    assert await mine("ann") == [(1.0, "r", "a")]
+
+    # claimed (light, as a resume claims), then paused again with nobody named
+    await store.update("s", to(status="running", pauses=()), light=True)
+    assert await mine() == []
+    await store.update("s", to(status="paused", pauses=(make_pause("c", at=3.0),)), light=True)
+    await store.update("r", to(status="completed", pauses=()), light=True)
+    assert await mine() == []
+    assert await mine("ann") == []
+    assert keys(await all_pending(store)) == [(3.0, "s", "c")]
 
 
 async def test_inbox_entries_carry_the_run_and_the_pause(store: Store) -> None:

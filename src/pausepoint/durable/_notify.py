@@ -214,8 +214,9 @@ def pause_outbox(
 
         entry = functools.partial(_entry, run.run_id, pause.pause_id, now)
         link = run_link(settings.base_url, run.run_id) if settings.base_url else None
-        facts = message_facts(run, pause, "paused", link=link)
-        entries.extend(entry("deliver", "paused", facts, now, url) for url in urls)
+        if urls:  # nobody to tell: no message to make
+            facts = message_facts(run, pause, "paused", link=link)
+            entries.extend(entry("deliver", "paused", facts, now, url) for url in urls)
         every = node.remind_every
         if every is not None and urls:
             timer = {"every": every, "count": 0, "urls": urls, "link": link}

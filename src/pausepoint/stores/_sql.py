@@ -352,8 +352,9 @@ class SqlPlans:
             )
             values = [value for _, value in written]
             (seq, count), *_ = yield self._query(sql, (*values, len(events), len(steps), run_id))
-            if indexed_pauses(current):
-                yield from self.listing.delete_pending(run_id)
+            if pauses := indexed_pauses(current):
+                assigned = any(pause.assignees for pause in pauses)
+                yield from self.listing.delete_pending(run_id, assigned=assigned)
             yield from self.listing.insert_pending(run)
             yield from self._insert_audit(run_id, events, seq - len(events) + 1)
             yield from self._insert_steps(run_id, steps, count - len(steps))

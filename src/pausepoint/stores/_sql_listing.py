@@ -87,9 +87,15 @@ class ListingPlans:
             )
             yield plans.query(sql, assigned, many=True)
 
-    def delete_pending(self, run_id: str) -> Plan[None]:
-        """Take the run's pauses out of the inbox tables; in its write."""
-        yield self._plans.query("DELETE FROM {assigned} WHERE run_id = %s", (run_id,))
+    def delete_pending(self, run_id: str, *, assigned: bool = True) -> Plan[None]:
+        """Take the run's pauses out of the inbox tables; in its write.
+
+        ``assigned=False`` when the caller knows none of them had an assignee
+        (it read the record in this write): ``assigned`` then holds no row of
+        the run, and its ``DELETE`` would be a round trip for nothing.
+        """
+        if assigned:
+            yield self._plans.query("DELETE FROM {assigned} WHERE run_id = %s", (run_id,))
         yield self._plans.query("DELETE FROM {pending} WHERE run_id = %s", (run_id,))
 
     def _keyset_page(

@@ -145,8 +145,9 @@ return tonumber(ARGV[1])
 # KEYS: run hash, audit list, journal list, outbox hash, outbox-due set. ARGV: expected
 # version ('' to create), expected lease_until ('' for any), new version, record, inbox,
 # index entries [[zset, score, member], ...], owner, status, lease_until, cancel, summary,
-# chart, outbox entries (see add_outbox), number of audit events, audit events...,
-# journal entries...
+# chart, outbox entries (see add_outbox), '1' to return the audit log ('' not to),
+# number of audit events, audit events..., journal entries...
+# Returns 'ok', the journal's length, then the audit log when asked for.
 _WRITE = (
     INSERT_LUA
     + r"""
@@ -171,10 +172,14 @@ redis.call('HSET', KEYS[1], 'version', ARGV[3], 'record', ARGV[4], 'inbox', ARGV
            'index', ARGV[6], 'owner', ARGV[7], 'status', ARGV[8], 'lease_until', ARGV[9],
            'cancel', ARGV[10], 'summary', ARGV[11], 'chart', ARGV[12])
 add_outbox(KEYS[4], KEYS[5], ARGV[13])
-local events = tonumber(ARGV[14])
-for i = 15, 14 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-for i = 15 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-return {'ok', tostring(redis.call('LLEN', KEYS[3]))}
+local events = tonumber(ARGV[15])
+for i = 16, 15 + events do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 16 + events, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+local result = {'ok', tostring(redis.call('LLEN', KEYS[3]))}
+if ARGV[14] ~= '' then
+  for _, line in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do result[#result + 1] = line end
+end
+return result
 """
 )
 
@@ -380,7 +385,13 @@ class RedisStore(RedisListing, RedisSignals, RedisOutbox):
         steps: Sequence[JournalEntry] = (),
         expected_lease: str = "",
         outbox: Sequence[OutboxEntry] = (),
+        audit: bool = False,
     ) -> list[str]:
+        """Write ``run`` whole in one script; with ``audit``, the reply ends with the audit log.
+
+        Reading the log inside the write spares a resume a round trip, and the
+        log is the one the write left, whatever is appended after it.
+        """
         version = 1 if expected is None else expected + 1
         inbox = {
             "chart": run.chart,
@@ -401,6 +412,7 @@ class RedisStore(RedisListing, RedisSignals, RedisOutbox):
             dump_json(run_to_doc(light(run), version=version)),
             run.chart,
             outbox_args(run.run_id, outbox),
+            "1" if audit else "",
             str(len(events)),
             *(dump_json(event_to_doc(e)) for e in events),
             *(dump_json(step_to_doc(step)) for step in steps),
@@ -477,6 +489,7 @@ class RedisStore(RedisListing, RedisSignals, RedisOutbox):
                     change.steps,
                     expected_lease=lease,
                     outbox=change.outbox,
+                    audit=audit,
                 )
                 if written[0] == "conflict":
                     continue
@@ -485,6 +498,8 @@ class RedisStore(RedisListing, RedisSignals, RedisOutbox):
                 result = dataclasses.replace(
                     run, version=current.version + 1, step_count=int(written[1])
                 )
+                if audit:
+                    return result, _events(written[2:])
             return result, (await self.audit(run_id) if audit else ())
         raise VersionConflictError(
             f"run {run_id!r} changed {_UPDATE_ATTEMPTS} times while being updated; "
@@ -536,7 +551,7 @@ class RedisStore(RedisListing, RedisSignals, RedisOutbox):
             # Every run has a "started" event; none: is there a run at all?
             if not lines and not await client.exists(self._key("run", run_id)):
                 raise run_not_found(run_id)
-        return tuple(event_from_doc(json.loads(line), seq) for seq, line in enumerate(lines, 1))
+        return _events(lines)
 
     async def delete(self, run_id: str, *, expected_version: int) -> None:
         """Erase a run (see ``Store.delete``)."""
@@ -577,6 +592,11 @@ class RedisStore(RedisListing, RedisSignals, RedisOutbox):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _events(lines: Sequence[str | bytes]) -> tuple[AuditEvent, ...]:
+    """A run's audit log from its list's lines, ``seq`` being the position."""
+    return tuple(event_from_doc(json.loads(line), seq) for seq, line in enumerate(lines, 1))
 
 
 def _lease_text(lease_until: float | None) -> str:
