@@ -136,7 +136,7 @@ def refund_cases(mode: str) -> tuple[Case, Case]:
 async def runs_figures(mode: str, settings: Settings) -> tuple[float, float]:
     runs = Runs(open_store("memory://"), {"refund": pp.refund_chart()})
     # Runs(observer=) would add the process-wide observers; the driver is what observes a run
-    runs.observer = runs._driver.observer = _Fixed(_observers(mode))
+    runs._driver.observer = _Fixed(_observers(mode))
     async with runs:
 
         async def paused(k: int) -> list[str]:

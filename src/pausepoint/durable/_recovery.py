@@ -37,7 +37,6 @@ from pausepoint.stores.base import AuditEvent, PauseEntry, Store, StoredRun, Upd
 
 from ._claim import cancel_of, cancelled_event, event
 from ._driver import RunDriver
-from ._observe import RunObserver
 from .answer import Answer
 
 __all__ = ["SYSTEM_ACTOR", "Answering", "Recovery"]
@@ -71,7 +70,8 @@ class Recovery:
         answer: Answers a pause whose policy is ``resume`` with its default
             answer, through the same claim as a person's answer.
         lease_seconds: The lease a taken-over run is claimed for.
-        observer: Told of the runs this ends (expired, failed, cancelled).
+
+    The runs this ends (expired, failed, cancelled) are told to the driver's observer.
     """
 
     def __init__(
@@ -82,14 +82,12 @@ class Recovery:
         answer: Answering,
         *,
         lease_seconds: float,
-        observer: RunObserver,
     ) -> None:
         self.store = store
         self.charts = charts
         self.driver = driver
         self._answer = answer
         self.lease_seconds = lease_seconds
-        self.observer = observer
 
     # -- deadlines -----------------------------------------------------------
 
@@ -156,7 +154,7 @@ class Recovery:
                 )
             ],
         )
-        self.observer.run_ended(expired)
+        self.driver.observer.run_ended(expired)
 
     # -- recovery -----------------------------------------------------------
 
@@ -227,5 +225,5 @@ class Recovery:
             step, tracker = await self.driver.continuation(claimed, flow)
             await self.driver.drive(claimed, flow, step, tracker, kind="recover")
         else:  # cancelled: its process died with a cancel request pending
-            self.observer.run_ended(claimed)
+            self.driver.observer.run_ended(claimed)
         return record.run_id

@@ -211,7 +211,6 @@ class Runs(Lifecycle, Batches):
         )
         self.notifier = Notifier(store, settings, self._driver.token, self._escalation_reassign)
         self._retention = parse_retention(retention)
-        self.observer = self._driver.observer
         self._reruns = Reruns(
             store,
             self._driver,
@@ -226,8 +225,12 @@ class Runs(Lifecycle, Batches):
             self._driver,
             self._answer,
             lease_seconds=lease_seconds,
-            observer=self.observer,
         )
+
+    @property
+    def observer(self) -> Observers:
+        """What observes the runs these ``Runs`` drive: ``observer=`` and the process-wide ones."""
+        return self._driver.observer
 
     async def _escalation_reassign(
         self, run_id: str, pause_id: str, assignees: Sequence[str], reason: str
