@@ -673,6 +673,76 @@ def test_every_single_mutation_resumes_or_raises_pausepoint_error() -> None:
         assert executor.status == "completed"
 
 
+TREE_REPLACEMENTS: tuple[Any, ...] = (
+    *REPLACEMENTS,
+    False,
+    2**70,
+    float("nan"),
+    ("x",),
+    {1: "x"},
+    ["x", 1],
+    {"seq": True},
+)
+
+
+def test_quick_tree_copy_agrees_with_the_full_checks() -> None:
+    """Every tree entry mangled: the one-pass copy gives what json_copy and _check_tree give, or defers.
+
+    It must never accept a tree the full checks refuse, nor copy one differently;
+    and it must take every valid tree (the fast path of each resume).
+    """
+    from pausepoint.engine._json import NotJSONError, json_copy
+    from pausepoint.engine.checkpoint import _check_tree, _quick_tree_copy
+    from pausepoint.errors import CheckpointFormatError
+
+    def full(tree: Any) -> Any:
+        try:
+            copied = json_copy(tree)
+            _check_tree(copied, "execution_tree")
+        except (NotJSONError, CheckpointFormatError):
+            return None
+        return copied
+
+    retried = {  # a node with the records of a retried stage and of a rule-chosen branch
+        "id": "r",
+        "name": "R",
+        "kind": "decider",
+        "status": "done",
+        "seq": 9,
+        "attempts": [
+            {"phase": "execute", "attempt": 1, "of": 2, "error": "E", "ms": 0.5, "seq": 8}
+        ],
+        "evidence": {
+            "chose": ["a"],
+            "default": False,
+            "checked": [{"key": "k", "op": "==", "ok": False, "expected": 2}],
+            "matched": [
+                {
+                    "rule": 0,
+                    "then": "a",
+                    "checks": [{"key": "k", "op": "<", "ok": True, "expected": 3}],
+                }
+            ],
+        },
+    }
+    trees = [(case.name, case.checkpoint["execution_tree"]) for case in cases()]
+    for name, tree in [*trees, ("retried", [retried])]:
+        assert full(tree) is not None, name
+        assert _quick_tree_copy(tree) == tree, name
+        for path in walk(tree):
+            parent: Any = tree
+            for key in path:
+                parent = parent[key]
+            additions = [(1, "x"), ("extra", ("x",)), ("extra", {"k": float("inf")})]
+            grown = [parent | {k: v} for k, v in additions] if isinstance(parent, dict) else []
+            for new in (DELETE, *TREE_REPLACEMENTS, *grown):
+                bad = with_mutation({"t": tree}, ("t", *path), new)["t"]
+                quick, slow = _quick_tree_copy(bad), full(bad)
+                if quick is not None:
+                    assert slow is not None, (name, path, new)
+                    assert canonical_json(quick) == canonical_json(slow), (name, path, new)
+
+
 # -- (d) the fingerprint is the SHA-256 of the chart's canonical structure ----------
 
 STAGE_IDS = st.text(min_size=1, max_size=8).filter(lambda id: "/" not in id)

@@ -235,15 +235,20 @@ def validate_checkpoint(
         )
     # every field the executor uses, copied once: a tuple or datetime from a non-JSON source is
     # refused here, and the executor works on the copies
+    tree = _quick_tree_copy(checkpoint["execution_tree"])
     copies: dict[str, Any] = {}
     for name in ("input", "shared_state", "pause_data", "pauses", "execution_tree", "continuation"):
+        if name == "execution_tree" and tree is not None:
+            copies[name] = tree
+            continue
         try:
             copies[name] = json_copy(checkpoint.get(name), name)
         except NotJSONError as exc:
             raise CheckpointFormatError(
                 f"checkpoint field {exc.path!r}: {exc.problem}", field=name
             ) from None
-    _check_tree(checkpoint["execution_tree"], "execution_tree")
+    if tree is None:
+        _check_tree(copies["execution_tree"], "execution_tree")
     leaves: dict[str, str] = {}
     checker = _FrameChecker(leaves, progress=progress)
     checker.sequence(
@@ -345,10 +350,81 @@ _NODE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "attempts": list,
     "evidence": dict,
 }
+_EXACT_NODE_FIELDS: Mapping[str, frozenset[type]] = {
+    name: frozenset(expected if isinstance(expected, tuple) else (expected,))
+    for name, expected in _NODE_FIELDS.items()
+}
+"""``_NODE_FIELDS`` for JSON values, whose types are exact (a bool is no int here)."""
 _STATUSES = frozenset({"running", "done", "paused", "resumed", "failed"})
 _KINDS = frozenset(
     {"stage", "pausable", "decider", "selector", "parallel", "subflow", "loop", "foreach", "item"}
 )
+
+
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+class _Unsure(Exception):
+    """Raised by the quick tree copy where only the full checks can tell what is wrong."""
+
+
+def _quick_tree_copy(nodes: list[Any]) -> list[Any] | None:
+    """Return a copy of a well-formed execution tree, checked in the same pass; else ``None``.
+
+    What ``json_copy`` and :func:`_check_tree` do in two walks, done in one: the
+    common case of every resume. It returns a copy only for a tree both would
+    accept; on anything else it returns ``None``, and the caller copies and
+    checks the slow way, which finds the error and names its field.
+    """
+    try:
+        return _quick_nodes(nodes)
+    except (_Unsure, NotJSONError, CheckpointFormatError, RecursionError):
+        return None
+
+
+def _quick_nodes(nodes: list[Any]) -> list[Any]:
+    if type(nodes) is not list:
+        raise _Unsure
+    copied: list[Any] = []
+    for node in nodes:
+        if (
+            type(node) is not dict
+            or type(node.get("id")) is not str
+            or type(node.get("name")) is not str
+            or type(node.get("kind")) is not str
+            or type(node.get("status")) is not str
+            or node["kind"] not in _KINDS
+            or node["status"] not in _STATUSES
+        ):
+            raise _Unsure
+        own: dict[str, Any] = {}
+        for name, value in node.items():
+            kind = type(value)
+            expected = _EXACT_NODE_FIELDS.get(name)
+            if expected is None:
+                if type(name) is not str:  # JSON keys are strings
+                    raise _Unsure
+            elif kind not in expected:
+                raise _Unsure
+            if kind in _JSON_SCALARS or (kind is float and value - value == 0.0):  # finite
+                own[name] = value
+            elif name in _STRING_LISTS:  # a list, as checked above
+                for item in value:
+                    if type(item) is not str:
+                        raise _Unsure
+                own[name] = value[:]
+            elif name == "children":
+                own[name] = _quick_nodes(value)
+            else:
+                own[name] = json_copy(value)  # a phase, attempts, evidence, a field unknown here
+        if "pause" in own or "resume" in own:
+            _check_phase(own, "")
+        if "attempts" in own:
+            _check_attempts(own["attempts"], "")
+        if "evidence" in own:
+            _check_evidence(own["evidence"], "")
+        copied.append(own)
+    return copied
 
 
 def _check_tree(nodes: list[Any], where: str) -> None:
