@@ -216,18 +216,25 @@ def narrative_of(tree: Iterable[TreeNode]) -> list[str]:
 
 def last_seq(tree: Iterable[TreeNode]) -> int:
     """Return the highest event number in a tree (0 for an empty one)."""
+    # every resume asks this of the whole tree: no max() call, no call for a node without children
     highest = 0
     for node in tree:
+        seq = node.get("seq", 0)
+        if seq > highest:
+            highest = seq
         pause, resume = node.get("pause"), node.get("resume")
+        if pause and pause.get("seq", 0) > highest:
+            highest = pause["seq"]
+        if resume and resume.get("seq", 0) > highest:
+            highest = resume["seq"]
         attempts = node.get("attempts")
-        highest = max(
-            highest,
-            node.get("seq", 0),
-            pause.get("seq", 0) if pause else 0,
-            resume.get("seq", 0) if resume else 0,
-            attempts[-1]["seq"] if attempts else 0,
-            last_seq(node.get("children") or ()),
-        )
+        if attempts and attempts[-1]["seq"] > highest:
+            highest = attempts[-1]["seq"]
+        children = node.get("children")
+        if children:
+            seq = last_seq(children)
+            if seq > highest:
+                highest = seq
     return highest
 
 
