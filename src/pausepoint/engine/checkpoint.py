@@ -144,7 +144,25 @@ _TOP_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "paused_at": (int, float),
 }
 
+_EXACT_TOP_FIELDS = {
+    name: frozenset(expected if isinstance(expected, tuple) else (expected,))
+    for name, expected in _TOP_FIELDS.items()
+}
+
 _FINISHED = ("completed", "failed")
+
+
+def _check_top_field(
+    checkpoint: Mapping[str, Any], name: str, expected_type: type | tuple[type, ...]
+) -> None:
+    if name not in checkpoint:
+        raise CheckpointFormatError(f"checkpoint field {name!r} is missing", field=name)
+    value = checkpoint[name]
+    if not isinstance(value, expected_type) or isinstance(value, bool):
+        raise CheckpointFormatError(
+            f"checkpoint field {name!r} must be {_type_name(expected_type)}, found {_describe(value)}",
+            field=name,
+        )
 
 
 def validate_checkpoint(
@@ -210,15 +228,9 @@ def validate_checkpoint(
                 "signing, or signed with another key",
                 field="signature",
             )
-    for name, expected_type in _TOP_FIELDS.items():
-        if name not in checkpoint:
-            raise CheckpointFormatError(f"checkpoint field {name!r} is missing", field=name)
-        value = checkpoint[name]
-        if not isinstance(value, expected_type) or isinstance(value, bool):
-            raise CheckpointFormatError(
-                f"checkpoint field {name!r} must be {_type_name(expected_type)}, found {_describe(value)}",
-                field=name,
-            )
+    for name, exact in _EXACT_TOP_FIELDS.items():
+        if type(checkpoint.get(name)) not in exact:  # else missing, ill-typed, or a subclass
+            _check_top_field(checkpoint, name, _TOP_FIELDS[name])
     expected_status = "running" if progress else "paused"
     if status != expected_status:
         raise CheckpointFormatError(
@@ -261,7 +273,7 @@ def validate_checkpoint(
                 field="continuation",
             )
         return copies
-    pauses = _check_pauses(checkpoint["pauses"])
+    pauses = _check_pauses(copies["pauses"])
     if leaves != pauses:
         raise CheckpointFormatError(
             "checkpoint 'pauses' do not match its continuation: pauses list "
@@ -283,14 +295,29 @@ def validate_checkpoint(
     return copies
 
 
+_EXACT_NUMBERS = frozenset({int, float})
+_NUMBERS = (int, float)  # for isinstance: a union (int | float) is rebuilt at every use
+
+
 def _check_pauses(pauses: list[Any]) -> dict[str, str]:
-    """Return ``{stage_id: pause_id}`` of a well-formed pauses list."""
+    """Return ``{stage_id: pause_id}`` of a well-formed pauses list (a JSON copy: exact types)."""
     if not pauses:
         raise CheckpointFormatError(
             "checkpoint field 'pauses' is empty: no pause to resume", field="pauses"
         )
     found: dict[str, str] = {}
     for index, pause in enumerate(pauses):
+        if (
+            type(pause) is dict
+            and len(pause) == 4  # no key, assignees or assign_error to check
+            and type(pause.get("pause_id")) is str
+            and type(pause.get("stage_id")) is str
+            and type(pause.get("paused_at")) in _EXACT_NUMBERS
+            and "data" in pause
+            and pause["stage_id"] not in found
+        ):
+            found[pause["stage_id"]] = pause["pause_id"]
+            continue  # the common case, checked without building a field path
         where = f"pauses[{index}]"
         if not isinstance(pause, dict):
             raise CheckpointFormatError(f"checkpoint field {where!r} must be a dict", field=where)
@@ -498,7 +525,7 @@ def _check_phase(node: dict[str, Any], here: str) -> None:
     if pause is not None and not (
         isinstance(pause.get("pause_id"), str)
         and isinstance(pause.get("summary"), str)
-        and isinstance(pause.get("at"), int | float)
+        and isinstance(pause.get("at"), _NUMBERS)
         and _optional_seq(pause)
     ):
         raise CheckpointFormatError(
@@ -506,8 +533,8 @@ def _check_phase(node: dict[str, Any], here: str) -> None:
         )
     resume = node.get("resume")
     if resume is not None and not (
-        isinstance(resume.get("at"), int | float)
-        and isinstance(resume.get("ms"), int | float)
+        isinstance(resume.get("at"), _NUMBERS)
+        and isinstance(resume.get("ms"), _NUMBERS)
         and all(
             isinstance(resume.get(k), list) and all(isinstance(i, str) for i in resume[k])
             for k in ("input_keys", "reads", "writes")
@@ -559,7 +586,7 @@ def _check_attempts(attempts: list[Any], where: str) -> None:
         retry_in = attempt.get("retry_in", 0) if isinstance(attempt, dict) else None
         if (
             not _fits(attempt, _ATTEMPT)
-            or not isinstance(retry_in, int | float)
+            or not isinstance(retry_in, _NUMBERS)
             or isinstance(retry_in, bool)
         ):
             raise CheckpointFormatError(
