@@ -174,6 +174,8 @@ def validate_checkpoint(
         Fresh copies of its JSON fields (``input``, ``shared_state``, ``pauses``,
         ``execution_tree``, ``continuation`` ...), checked on the way, for the
         executor to own: the caller's checkpoint is never shared or changed.
+        Beside them, ``paused_stages`` maps each pending pause's stage path to
+        its stage, found while the continuation was checked against the chart.
 
     Args:
         checkpoint: What the caller passed.
@@ -263,6 +265,7 @@ def validate_checkpoint(
         _check_tree(copies["execution_tree"], "execution_tree")
     leaves: dict[str, str] = {}
     checker = _FrameChecker(leaves, progress=progress)
+    copies["paused_stages"] = checker.stages
     checker.sequence(
         checkpoint["continuation"], chart.steps, "", checkpoint["execution_tree"], "continuation"
     )
@@ -651,6 +654,7 @@ class _FrameChecker:
 
     def __init__(self, leaves: dict[str, str], *, progress: bool = False) -> None:
         self.leaves = leaves
+        self.stages: dict[str, PausableStage] = {}  # the stage of each leaf, by path
         self.progress = progress
         self.found_next = False
 
@@ -727,6 +731,7 @@ class _FrameChecker:
                     field=where,
                 )
             self.leaves[path] = frame["pause_id"]
+            self.stages[path] = node
             return
         children = tree_node.get("children")
         if not isinstance(children, list):

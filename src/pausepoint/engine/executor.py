@@ -253,7 +253,7 @@ class FlowChartExecutor:
         try:
             copies = validate_checkpoint(checkpoint, self._chart, self._signing_key)
             targets = self._answers_for(checkpoint, input, stage_id, answers)
-            validated = self._validate_answers(targets)
+            validated = self._validate_answers(targets, copies["paused_stages"])
             run = self._load(checkpoint, copies)
         except BaseException:
             self._status = "idle"
@@ -505,11 +505,17 @@ class FlowChartExecutor:
             )
         return {stage_id: input}
 
-    def _validate_answers(self, answers: dict[str, Any]) -> dict[str, Any]:
+    def _validate_answers(
+        self, answers: dict[str, Any], stages: dict[str, PausableStage]
+    ) -> dict[str, Any]:
+        """Check each answer against its stage's input schema.
+
+        ``stages`` is what ``validate_checkpoint`` found for the pending pauses:
+        no chart-wide index is built for the few stages a resume answers.
+        """
         validated: dict[str, Any] = {}
         for path, answer in answers.items():
-            node = self._chart.find_stage(path)
-            assert isinstance(node, PausableStage)  # the checkpoint was validated against the chart
+            node = stages[path]  # _answers_for named only pending pauses
             validated[path] = validate_resume_input(node, path, answer)
         return validated
 
