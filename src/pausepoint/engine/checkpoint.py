@@ -190,7 +190,9 @@ def validate_checkpoint(
         CheckpointFinishedError: The run already finished.
         ChartMismatchError: The checkpoint belongs to another chart.
     """
-    if not isinstance(checkpoint, Mapping):
+    if type(checkpoint) is not dict and not isinstance(
+        checkpoint, Mapping
+    ):  # no ABC check for a dict
         raise CheckpointFormatError(
             f"a checkpoint is a dict (from get_checkpoint() or json.loads), not a {type(checkpoint).__name__}"
         )
@@ -249,18 +251,20 @@ def validate_checkpoint(
         )
     # every field the executor uses, copied once: a tuple or datetime from a non-JSON source is
     # refused here, and the executor works on the copies
-    tree = _quick_tree_copy(checkpoint["execution_tree"])
+    tree = _quick_tree_copy(checkpoint["execution_tree"])  # None, not an error, if it is not sure
     copies: dict[str, Any] = {}
-    for name in ("input", "shared_state", "pause_data", "pauses", "execution_tree", "continuation"):
-        if name == "execution_tree" and tree is not None:
-            copies[name] = tree
-            continue
-        try:
+    name = ""
+    try:
+        for name in ("input", "shared_state", "pause_data", "pauses"):
             copies[name] = json_copy(checkpoint.get(name), name)
-        except NotJSONError as exc:
-            raise CheckpointFormatError(
-                f"checkpoint field {exc.path!r}: {exc.problem}", field=name
-            ) from None
+        name = "execution_tree"
+        copies[name] = json_copy(checkpoint[name], name) if tree is None else tree
+        name = "continuation"
+        copies[name] = json_copy(checkpoint[name], name)
+    except NotJSONError as exc:
+        raise CheckpointFormatError(
+            f"checkpoint field {exc.path!r}: {exc.problem}", field=name
+        ) from None
     if tree is None:
         _check_tree(copies["execution_tree"], "execution_tree")
     leaves: dict[str, str] = {}
@@ -674,16 +678,19 @@ class _FrameChecker:
                 f"{prefix.rstrip(PATH_SEPARATOR) or 'the chart'}",
                 field=f"{where}.i",
             )
-        loops = frame.get("loops", {})
-        if not isinstance(loops, dict) or not all(
-            isinstance(k, str)
-            and k.isascii()  # "²".isdigit() is true, but int("²") fails
-            and k.isdigit()
-            and int(k) < len(steps)
-            and isinstance(steps[int(k)], LoopBack)
-            and type(v) is int
-            and v >= 0
-            for k, v in loops.items()
+        loops = frame.get("loops")
+        if "loops" in frame and (  # absent until a loop of this sequence runs
+            not isinstance(loops, dict)
+            or not all(
+                isinstance(k, str)
+                and k.isascii()  # "²".isdigit() is true, but int("²") fails
+                and k.isdigit()
+                and int(k) < len(steps)
+                and isinstance(steps[int(k)], LoopBack)
+                and type(v) is int
+                and v >= 0
+                for k, v in loops.items()
+            )
         ):
             raise CheckpointFormatError(
                 f"checkpoint field '{where}.loops' is malformed", field=f"{where}.loops"
