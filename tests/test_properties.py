@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -741,6 +742,73 @@ def test_quick_tree_copy_agrees_with_the_full_checks() -> None:
                 if quick is not None:
                     assert slow is not None, (name, path, new)
                     assert canonical_json(quick) == canonical_json(slow), (name, path, new)
+
+
+def test_nodes_built_in_place_equal_their_dataclass_construction() -> None:
+    """function_stage and pausable_stage fill a slots twin in place: each gives what the dataclass gives.
+
+    Every field set (none left empty), the same values, the dataclass's type, and
+    still frozen; with and without a retry, a time limit and the pausable options.
+    """
+    from pausepoint import PausableHandler, Retry
+    from pausepoint.engine._nodes import People, function_stage, pausable_stage
+    from pausepoint.engine.chart import FunctionStage, PausableStage
+
+    async def later(scope: Any) -> None:
+        return None
+
+    def fields(node: Any) -> dict[str, Any]:
+        return {name: getattr(node, name) for name in type(node).__slots__}
+
+    retry = Retry(attempts=2)
+    for fn, retry_of, limit in [(_noop, None, None), (later, retry, 2.0), (_noop, None, 1.5)]:
+        built = function_stage("S", fn, "s", "what", retry_of, limit)
+        assert type(built) is FunctionStage
+        assert fields(built) == fields(
+            FunctionStage(
+                id="s",
+                name="S",
+                description="what",
+                fn=fn,
+                is_async=fn is later,
+                retry=retry_of,
+                time_limit=limit,
+            )
+        )
+        assert built == dataclasses.replace(built)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            built.id = "t"  # type: ignore[misc]
+
+    handler = PausableHandler(execute=_noop, resume=lambda scope, answer: None)
+    people = People(assignees=["ann"], notify=["ops"], remind_every=60.0)
+    for options in [
+        {},
+        {"retry": retry, "retry_resume": True, "time_limit": 3.0, "people": people},
+    ]:
+        made = pausable_stage("P", handler, "p", None, None, 10.0, None, **options)  # type: ignore[arg-type]
+        assert type(made) is PausableStage
+        expected = PausableStage(
+            id="p",
+            name="P",
+            description=None,
+            execute=handler.execute,
+            resume=handler.resume,
+            execute_is_async=False,
+            resume_is_async=False,
+            timeout=10.0,
+            retry=made.retry,
+            retry_resume=made.retry_resume,
+            time_limit=made.time_limit,
+            assignees=made.assignees,
+            notify=made.notify,
+            remind_every=made.remind_every,
+            escalate_after=made.escalate_after,
+            escalate_to=made.escalate_to,
+        )
+        assert fields(made) == fields(expected)
+        assert made == expected
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.kind = "stage"  # type: ignore[misc]
 
 
 # -- (d) the fingerprint is the SHA-256 of the chart's canonical structure ----------

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from inspect import CO_COROUTINE
 from types import FunctionType, MethodType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from pausepoint.errors import ChartError
 
@@ -195,15 +195,41 @@ def function_stage(
     check_id(id)
     check_callable(fn, id, "stage")
     guard = Guard.of(id, retry, time_limit)
-    return FunctionStage(
-        id=id,
-        name=name,
-        description=description,
-        fn=fn,
-        is_async=is_async_callable(fn),
-        retry=guard.retry,
-        time_limit=guard.time_limit,
-    )
+    node = _FunctionStageSlots()
+    node.id = id
+    node.name = name
+    node.description = description
+    node.fn = fn
+    node.is_async = is_async_callable(fn)
+    node.retry = guard.retry
+    node.time_limit = guard.time_limit
+    node.inline = not node.is_async and guard.retry is None and guard.time_limit is None
+    node.kind = "stage"
+    node.__class__ = FunctionStage  # type: ignore[assignment]  # same slots: see _FunctionStageSlots
+    return cast(FunctionStage, node)
+
+
+class _FunctionStageSlots:
+    """A ``FunctionStage`` being filled in, before it becomes one.
+
+    The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+    about ten times the cost of a store to a plain slot, and every chart built pays it
+    for every stage. This class has the same slots in the same order and nothing else,
+    so CPython lets an instance's ``__class__`` become ``FunctionStage`` once all are
+    set; ``test_nodes_built_in_place_equal_their_dataclass_construction`` holds the
+    two ways of making a stage to the same result.
+    """
+
+    __slots__ = FunctionStage.__slots__
+    id: str
+    name: str
+    description: str | None
+    fn: Callable[..., Any]
+    is_async: bool
+    retry: Retry | None
+    time_limit: float | None
+    inline: bool
+    kind: str
 
 
 def pausable_stage(
@@ -246,27 +272,55 @@ def pausable_stage(
             f"resume(scope, input); got {handler!r}",
             stage_id=id,
         )
-    return PausableStage(
-        id=id,
-        name=name,
-        description=description,
-        execute=handler.execute,
-        resume=handler.resume,
-        execute_is_async=is_async_callable(handler.execute),
-        resume_is_async=is_async_callable(handler.resume),
-        input_schema=input_schema,
-        timeout=seconds,
-        on_timeout=on_timeout,
-        retry=guard.retry,
-        retry_resume=retry_resume,
-        time_limit=guard.time_limit,
-        key=key,
-        assignees=people.checked_assignees(id),
-        notify=_names(id, "notify", people.notify),
-        remind_every=_positive(id, "remind_every", people.remind_every),
-        escalate_after=people.checked_escalation(id),
-        escalate_to=_names(id, "escalate_to", people.escalate_to),
-    )
+    node = _PausableStageSlots()
+    node.id = id
+    node.name = name
+    node.description = description
+    node.execute = handler.execute
+    node.resume = handler.resume
+    node.execute_is_async = is_async_callable(handler.execute)
+    node.resume_is_async = is_async_callable(handler.resume)
+    node.input_schema = input_schema
+    node.timeout = seconds
+    node.on_timeout = on_timeout
+    node.retry = guard.retry
+    node.retry_resume = retry_resume
+    node.time_limit = guard.time_limit
+    node.key = key
+    node.assignees = people.checked_assignees(id)
+    node.notify = _names(id, "notify", people.notify)
+    node.remind_every = _positive(id, "remind_every", people.remind_every)
+    node.escalate_after = people.checked_escalation(id)
+    node.escalate_to = _names(id, "escalate_to", people.escalate_to)
+    node.kind = "pausable"
+    node.__class__ = PausableStage  # type: ignore[assignment]  # same slots: see _FunctionStageSlots
+    return cast(PausableStage, node)
+
+
+class _PausableStageSlots:
+    """A ``PausableStage`` being filled in, before it becomes one (see ``_FunctionStageSlots``)."""
+
+    __slots__ = PausableStage.__slots__
+    id: str
+    name: str
+    description: str | None
+    execute: Callable[..., Any]
+    resume: Callable[..., Any]
+    execute_is_async: bool
+    resume_is_async: bool
+    input_schema: type[Any] | None
+    timeout: float | None
+    on_timeout: OnTimeout | None
+    retry: Retry | None
+    retry_resume: bool
+    time_limit: float | None
+    key: Callable[[Any], str] | None
+    assignees: tuple[str, ...] | Callable[[Any], Any]
+    notify: tuple[str, ...]
+    remind_every: float | None
+    escalate_after: float | None
+    escalate_to: tuple[str, ...]
+    kind: str
 
 
 def subflow_node(

@@ -549,7 +549,7 @@ def _unique(keys: list[str]) -> list[str]:
 
 def _input_keys(answer: Any) -> list[str]:
     """The keys the person gave: a validated model's fields left at their default are not."""
-    if isinstance(answer, Mapping):
+    if type(answer) is dict or isinstance(answer, Mapping):  # no ABC check for a dict
         return [str(key) for key in answer]
     fields = getattr(type(answer), "model_fields", None)
     if isinstance(fields, dict):

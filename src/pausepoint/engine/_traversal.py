@@ -174,7 +174,8 @@ class Traversal:
         index = 0
         if frame is not None:
             index = frame["i"]
-            loops = {int(key): count for key, count in frame.get("loops", {}).items()}
+            if "loops" in frame:  # absent until a loop of this sequence runs
+                loops = {int(key): count for key, count in frame["loops"].items()}
             if frame["node"] is not None:
                 step = steps[index]
                 assert not isinstance(step, LoopBack)

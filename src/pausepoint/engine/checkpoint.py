@@ -174,6 +174,8 @@ def validate_checkpoint(
         Fresh copies of its JSON fields (``input``, ``shared_state``, ``pauses``,
         ``execution_tree``, ``continuation`` ...), checked on the way, for the
         executor to own: the caller's checkpoint is never shared or changed.
+        Beside them, ``paused_stages`` maps each pending pause's stage path to
+        its stage, found while the continuation was checked against the chart.
 
     Args:
         checkpoint: What the caller passed.
@@ -188,7 +190,9 @@ def validate_checkpoint(
         CheckpointFinishedError: The run already finished.
         ChartMismatchError: The checkpoint belongs to another chart.
     """
-    if not isinstance(checkpoint, Mapping):
+    if type(checkpoint) is not dict and not isinstance(
+        checkpoint, Mapping
+    ):  # no ABC check for a dict
         raise CheckpointFormatError(
             f"a checkpoint is a dict (from get_checkpoint() or json.loads), not a {type(checkpoint).__name__}"
         )
@@ -247,22 +251,25 @@ def validate_checkpoint(
         )
     # every field the executor uses, copied once: a tuple or datetime from a non-JSON source is
     # refused here, and the executor works on the copies
-    tree = _quick_tree_copy(checkpoint["execution_tree"])
+    tree = _quick_tree_copy(checkpoint["execution_tree"])  # None, not an error, if it is not sure
     copies: dict[str, Any] = {}
-    for name in ("input", "shared_state", "pause_data", "pauses", "execution_tree", "continuation"):
-        if name == "execution_tree" and tree is not None:
-            copies[name] = tree
-            continue
-        try:
+    name = ""
+    try:
+        for name in ("input", "shared_state", "pause_data", "pauses"):
             copies[name] = json_copy(checkpoint.get(name), name)
-        except NotJSONError as exc:
-            raise CheckpointFormatError(
-                f"checkpoint field {exc.path!r}: {exc.problem}", field=name
-            ) from None
+        name = "execution_tree"
+        copies[name] = json_copy(checkpoint[name], name) if tree is None else tree
+        name = "continuation"
+        copies[name] = json_copy(checkpoint[name], name)
+    except NotJSONError as exc:
+        raise CheckpointFormatError(
+            f"checkpoint field {exc.path!r}: {exc.problem}", field=name
+        ) from None
     if tree is None:
         _check_tree(copies["execution_tree"], "execution_tree")
     leaves: dict[str, str] = {}
     checker = _FrameChecker(leaves, progress=progress)
+    copies["paused_stages"] = checker.stages
     checker.sequence(
         checkpoint["continuation"], chart.steps, "", checkpoint["execution_tree"], "continuation"
     )
@@ -382,6 +389,11 @@ _EXACT_NODE_FIELDS: Mapping[str, frozenset[type]] = {
     for name, expected in _NODE_FIELDS.items()
 }
 """``_NODE_FIELDS`` for JSON values, whose types are exact (a bool is no int here)."""
+_EXACT_QUICK_FIELDS: Mapping[str, frozenset[type]] = {
+    **dict.fromkeys(("id", "name", "kind", "status"), frozenset({str})),
+    **_EXACT_NODE_FIELDS,
+}
+"""``_EXACT_NODE_FIELDS`` and the four every node has: the quick tree copy checks all in one loop."""
 _STATUSES = frozenset({"running", "done", "paused", "resumed", "failed"})
 _KINDS = frozenset(
     {"stage", "pausable", "decider", "selector", "parallel", "subflow", "loop", "foreach", "item"}
@@ -414,20 +426,12 @@ def _quick_nodes(nodes: list[Any]) -> list[Any]:
         raise _Unsure
     copied: list[Any] = []
     for node in nodes:
-        if (
-            type(node) is not dict
-            or type(node.get("id")) is not str
-            or type(node.get("name")) is not str
-            or type(node.get("kind")) is not str
-            or type(node.get("status")) is not str
-            or node["kind"] not in _KINDS
-            or node["status"] not in _STATUSES
-        ):
+        if type(node) is not dict:
             raise _Unsure
         own: dict[str, Any] = {}
         for name, value in node.items():
             kind = type(value)
-            expected = _EXACT_NODE_FIELDS.get(name)
+            expected = _EXACT_QUICK_FIELDS.get(name)  # id, name, kind and status too
             if expected is None:
                 if type(name) is not str:  # JSON keys are strings
                     raise _Unsure
@@ -444,6 +448,13 @@ def _quick_nodes(nodes: list[Any]) -> list[Any]:
                 own[name] = _quick_nodes(value)
             else:
                 own[name] = json_copy(value)  # a phase, attempts, evidence, a field unknown here
+        if (  # the four are strs if present, checked in the loop
+            own.get("kind") not in _KINDS
+            or own.get("status") not in _STATUSES
+            or "id" not in own
+            or "name" not in own
+        ):
+            raise _Unsure
         if "pause" in own or "resume" in own:
             _check_phase(own, "")
         if "attempts" in own:
@@ -651,6 +662,7 @@ class _FrameChecker:
 
     def __init__(self, leaves: dict[str, str], *, progress: bool = False) -> None:
         self.leaves = leaves
+        self.stages: dict[str, PausableStage] = {}  # the stage of each leaf, by path
         self.progress = progress
         self.found_next = False
 
@@ -670,16 +682,19 @@ class _FrameChecker:
                 f"{prefix.rstrip(PATH_SEPARATOR) or 'the chart'}",
                 field=f"{where}.i",
             )
-        loops = frame.get("loops", {})
-        if not isinstance(loops, dict) or not all(
-            isinstance(k, str)
-            and k.isascii()  # "²".isdigit() is true, but int("²") fails
-            and k.isdigit()
-            and int(k) < len(steps)
-            and isinstance(steps[int(k)], LoopBack)
-            and type(v) is int
-            and v >= 0
-            for k, v in loops.items()
+        loops = frame.get("loops")
+        if "loops" in frame and (  # absent until a loop of this sequence runs
+            not isinstance(loops, dict)
+            or not all(
+                isinstance(k, str)
+                and k.isascii()  # "²".isdigit() is true, but int("²") fails
+                and k.isdigit()
+                and int(k) < len(steps)
+                and isinstance(steps[int(k)], LoopBack)
+                and type(v) is int
+                and v >= 0
+                for k, v in loops.items()
+            )
         ):
             raise CheckpointFormatError(
                 f"checkpoint field '{where}.loops' is malformed", field=f"{where}.loops"
@@ -727,6 +742,7 @@ class _FrameChecker:
                     field=where,
                 )
             self.leaves[path] = frame["pause_id"]
+            self.stages[path] = node
             return
         children = tree_node.get("children")
         if not isinstance(children, list):

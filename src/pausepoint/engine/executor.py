@@ -253,7 +253,7 @@ class FlowChartExecutor:
         try:
             copies = validate_checkpoint(checkpoint, self._chart, self._signing_key)
             targets = self._answers_for(checkpoint, input, stage_id, answers)
-            validated = self._validate_answers(targets)
+            validated = self._validate_answers(targets, copies["paused_stages"])
             run = self._load(checkpoint, copies)
         except BaseException:
             self._status = "idle"
@@ -468,7 +468,6 @@ class FlowChartExecutor:
         answers: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         pending = [pause["stage_id"] for pause in checkpoint["pauses"]]
-        listed = ", ".join(repr(p) for p in pending)
         if answers is not None:
             if input is not _MISSING or stage_id is not None:
                 raise ResumeTargetError(
@@ -477,41 +476,53 @@ class FlowChartExecutor:
                 )
             if not isinstance(answers, Mapping) or not answers:
                 raise ResumeTargetError(
-                    f"answers must map pending stage ids ({listed}) to inputs", pending=pending
+                    f"answers must map pending stage ids ({_listed(pending)}) to inputs",
+                    pending=pending,
                 )
             unknown = [key for key in answers if key not in pending]
             if unknown:
                 raise ResumeTargetError(
-                    f"answers name {', '.join(map(repr, unknown))}, which is not pending; pending: {listed}",
+                    f"answers name {', '.join(map(repr, unknown))}, which is not pending; pending: {_listed(pending)}",
                     pending=pending,
                 )
             return dict(answers)
         if input is _MISSING:
             raise ResumeTargetError(
-                f"resume needs an input for the pending pause ({listed})", pending=pending
+                f"resume needs an input for the pending pause ({_listed(pending)})", pending=pending
             )
         if stage_id is None:
             if len(pending) > 1:
                 raise ResumeTargetError(
-                    f"{len(pending)} pauses are pending ({listed}): pass stage_id= to say which "
+                    f"{len(pending)} pauses are pending ({_listed(pending)}): pass stage_id= to say which "
                     "one this input answers, or answers={stage_id: input} for several",
                     pending=pending,
                 )
             return {pending[0]: input}
         if stage_id not in pending:
             raise ResumeTargetError(
-                f"stage {stage_id!r} is not paused in this checkpoint; pending: {listed}",
+                f"stage {stage_id!r} is not paused in this checkpoint; pending: {_listed(pending)}",
                 pending=pending,
             )
         return {stage_id: input}
 
-    def _validate_answers(self, answers: dict[str, Any]) -> dict[str, Any]:
+    def _validate_answers(
+        self, answers: dict[str, Any], stages: dict[str, PausableStage]
+    ) -> dict[str, Any]:
+        """Check each answer against its stage's input schema.
+
+        ``stages`` is what ``validate_checkpoint`` found for the pending pauses:
+        no chart-wide index is built for the few stages a resume answers.
+        """
         validated: dict[str, Any] = {}
         for path, answer in answers.items():
-            node = self._chart.find_stage(path)
-            assert isinstance(node, PausableStage)  # the checkpoint was validated against the chart
+            node = stages[path]  # _answers_for named only pending pauses
             validated[path] = validate_resume_input(node, path, answer)
         return validated
+
+
+def _listed(pending: list[str]) -> str:
+    """The pending stage ids, for an error message (built only when one is raised)."""
+    return ", ".join(repr(p) for p in pending)
 
 
 def snapshot_of(checkpoint: Checkpoint, redact: Iterable[str] = ()) -> Snapshot:
