@@ -19,6 +19,9 @@ Cases, with ``bench/pp.py``'s refund chart:
 - ``pause-fresh``, ``resume-fresh``: the same with the chart built inside the
   call, as a process that builds its chart for one run has it (the bench's
   ``pausepoint, chart built per call`` rows);
+- ``pause-sync``, ``resume-sync``: ``pause`` and ``resume`` through ``run_sync`` and
+  ``resume_sync``, as code without an event loop calls them (the thread's loop);
+- ``chain-100``: S1, a fresh executor runs a 100-stage chain;
 - ``noop``: an empty call, what the wrapper itself costs.
 
 The coroutines are driven by one ``send(None)``: in memory the executor never
@@ -41,7 +44,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-CASES = ("build", "pause", "resume", "pause-fresh", "resume-fresh", "chain-100", "noop")
+CASES = (
+    "build",
+    "pause",
+    "resume",
+    "pause-sync",
+    "resume-sync",
+    "pause-fresh",
+    "resume-fresh",
+    "chain-100",
+    "noop",
+)
 WARMUP = 20
 
 
@@ -79,6 +92,9 @@ def _call_of(case: str) -> Callable[[], Any]:
         "build": pp.refund_chart,
         "pause": lambda: _drive(pp._run_to_pause()),
         "resume": lambda: _drive(pp._resume(saved)),
+        # from code without a loop: run_sync/resume_sync on the thread's one event loop
+        "pause-sync": pp._run_to_pause_sync,
+        "resume-sync": lambda: pp._resume_sync(saved),
         "pause-fresh": lambda: _drive(pp._run_to_pause_fresh()),
         "resume-fresh": lambda: _drive(resume_fresh()),
         "chain-100": lambda: _drive(run_chain()),  # S1: a run of 100 stages
