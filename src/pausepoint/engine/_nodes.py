@@ -32,6 +32,7 @@ from .chart import (
     Selector,
     Step,
     Subflow,
+    runs_inline,
 )
 
 Mapper = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -203,7 +204,7 @@ def function_stage(
     node.is_async = is_async_callable(fn)
     node.retry = guard.retry
     node.time_limit = guard.time_limit
-    node.inline = not node.is_async and guard.retry is None and guard.time_limit is None
+    node.inline = runs_inline(node.is_async, guard.retry, guard.time_limit)
     node.kind = "stage"
     node.__class__ = FunctionStage  # type: ignore[assignment]  # same slots: see _FunctionStageSlots
     return cast(FunctionStage, node)

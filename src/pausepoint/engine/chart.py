@@ -196,8 +196,12 @@ class FunctionStage:
     kind: Literal["stage"] = "stage"
 
     def __post_init__(self) -> None:
-        inline = not self.is_async and self.retry is None and self.time_limit is None
-        object.__setattr__(self, "inline", inline)
+        object.__setattr__(self, "inline", runs_inline(self.is_async, self.retry, self.time_limit))
+
+
+def runs_inline(is_async: bool, retry: Retry | None, time_limit: float | None) -> bool:
+    """Whether a stage takes the executor's fast path (``FunctionStage.inline``)."""
+    return not is_async and retry is None and time_limit is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
